@@ -1,0 +1,33 @@
+# Every target creates .venv on first use: a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tdkit-installed
+
+.PHONY: demo test release reference bench-data clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tdkit demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+release: $(STAMP)
+	$(VENV)/bin/tdkit release
+
+reference: $(STAMP)
+	$(PY) bench/record_reference.py
+
+bench-data: $(STAMP)
+	$(PY) bench/data_prep.py
+
+clean:
+	rm -rf autograded feedback reports gradebook.db .pytest_cache
