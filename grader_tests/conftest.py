@@ -1,0 +1,36 @@
+"""Fixtures of the hidden checks: the probe's artifacts and the grading data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oracle import grading_data, unusable_message
+from tdkit.artifacts import Artifact, read_artifact
+from tdkit.checks import fail
+from tdkit.inputs import GradingData
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--artifacts", required=True, help="directory of the probe's artifacts")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(request: pytest.FixtureRequest) -> Path:
+    return Path(request.config.getoption("--artifacts"))
+
+
+@pytest.fixture(scope="session")
+def data() -> GradingData:
+    return grading_data()
+
+
+@pytest.fixture
+def artifact(request: pytest.FixtureRequest, artifacts_dir: Path) -> Artifact:
+    """The artifact of the check's group; the check fails with a clear message if unusable."""
+    group = request.node.get_closest_marker("check").kwargs["id"].split("/", 1)[0]
+    found = read_artifact(artifacts_dir, group)
+    if not found.ok:
+        fail(unusable_message(found))
+    return found

@@ -1,0 +1,130 @@
+"""Run the hidden checks (``grader_tests/``, pytest) on a probe's artifacts.
+
+Each check is a pytest test marked ``@check("group/name", points=...)``; its failure
+message, in French, is what the student reads. Runs on the trusted side only.
+"""
+
+from __future__ import annotations
+
+import io
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSED_MESSAGE = "Réussi."
+
+
+def check(check_id: str, points: float) -> Callable[[F], F]:
+    """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``."""
+    if "/" not in check_id:
+        raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
+    return pytest.mark.check(id=check_id, points=float(points))
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the current check with ``message`` (French, for the student), without a traceback."""
+    pytest.fail(message, pytrace=False)
+
+
+def require(condition: object, message: str) -> None:
+    if not condition:
+        fail(message)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check_id: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str
+
+    @property
+    def group(self) -> str:
+        return self.check_id.split("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        del record["check_id"]
+        return record
+
+
+def _message(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
+    if excinfo is None:
+        return PASSED_MESSAGE
+    error = excinfo.value
+    if isinstance(error, pytest.fail.Exception):
+        return str(error.msg)
+    # A check that breaks on a strange value is failed, and says why, rather than crashing the batch.
+    return f"Vérification impossible sur ce que renvoie la fonction ({type(error).__name__} : {error})."
+
+
+class _Collector:
+    """pytest plugin: selects the requested groups and records each check's outcome."""
+
+    def __init__(self, groups: set[str] | None) -> None:
+        self.groups = groups
+        self.results: dict[str, CheckResult] = {}
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "check(id, points): a hidden check and its points")
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        selected, deselected = [], []
+        for item in items:
+            marker = item.get_closest_marker("check")
+            if marker is None:
+                raise pytest.UsageError(f"{item.nodeid} has no @check(id, points) marker")
+            group = marker.kwargs["id"].split("/", 1)[0]
+            (selected if self.groups is None or group in self.groups else deselected).append(item)
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker("check")
+        if marker is None or not (report.when == "call" or report.failed):
+            return
+        check_id, max_points = marker.kwargs["id"], float(marker.kwargs["points"])
+        if check_id in self.results and self.results[check_id].passed is False:
+            return
+        passed = report.passed and report.when == "call"
+        self.results[check_id] = CheckResult(
+            check_id, passed, max_points if passed else 0.0, max_points, _message(call.excinfo)
+        )
+
+
+class ChecksCrashed(Exception):
+    """pytest could not run the hidden checks at all (a broken grader_tests/)."""
+
+
+def run_checks(
+    artifacts_dir: str | Path, tests_dir: str | Path, groups: Iterable[str] | None = None
+) -> list[CheckResult]:
+    """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``."""
+    collector = _Collector(set(groups) if groups is not None else None)
+    args = [
+        str(tests_dir),
+        f"--artifacts={Path(artifacts_dir).resolve()}",
+        "-p", "no:cacheprovider",
+        "-p", "no:randomly",
+        "-o", "python_files=checks_*.py",
+        "--capture=no",
+        "-q",
+        "--no-header",
+        "-W", "ignore",
+    ]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = pytest.main(args, plugins=[collector])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise ChecksCrashed(f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}")
+    return sorted(collector.results.values(), key=lambda r: r.check_id)

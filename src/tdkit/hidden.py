@@ -1,0 +1,52 @@
+"""What the notebook's hidden test cells call: ``check("train", globals())``.
+
+- In the grading sandbox (``TDKIT_SANDBOX`` set) it does nothing: the grader probes the
+  kernel after the run and judges outside the sandbox.
+- Anywhere else (``tdkit release`` on the solution, an instructor's Jupyter, plain
+  ``nbgrader autograde``) it probes the namespace and runs the group's hidden checks on the
+  spot, failing the cell with every failed check's message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tdkit.checks import run_checks
+from tdkit.errors import TdkitError
+from tdkit.probe import run_probe
+
+SANDBOX_ENV = "TDKIT_SANDBOX"
+GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"
+
+
+def find_grader_tests(start: Path | None = None) -> Path:
+    """``$TDKIT_GRADER_TESTS``, else the first ``grader_tests/`` above the working directory."""
+    if os.environ.get(GRADER_TESTS_ENV):
+        return Path(os.environ[GRADER_TESTS_ENV])
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "grader_tests" / "conftest.py").is_file():
+            return folder / "grader_tests"
+    raise TdkitError(
+        f"No grader_tests/ found above {here}: run from the course directory or set "
+        f"{GRADER_TESTS_ENV}=/path/to/grader_tests."
+    )
+
+
+def check(group: str, namespace: Mapping[str, Any]) -> None:
+    if os.environ.get(SANDBOX_ENV):
+        return
+    tests = find_grader_tests()
+    with tempfile.TemporaryDirectory(prefix="tdkit-hidden-") as out:
+        run_probe(namespace, out, groups=[group])
+        results = run_checks(out, tests, groups=[group])
+    if not results:
+        raise TdkitError(f"grader_tests/ at {tests} has no check for {group!r}.")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise AssertionError("\n".join(f"{r.check_id} : {r.message}" for r in failed))
+    print(f"{group} : {len(results)} vérifications cachées réussies.")

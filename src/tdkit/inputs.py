@@ -1,0 +1,94 @@
+"""Grader-chosen inputs: the same on both sides of the sandbox.
+
+The probe (inside the sandbox) and the hidden checks (outside) each rebuild these from the
+seed; nothing the student kernel writes decides what the reference is computed on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import datasets
+import numpy as np
+import torch
+
+from tdkit.data import load_cifar10, prepare, to_zdata_dataset
+
+N_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class GradingInputs:
+    seed: int = 2024
+    train_samples: int = 12  # rows given to the student's train()
+    train_epochs: int = 2
+    train_lr: float = 0.01  # plain SGD: any change in the loop shows in the weights
+    eval_samples: int = 120  # rows for predict/accuracy/confusion_matrix
+    absent_class: int = 9  # left out of the evaluation rows: a confusion matrix must still be 10x10
+    n_maps: int = 4  # images given to activation_maps
+    curve: tuple[float, ...] = (2.31, 1.87, 1.52, 1.61, 1.24)  # not monotone, so a re-sorted plot shows
+
+
+@dataclass(frozen=True)
+class GradingData:
+    """The datasets and fixed values derived from ``GradingInputs``."""
+
+    inputs: GradingInputs
+
+    @cached_property
+    def _prepared(self) -> tuple[np.ndarray, np.ndarray]:
+        split = load_cifar10(
+            "synthetic", n_train=self.inputs.train_samples * 4, n_test=self.inputs.eval_samples * 2,
+            seed=self.inputs.seed,
+        )
+        prepared = prepare(split)
+        return (
+            np.concatenate([prepared.x_train, prepared.x_test]),
+            np.concatenate([prepared.y_train, prepared.y_test]),
+        )
+
+    @cached_property
+    def train(self) -> datasets.Dataset:
+        x, y = self._prepared
+        n = self.inputs.train_samples
+        return to_zdata_dataset(x[:n], y[:n])
+
+    @cached_property
+    def eval(self) -> datasets.Dataset:
+        x, y = self._prepared
+        keep = np.flatnonzero(y != self.inputs.absent_class)[-self.inputs.eval_samples :]
+        return to_zdata_dataset(x[keep], y[keep])
+
+    @cached_property
+    def images(self) -> torch.Tensor:
+        x, _ = self._prepared
+        return torch.as_tensor(x[: self.inputs.n_maps].copy())
+
+    @cached_property
+    def confusion(self) -> np.ndarray:
+        """An asymmetric count matrix with one empty row: recall and precision differ."""
+        rng = np.random.default_rng(self.inputs.seed)
+        confusion = rng.integers(0, 6, size=(N_CLASSES, N_CLASSES)) + np.diag(rng.integers(3, 20, N_CLASSES))
+        confusion[self.inputs.absent_class] = 0
+        return confusion.astype(np.int64)
+
+
+def train_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> torch.nn.Module:
+    """The untrained model handed to ``train``."""
+    torch.manual_seed(inputs.seed)
+    return convnet_cls()
+
+
+def eval_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> torch.nn.Module:
+    """A fixed model whose predictions spread over many classes.
+
+    A freshly initialised network predicts nearly one class; a larger last layer makes the
+    confusion matrix asymmetric, so a transposed one shows.
+    """
+    torch.manual_seed(inputs.seed + 1)
+    model = convnet_cls()
+    with torch.no_grad():
+        model.fc3.weight.mul_(25.0)
+        model.fc3.bias.mul_(25.0)
+    return model

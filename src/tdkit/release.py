@@ -1,0 +1,118 @@
+"""``tdkit release``: check the solution, generate the student notebook, prove it leaks nothing.
+
+1. Sync the jupytext pair from the Markdown source.
+2. Execute the solution notebook top to bottom on synthetic data: every visible and hidden
+   test must pass (hidden tests call the hidden checks against the reference).
+3. Generate the release with nbgrader's ``generate_assignment`` (configured pipeline) into a
+   scratch directory.
+4. Refuse it if any solution or hidden-test line leaks, or if the buggy ``train`` stub is
+   missing; only then write ``release/<assignment>/<assignment>.ipynb``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbgrader.apps import NbGraderAPI
+
+from tdkit.course import Course, ensure_nbgrader_scripts
+from tdkit.errors import TdkitError
+from tdkit.execute import execute_notebook
+from tdkit.hidden import GRADER_TESTS_ENV
+from tdkit.leaks import find_leaks, missing_stub_lines
+from tdkit.notebooks import read_source, stable_ids, sync_pair
+from tdkit.parameters import inject_parameters
+
+# Small enough to run the whole solution in well under a minute on 2 cores.
+VERIFY_PARAMETERS = {
+    "DATA_SOURCE": "synthetic",
+    "TRAIN_SUBSET": 300,
+    "TEST_SUBSET": 200,
+    "N_EPOCHS": 1,
+    "MINIBATCH_EPOCHS": 2,
+}
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    release_path: Path
+    pair_path: Path
+    changed: bool  # the release file was rewritten with new content
+    verified: bool  # the solution ran and passed every test before writing
+    verify_seconds: float
+
+
+def verify_solution(course: Course, source: nbformat.NotebookNode) -> float:
+    """Run the solution on synthetic data; raise listing every failing cell. Returns seconds."""
+    nb = inject_parameters(source, VERIFY_PARAMETERS)
+    with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
+        run = execute_notebook(
+            nb, scratch, allow_errors=True, env={GRADER_TESTS_ENV: str(course.grader_tests)}
+        )
+    if not run.ok:
+        details = [f"cell {e.index} ({e.cell_id}): {e.ename}: {e.evalue}" for e in run.errors]
+        if run.failure:
+            details.append(run.failure)
+        raise TdkitError(
+            "The solution notebook does not pass its own tests on synthetic data, so nothing was released:\n  "
+            + "\n  ".join(details)
+            + f"\nFix {course.source_md} (open it in Jupyter with DATA_SOURCE = 'synthetic') and run "
+            "'tdkit release' again."
+        )
+    return run.seconds
+
+
+def generate_release(course: Course) -> nbformat.NotebookNode:
+    """nbgrader's generate_assignment into a scratch directory; returns the student notebook."""
+    with tempfile.TemporaryDirectory(prefix="tdkit-release-") as scratch:
+        ensure_nbgrader_scripts()
+        config = course.nbgrader_config()
+        config.CourseDirectory.release_directory = str(Path(scratch) / "release")
+        api = NbGraderAPI(config=config)
+        outcome = api.generate_assignment(course.assignment, force=True, create=True)
+        produced = Path(scratch) / "release" / course.assignment / f"{course.assignment}.ipynb"
+        if not outcome["success"] or not produced.is_file():
+            raise TdkitError(
+                f"nbgrader generate_assignment failed:\n{outcome.get('error') or ''}\n{outcome.get('log') or ''}\n"
+                f"Run 'nbgrader generate_assignment {course.assignment} --force' in {course.root} for details."
+            )
+        extra = sorted(str(p.relative_to(produced.parent)) for p in produced.parent.rglob("*") if p != produced)
+        if extra:
+            raise TdkitError(
+                f"nbgrader would release files beside the notebook: {extra}. Add them to "
+                "c.CourseDirectory.ignore in nbgrader_config.py (the .md source is the full solution)."
+            )
+        return nbformat.read(produced, as_version=4)
+
+
+def release(course: Course, *, verify: bool = True) -> ReleaseResult:
+    pair = sync_pair(course.source_md)
+    source = read_source(course.source_md)
+    seconds = verify_solution(course, source) if verify else 0.0
+    released = stable_ids(generate_release(course))
+    leaks = find_leaks(source, released)
+    if leaks:
+        listed = "\n  ".join(f"cell {leak.cell_index}: {leak.kind}: {leak.line}" for leak in leaks[:20])
+        raise TdkitError(
+            f"The generated release leaks {len(leaks)} secret line(s); nothing was written:\n  {listed}\n"
+            "Put these lines inside a solution or hidden-test region only, or outside all of them."
+        )
+    missing = missing_stub_lines(source, released)
+    if missing:
+        raise TdkitError(
+            f"The release lacks {len(missing)} line(s) of its release stub (e.g. {missing[0]!r}); nothing was "
+            "written. Check that nbgrader_config.py registers tdkit.release_stub.ClearSolutionsWithStubs."
+        )
+    text = nbformat.writes(released) + "\n"
+    target = course.release_notebook
+    changed = not target.is_file() or target.read_text(encoding="utf-8") != text
+    if changed:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".ipynb.partial")
+        partial.write_text(text, encoding="utf-8")
+        shutil.move(partial, target)
+    return ReleaseResult(target, pair, changed, verify, seconds)
