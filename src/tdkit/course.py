@@ -39,7 +39,22 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.root / 'gradebook.db'}"
+        configured = self.nbgrader_config().CourseDirectory.get("db_url")
+        return str(configured) if configured else f"sqlite:///{self.root / 'gradebook.db'}"
+
+    @property
+    def course_id(self) -> str:
+        return str(self.nbgrader_config().CourseDirectory.get("course_id") or "")
+
+    def submitted_notebook(self, student_id: str) -> Path:
+        return self.submitted / student_id / self.assignment / f"{self.assignment}.ipynb"
+
+    def autograded_notebook(self, student_id: str) -> Path:
+        return self.root / "autograded" / student_id / self.assignment / f"{self.assignment}.ipynb"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / self.assignment
 
     def nbgrader_config(self) -> Config:
         """``nbgrader_config.py`` of the course, with the root pinned to this directory."""

@@ -1,0 +1,76 @@
+"""Write tdkit's scores into the nbgrader gradebook, so nbgrader export and formgrader show them.
+
+Each autograded test cell of the notebook names the check groups it stands for in its hidden
+tests (``check("train", globals())``); its score is the points of those checks. Free-text
+answer cells are left to the TAs, as nbgrader does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.api import Gradebook, MissingEntry
+
+from tdkit.checks import CheckResult
+from tdkit.course import Course, ensure_nbgrader_scripts
+
+CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
+
+
+def cell_groups(course: Course) -> dict[str, list[str]]:
+    """Autograded test cell grade_id -> the check groups its hidden tests call, from the gradebook."""
+    ensure_nbgrader_scripts()
+    with Gradebook(course.db_url, course.course_id) as gb:
+        notebook = gb.find_notebook(course.assignment, course.assignment)
+        groups = {}
+        for cell in notebook.grade_cells:
+            if cell.cell_type == "code":
+                source = gb.find_source_cell(cell.name, course.assignment, course.assignment).source
+                groups[cell.name] = CHECK_CALL.findall(source)
+    return groups
+
+
+def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> dict[str, float]:
+    by_group: dict[str, float] = {}
+    for result in checks:
+        by_group[result.group] = by_group.get(result.group, 0.0) + result.points
+    return {cell: sum(by_group.get(g, 0.0) for g in named) for cell, named in groups.items()}
+
+
+def record_grades(
+    course: Course, student_id: str, checks: list[CheckResult], executed: NotebookNode | None, timestamp: str
+) -> None:
+    """Create or update the submission and set every autograded cell's score."""
+    ensure_nbgrader_scripts()
+    scores = cell_scores(cell_groups(course), checks)
+    answers = {}
+    if executed is not None:
+        for cell in executed.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and meta.get("solution"):
+                answers[meta["grade_id"]] = utils.determine_grade(cell)[0]
+    with Gradebook(course.db_url, course.course_id) as gb:
+        gb.update_or_create_student(student_id)
+        gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
+        notebook = gb.find_notebook(course.assignment, course.assignment)
+        for cell in notebook.grade_cells:
+            grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
+            if cell.name in scores:
+                grade.auto_score = min(scores[cell.name], cell.max_score)
+            else:
+                # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
+                grade.auto_score = answers.get(cell.name, 0.0) if executed is not None else 0.0
+            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+        gb.db.commit()
+
+
+def remove_submission(course: Course, student_id: str) -> None:
+    ensure_nbgrader_scripts()
+    with Gradebook(course.db_url, course.course_id) as gb:
+        try:
+            gb.remove_submission(course.assignment, student_id)
+        except MissingEntry:
+            pass

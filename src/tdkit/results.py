@@ -1,0 +1,120 @@
+"""The results object of a grading run, and its files: ``results.json`` and ``grades.csv``.
+
+``results.json`` has exactly this shape (other tools read it; extra keys are allowed)::
+
+    {"assignment": "td_cnn",
+     "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
+                                                             "max_points": float, "message": str}},
+                                   ...extra keys: score, max_score, seconds, failure, errors,
+                                   curves, confusion}}}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tdkit.checks import CheckResult
+from tdkit.execute import CellError
+
+
+@dataclass
+class StudentResult:
+    student_id: str
+    checks: list[CheckResult]
+    seconds: float = 0.0  # wall time of the whole grading of this submission
+    failure: str | None = None  # the run stopped early: timeout, dead kernel, unreadable notebook
+    errors: list[CellError] = field(default_factory=list)  # cells that raised, with tracebacks
+    # Loss per epoch of the student's train() and the reference's, on the same grader inputs.
+    curves: dict[str, list[float] | None] = field(default_factory=dict)
+    # Confusion matrices (10x10 lists) of the student's function and the reference's.
+    confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
+    # Manually graded cells (free-text answers): grade_id -> max points.
+    manual: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checks": {c.check_id: c.to_json() for c in self.checks},
+            "score": self.score,
+            "max_score": self.max_score,
+            "seconds": round(self.seconds, 3),
+            "failure": self.failure,
+            "errors": [e.__dict__ for e in self.errors],
+            "curves": self.curves,
+            "confusion": self.confusion,
+            "manual": self.manual,
+        }
+
+    @classmethod
+    def from_json(cls, student_id: str, record: dict[str, Any]) -> StudentResult:
+        return cls(
+            student_id,
+            [CheckResult(cid, **c) for cid, c in record["checks"].items()],
+            seconds=float(record.get("seconds", 0.0)),
+            failure=record.get("failure"),
+            errors=[CellError(**e) for e in record.get("errors", [])],
+            curves=record.get("curves", {}),
+            confusion=record.get("confusion", {}),
+            manual=record.get("manual", {}),
+        )
+
+
+@dataclass
+class AssignmentResults:
+    assignment: str
+    students: dict[str, StudentResult] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "assignment": self.assignment,
+            "students": {sid: self.students[sid].to_json() for sid in sorted(self.students)},
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> AssignmentResults:
+        return cls(
+            record["assignment"],
+            {sid: StudentResult.from_json(sid, r) for sid, r in record["students"].items()},
+        )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers never see a half-written file: write beside it, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def write_results_json(results: AssignmentResults, path: Path) -> None:
+    _write_atomically(path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+
+
+def read_results_json(path: Path) -> AssignmentResults:
+    return AssignmentResults.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_grades_csv(results: AssignmentResults, path: Path) -> None:
+    """One row per student for the LMS: automatic score out of the automatic maximum."""
+    from io import StringIO
+
+    buffer = StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student_id", "assignment", "auto_score", "auto_max_score", "failed_checks", "failure"])
+    for sid in sorted(results.students):
+        student = results.students[sid]
+        failed = sum(not c.passed for c in student.checks)
+        writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or ""])
+    _write_atomically(path, buffer.getvalue())

@@ -1,0 +1,66 @@
+"""``tdkit check NOTEBOOK``: a student runs the visible tests of their notebook locally.
+
+The notebook runs on a small synthetic profile (the grading profile), so the check takes
+seconds and needs no download. Hidden tests are not in reach: the release has none, and
+``tdkit.hidden.check`` does nothing in this mode.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from tdkit.errors import TdkitError
+from tdkit.execute import CellError, execute_notebook
+from tdkit.parameters import inject_parameters
+from tdkit.prepare import GRADING_PARAMETERS
+from tdkit.sandbox import SANDBOX_ENV
+
+
+@dataclass(frozen=True)
+class TestCell:
+    grade_id: str
+    points: float
+    passed: bool
+    message: str
+
+
+@dataclass
+class SelfCheck:
+    notebook: Path
+    tests: list[TestCell] = field(default_factory=list)
+    other_errors: list[CellError] = field(default_factory=list)  # errors outside test cells
+    failure: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None and all(t.passed for t in self.tests)
+
+
+def self_check(notebook: Path, cell_timeout: int = 300) -> SelfCheck:
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except FileNotFoundError:
+        raise TdkitError(f"{notebook} does not exist: give the path of your .ipynb file.") from None
+    except Exception as error:  # noqa: BLE001 - any parse failure gets the same advice
+        raise TdkitError(
+            f"{notebook} is not a readable notebook ({type(error).__name__}: {error}). Open it in Jupyter and "
+            "save it again, or start again from the released td_cnn.ipynb."
+        ) from None
+    prepared = inject_parameters(nb, GRADING_PARAMETERS, strict=False)
+    with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
+        run = execute_notebook(prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"})
+    errors_by_cell = {e.index: e for e in run.errors}
+    report = SelfCheck(notebook, failure=run.failure, seconds=run.seconds)
+    for index, cell in enumerate(run.notebook.cells):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            error = errors_by_cell.pop(index, None)
+            message = "ok" if error is None else f"{error.ename}: {error.evalue or 'pas encore écrit'}"
+            report.tests.append(TestCell(str(meta.get("grade_id")), float(meta.get("points", 0)), error is None, message))
+    report.other_errors = list(errors_by_cell.values())
+    return report
