@@ -331,11 +331,9 @@ def group_checks(checks: list[CheckResult]) -> list[GroupView]:
     for result in checks:
         by_group.setdefault(result.group, []).append(result)
     order = [g for g in GROUPS if g in by_group] + sorted(set(by_group) - set(GROUPS))
+    # sorted() is stable: failed checks first, each part in the order the checks ran.
     return [
-        GroupView(
-            g, GROUPS.get(g, ""), sorted(by_group[g], key=lambda c: c.passed)
-        )  # stable: failed first
-        for g in order
+        GroupView(g, GROUPS.get(g, ""), sorted(by_group[g], key=lambda c: c.passed)) for g in order
     ]
 
 
