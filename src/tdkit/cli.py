@@ -46,3 +46,19 @@ def release(no_verify: bool) -> None:
         click.echo(f"solution notebook: every visible and hidden test passed ({result.verify_seconds:.1f} s)")
     click.echo(f"pair: {result.pair_path}")
     click.echo(f"release: {result.release_path} ({'updated' if result.changed else 'unchanged'}; no leak)")
+
+
+@main.command()
+@click.argument("archive", type=click.Path())
+@click.option("--force", is_flag=True, help="Replace submissions already collected whose content differs.")
+@reports_errors
+def collect(archive: str, force: bool) -> None:
+    """Copy each student's notebook from an LMS export zip into submitted/<id>/td_cnn/td_cnn.ipynb."""
+    from pathlib import Path
+
+    from tdkit.collect import collect as run_collect
+
+    report = run_collect(find_course(), Path(archive), force=force)
+    for line in report.lines():
+        click.echo(line)
+    click.echo(report.summary())
