@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/system-deps.sh
 	$(VENV)/bin/tdkit demo
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(VENV)/bin/pytest -q
 
 release: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -62,3 +63,57 @@ def collect(archive: str, force: bool) -> None:
     for line in report.lines():
         click.echo(line)
     click.echo(report.summary())
+
+
+@main.command()
+@click.option("--student", default=None, help="Regrade this student only (others keep their results).")
+@reports_errors
+def grade(student: str | None) -> None:
+    """Grade every submission under submitted/ (or one) and write reports/td_cnn/."""
+    from tdkit.grade import grade_all
+
+    run = grade_all(find_course(), student=student, progress=click.echo)
+    click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
+    click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@reports_errors
+def check(notebook: Path) -> None:
+    """Run the visible tests of NOTEBOOK on small synthetic data (for students)."""
+    from tdkit.selfcheck import self_check
+
+    report = self_check(notebook)
+    for test in report.tests:
+        mark = "ok  " if test.passed else "FAIL"
+        click.echo(f"{mark} {test.grade_id} ({test.points:g} pt){'' if test.passed else ': ' + test.message}")
+    for error in report.other_errors:
+        click.echo(f"error in cell {error.index}: {error.ename}: {error.evalue}")
+    if report.failure:
+        click.echo(f"run stopped: {report.failure}")
+    passed = sum(t.passed for t in report.tests)
+    click.echo(f"{passed} passed, {len(report.tests) - passed} failed ({report.seconds:.0f} s)")
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command()
+@reports_errors
+def demo() -> None:
+    """Release, collect the example submissions, grade them and print the score table."""
+    from tdkit.demo import run_demo
+
+    result = run_demo(find_course(), say=click.echo)
+    students = result.grading.results.students
+    width = max(len(s) for s in students)
+    click.echo(f"\n{'student':<{width}}  score      failed checks  seconds")
+    for sid in sorted(students):
+        student = students[sid]
+        failed = sum(not c.passed for c in student.checks)
+        click.echo(
+            f"{sid:<{width}}  {student.score:>4g}/{student.max_score:<4g}  {failed:>13}  {student.seconds:>7.1f}"
+            + (f"  {student.failure.splitlines()[0][:50]}" if student.failure else "")
+        )
+    reports = result.grading.reports_dir
+    click.echo(f"\nreports: {reports}/index.html (one page per student)")
+    click.echo(f"results: {result.grading.results_json}, grades: {result.grading.grades_csv}")

@@ -1,0 +1,50 @@
+"""Shared test setup: ``reference/`` importable, the offline CIFAR-10 copy located."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
+    sys.path.insert(0, str(REPO))
+
+REAL_CIFAR10 = REPO.parent / "shared" / "cifar10"  # the full offline copy beside the repo
+
+
+@pytest.fixture
+def real_cifar10() -> Path:
+    """The offline CIFAR-10 copy; skips the test where it is absent."""
+    if not REAL_CIFAR10.is_dir():
+        pytest.skip(f"no offline CIFAR-10 copy at {REAL_CIFAR10} (../shared/cifar10 beside the repo)")
+    return REAL_CIFAR10
+
+
+COURSE_PARTS = ("nbgrader_config.py", "source", "release", "grader_tests", "reference")
+
+
+def copy_course(target: Path) -> Path:
+    """A fresh course directory with this repository's course files (no gradebook, no submissions)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for part in COURSE_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, target / part)
+    return target
+
+
+@pytest.fixture(scope="session")
+def released_course(tmp_path_factory: pytest.TempPathFactory):
+    """A course copy whose gradebook knows the assignment (release without re-running the solution)."""
+    from tdkit.course import Course
+    from tdkit.release import release
+
+    course = Course(copy_course(tmp_path_factory.mktemp("course")))
+    release(course, verify=False)
+    return course

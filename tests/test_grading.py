@@ -1,0 +1,131 @@
+"""End to end: real submissions through the sandboxed run, the hidden checks and the gradebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, copy_course
+
+from tdkit.course import Course
+from tdkit.grade import GradeRun, grade_all
+from tdkit.release import release
+
+SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
+RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
+
+
+def _submit(course: Course, student: str, nb: nbformat.NotebookNode) -> None:
+    target = course.submitted_notebook(student)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+
+
+def _crashing_solution() -> nbformat.NotebookNode:
+    """The solution with a typo in a cell between the training and the evaluation."""
+    nb = nbformat.read(SOLUTION, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "predict")
+    nb.cells.insert(index, nbformat.v4.new_code_cell("predictions = predcit(model, test_dataset)"))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
+    course = Course(copy_course(tmp_path_factory.mktemp("graded")))
+    release(course, verify=False)
+    _submit(course, "sol", nbformat.read(SOLUTION, as_version=4))
+    _submit(course, "td", nbformat.read(RELEASE, as_version=4))
+    _submit(course, "crash", _crashing_solution())
+    return course, grade_all(course, progress=lambda line: None)
+
+
+def test_results_json_has_the_contract_shape(graded: tuple[Course, GradeRun]) -> None:
+    """Does reports/td_cnn/results.json have exactly the shape other tools read?"""
+    course, _ = graded
+    record = json.loads((course.reports / "results.json").read_text(encoding="utf-8"))
+    assert record["assignment"] == "td_cnn"
+    assert set(record["students"]) == {"sol", "td", "crash"}
+    for student in record["students"].values():
+        assert student["checks"], "every student has checks"
+        for check_id, check in student["checks"].items():
+            assert "/" in check_id
+            assert isinstance(check["passed"], bool)
+            assert isinstance(check["points"], float) and isinstance(check["max_points"], float)
+            assert isinstance(check["message"], str) and check["message"]
+    csv = (course.reports / "grades.csv").read_text(encoding="utf-8").splitlines()
+    assert csv[0].startswith("student_id,") and len(csv) == 4
+
+
+def test_solution_gets_full_marks(graded: tuple[Course, GradeRun]) -> None:
+    """Does the reference solution pass every hidden check?"""
+    _, run = graded
+    sol = run.results.students["sol"]
+    assert [c.check_id for c in sol.checks if not c.passed] == []
+    assert sol.score == sol.max_score == 21.0
+    assert sol.curves["student"] == pytest.approx(sol.curves["reference"], rel=1e-4)
+
+
+def test_td_as_written_loses_the_training_checks(graded: tuple[Course, GradeRun]) -> None:
+    """Is the TD's loop caught as 'step() never called', with a French message saying how to fix it?"""
+    _, run = graded
+    checks = {c.check_id: c for c in run.results.students["td"].checks}
+    assert not checks["train/step_called"].passed
+    assert "optimizer.step()" in checks["train/step_called"].message
+    assert not checks["train/matches_reference"].passed
+    assert not checks["predict/matches_reference"].passed  # not written yet in the release
+
+
+def test_crash_mid_way_is_recorded_and_the_rest_still_graded(graded: tuple[Course, GradeRun]) -> None:
+    """Does a cell that raises show with its traceback, while every function is still probed?"""
+    _, run = graded
+    crash = run.results.students["crash"]
+    assert [e.ename for e in crash.errors] == ["NameError"]
+    assert "predcit" in crash.errors[0].traceback
+    assert crash.score == crash.max_score
+
+
+def test_nbgrader_export_shows_tdkit_scores(graded: tuple[Course, GradeRun], tmp_path: Path) -> None:
+    """Does nbgrader's own `nbgrader export` read the scores tdkit wrote to the gradebook?"""
+    course, run = graded
+    out = tmp_path / "grades.csv"
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
+    subprocess.run(
+        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)], cwd=course.root, env=env, check=True,
+        capture_output=True,
+    )
+    rows = {line.split(",")[3]: line.split(",") for line in out.read_text().splitlines()[1:]}
+    for sid, student in run.results.students.items():
+        assert float(rows[sid][7]) == pytest.approx(student.score), sid
+
+
+def test_autograded_notebook_for_formgrader(graded: tuple[Course, GradeRun]) -> None:
+    """Is the executed notebook, hidden tests restored, left where formgrader looks for it?"""
+    course, _ = graded
+    nb = nbformat.read(course.autograded_notebook("sol"), as_version=4)
+    assert any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)
+
+
+def test_regrading_gives_identical_results(graded: tuple[Course, GradeRun]) -> None:
+    """Is grading idempotent, and does --student regrade one student while keeping the others?"""
+    course, first = graded
+    again = grade_all(course, progress=lambda line: None)
+    for sid, student in first.results.students.items():
+        assert again.results.students[sid].checks == student.checks
+    only = grade_all(course, student="td", progress=lambda line: None)
+    assert only.graded == ["td"]
+    assert set(only.results.students) == {"sol", "td", "crash"}
+    assert only.results.students["td"].checks == first.results.students["td"].checks
+    assert only.results.students["sol"].checks == first.results.students["sol"].checks
+
+
+def test_reports_are_written(graded: tuple[Course, GradeRun]) -> None:
+    """Is there one HTML report per student and a class summary?"""
+    course, _ = graded
+    html = course.reports / "html"
+    assert {p.name for p in html.glob("*.html")} >= {"index.html", "sol.html", "td.html", "crash.html"}
