@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import pytest
+import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
@@ -123,8 +124,14 @@ def run_checks(
         "-W", "ignore",
     ]
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = pytest.main(args, plugins=[collector])
+    # The checks' tensors are tiny: one thread, since idle threads spinning for 2 cores cost 10x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(output):
+            code = pytest.main(args, plugins=[collector])
+    finally:
+        torch.set_num_threads(threads)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise ChecksCrashed(f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}")
     return sorted(collector.results.values(), key=lambda r: r.check_id)
