@@ -6,8 +6,8 @@ message, in French, is what the student reads. Runs on the trusted side only.
 
 from __future__ import annotations
 
-import io
 import contextlib
+import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path

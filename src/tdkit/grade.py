@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -25,17 +24,26 @@ import nbformat
 import numpy as np
 import torch
 
+from tdkit import runner
 from tdkit.artifacts import read_artifact
-from tdkit.checks import CheckResult, run_checks
+from tdkit.checks import ChecksCrashed, run_checks
 from tdkit.course import Course
 from tdkit.errors import TdkitError
 from tdkit.execute import CellError
 from tdkit.gradebook import record_grades
 from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.prepare import GradingProfile, prepare_submission
-from tdkit.results import AssignmentResults, StudentResult, read_results_json, write_grades_csv, write_results_json
-from tdkit import runner
+from tdkit.results import (
+    AssignmentResults,
+    StudentResult,
+    read_results_json,
+    write_grades_csv,
+    write_results_json,
+)
 from tdkit.sandbox import Limits, run_sandboxed
+
+DEFAULT_LIMITS = Limits()
+DEFAULT_PROFILE = GradingProfile()
 
 
 @dataclass
@@ -78,9 +86,9 @@ def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float
     history = _finite(read_artifact(artifacts, "train")["loss_history"])
     confusion = read_artifact(artifacts, "confusion_matrix").arrays.get("value")
     matrix = None
-    if confusion is not None and confusion.ndim == 2 and confusion.size <= 400 and np.issubdtype(confusion.dtype, np.number):
-        if np.all(np.isfinite(confusion)):
-            matrix = confusion.astype(float).tolist()
+    drawable = confusion is not None and confusion.ndim == 2 and confusion.size <= 400
+    if drawable and np.issubdtype(confusion.dtype, np.number) and np.all(np.isfinite(confusion)):
+        matrix = confusion.astype(float).tolist()
     return history, matrix
 
 
@@ -95,7 +103,7 @@ def _errors(record: dict[str, Any]) -> list[CellError]:
 
 
 def grade_submission(
-    course: Course, student_id: str, limits: Limits = Limits(), profile: GradingProfile = GradingProfile()
+    course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
 ) -> StudentResult:
     """Grade one submission; whatever the notebook does, a result comes back."""
     started = time.perf_counter()
@@ -172,6 +180,19 @@ def _manual_cells(executed: nbformat.NotebookNode | None) -> dict[str, float]:
     return manual
 
 
+def _ungraded(course: Course, student_id: str, failure: str) -> StudentResult:
+    """Every check failed with the reason: the gradebook is left as it was for this student."""
+    with tempfile.TemporaryDirectory(prefix="tdkit-empty-") as empty:
+        checks = run_checks(empty, course.grader_tests)
+    return StudentResult(student_id, checks, failure=failure)
+
+
+def _other_assignments(course: Course) -> set[str]:
+    if not course.submitted.is_dir():
+        return set()
+    return {p.name for p in course.submitted.glob("*/*") if p.is_dir() and p.name != course.assignment}
+
+
 def submitted_students(course: Course) -> list[str]:
     if not course.submitted.is_dir():
         return []
@@ -182,8 +203,8 @@ def grade_all(
     course: Course,
     *,
     student: str | None = None,
-    limits: Limits = Limits(),
-    profile: GradingProfile = GradingProfile(),
+    limits: Limits = DEFAULT_LIMITS,
+    profile: GradingProfile = DEFAULT_PROFILE,
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission (or one), then write results.json, grades.csv and the reports."""
@@ -206,8 +227,15 @@ def grade_all(
     if student is not None and results_path.is_file():
         results = read_results_json(results_path)
     started = time.perf_counter()
+    for other in sorted(_other_assignments(course)):
+        progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
     for number, sid in enumerate(students, 1):
-        result = grade_submission(course, sid, limits, profile)
+        try:
+            result = grade_submission(course, sid, limits, profile)
+        except ChecksCrashed as error:
+            raise TdkitError(f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}") from error
+        except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
+            result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
         results.students[sid] = result
         elapsed = time.perf_counter() - started
         eta = elapsed / number * (len(students) - number)

@@ -13,12 +13,17 @@ from typing import Any
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
 
 from tdkit.course import Course
 from tdkit.parameters import inject_parameters
 from tdkit.runner import probe_cell
-
 
 
 @dataclass(frozen=True)

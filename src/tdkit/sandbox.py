@@ -131,7 +131,7 @@ def run_sandboxed(
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: _limit(limits),
+            preexec_fn=lambda: _limit(limits),  # noqa: PLW1509 - the grader starts runs from one thread
         )
         try:
             returncode: int | None = process.wait(timeout=limits.run_timeout)
