@@ -67,12 +67,13 @@ def collect(archive: str, force: bool) -> None:
 
 @main.command()
 @click.option("--student", default=None, help="Regrade this student only (others keep their results).")
+@click.option("--workers", default=1, show_default=True, help="Submissions run in parallel (one gradebook writer).")
 @reports_errors
-def grade(student: str | None) -> None:
+def grade(student: str | None, workers: int) -> None:
     """Grade every submission under submitted/ (or one) and write reports/td_cnn/."""
     from tdkit.grade import grade_all
 
-    run = grade_all(find_course(), student=student, progress=click.echo)
+    run = grade_all(find_course(), student=student, workers=workers, progress=click.echo)
     click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
 

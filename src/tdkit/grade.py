@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -102,58 +104,87 @@ def _errors(record: dict[str, Any]) -> list[CellError]:
     return errors
 
 
+@dataclass
+class UntrustedRun:
+    """What the sandboxed stage left: read by the trusted stage, never believed for scores."""
+
+    student_id: str
+    scratch: Path
+    timestamp: str
+    seconds: float = 0.0
+    failure: str | None = None
+    errors: list[CellError] = field(default_factory=list)
+    executed: nbformat.NotebookNode | None = None
+
+    @property
+    def artifacts(self) -> Path:
+        return self.scratch / runner.ARTIFACTS
+
+
+def run_untrusted(
+    course: Course, student_id: str, scratch: Path, limits: Limits = DEFAULT_LIMITS,
+    profile: GradingProfile = DEFAULT_PROFILE,
+) -> UntrustedRun:
+    """Prepare the submission (trusted) and run it with the probe in the sandbox (untrusted)."""
+    started = time.perf_counter()
+    submitted = course.submitted_notebook(student_id)
+    timestamp = datetime.fromtimestamp(submitted.stat().st_mtime, timezone.utc).isoformat()
+    run = UntrustedRun(student_id, scratch, timestamp)
+    try:
+        nb = nbformat.read(submitted, as_version=4)
+        prepared = prepare_submission(course, nb, student_id, profile)
+    except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
+        run.failure = f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
+        run.seconds = time.perf_counter() - started
+        return run
+    nbformat.write(prepared, scratch / runner.SUBMISSION)
+    sandboxed = run_sandboxed(
+        [sys.executable, "-m", "tdkit.runner", str(scratch), str(limits.cell_timeout)],
+        scratch,
+        limits,
+        readonly=profile.data_dirs(),
+    )
+    record = _read_run_record(scratch)
+    run.errors = _errors(record)
+    run.failure = record.get("failure") if isinstance(record.get("failure"), str) else None
+    if sandboxed.timed_out:
+        run.failure = f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s."
+    elif sandboxed.returncode != 0 and not record:
+        run.failure = f"L'exécution s'est arrêtée (code {sandboxed.returncode}) : {sandboxed.output[-800:]}"
+    run.executed = _read_executed(scratch)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def judge(course: Course, run: UntrustedRun) -> StudentResult:
+    """The trusted stage: hidden checks on the artifacts, gradebook, autograded notebook."""
+    started = time.perf_counter()
+    checks = run_checks(run.artifacts, course.grader_tests)
+    history, confusion = _student_views(run.artifacts)
+    if run.executed is not None:
+        target = course.autograded_notebook(run.student_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(run.executed, target)
+    record_grades(course, run.student_id, checks, run.executed, run.timestamp)
+    reference_history, reference_confusion = _reference_views(course.root)
+    return StudentResult(
+        run.student_id,
+        checks,
+        seconds=run.seconds + time.perf_counter() - started,
+        failure=run.failure,
+        errors=run.errors,
+        curves={"student": history, "reference": reference_history},
+        confusion={"student": confusion, "reference": reference_confusion},
+        manual=_manual_cells(run.executed),
+    )
+
+
 def grade_submission(
     course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
 ) -> StudentResult:
     """Grade one submission; whatever the notebook does, a result comes back."""
-    started = time.perf_counter()
-    submitted = course.submitted_notebook(student_id)
-    timestamp = datetime.fromtimestamp(submitted.stat().st_mtime, timezone.utc).isoformat()
-    with tempfile.TemporaryDirectory(prefix=f"tdkit-{student_id}-") as scratch_name:
-        scratch = Path(scratch_name)
-        artifacts = scratch / runner.ARTIFACTS
-        failure: str | None = None
-        errors: list[CellError] = []
-        executed = None
-        try:
-            nb = nbformat.read(submitted, as_version=4)
-            prepared = prepare_submission(course, nb, student_id, profile)
-        except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
-            failure = f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
-        else:
-            nbformat.write(prepared, scratch / runner.SUBMISSION)
-            run = run_sandboxed(
-                [sys.executable, "-m", "tdkit.runner", str(scratch), str(limits.cell_timeout)],
-                scratch,
-                limits,
-                readonly=profile.data_dirs(),
-            )
-            record = _read_run_record(scratch)
-            errors = _errors(record)
-            failure = record.get("failure")
-            if run.timed_out:
-                failure = f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s."
-            elif run.returncode != 0 and not record:
-                failure = f"L'exécution s'est arrêtée (code {run.returncode}) : {run.output[-800:]}"
-            executed = _read_executed(scratch)
-            if executed is not None:
-                target = course.autograded_notebook(student_id)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nbformat.write(executed, target)
-        checks = run_checks(artifacts, course.grader_tests)
-        history, confusion = _student_views(artifacts)
-    record_grades(course, student_id, checks, executed, timestamp)
-    reference_history, reference_confusion = _reference_views(course.root)
-    return StudentResult(
-        student_id,
-        checks,
-        seconds=time.perf_counter() - started,
-        failure=failure,
-        errors=errors,
-        curves={"student": history, "reference": reference_history},
-        confusion={"student": confusion, "reference": reference_confusion},
-        manual=_manual_cells(executed),
-    )
+    with tempfile.TemporaryDirectory(prefix=f"tdkit-{student_id}-") as scratch:
+        return judge(course, run_untrusted(course, student_id, Path(scratch), limits, profile))
 
 
 def _read_run_record(scratch: Path) -> dict[str, Any]:
@@ -178,6 +209,16 @@ def _manual_cells(executed: nbformat.NotebookNode | None) -> dict[str, float]:
         if meta.get("grade") and meta.get("solution"):
             manual[str(meta.get("grade_id"))] = float(meta.get("points", 0))
     return manual
+
+
+def _untrusted_or_failure(course: Course, student_id: str, limits: Limits, profile: GradingProfile) -> UntrustedRun:
+    """The untrusted stage in its own scratch directory; a fault of the grader itself becomes the run's failure."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"tdkit-{student_id}-"))
+    try:
+        return run_untrusted(course, student_id, scratch, limits, profile)
+    except Exception as error:  # noqa: BLE001 - reported for this student, the batch goes on
+        now = datetime.now(timezone.utc).isoformat()
+        return UntrustedRun(student_id, scratch, now, failure=f"Exécution impossible ({type(error).__name__}) : {error}")
 
 
 def _ungraded(course: Course, student_id: str, failure: str) -> StudentResult:
@@ -205,6 +246,7 @@ def grade_all(
     student: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
     profile: GradingProfile = DEFAULT_PROFILE,
+    workers: int = 1,
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission (or one), then write results.json, grades.csv and the reports."""
@@ -229,21 +271,33 @@ def grade_all(
     started = time.perf_counter()
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
-    for number, sid in enumerate(students, 1):
-        try:
-            result = grade_submission(course, sid, limits, profile)
-        except ChecksCrashed as error:
-            raise TdkitError(f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}") from error
-        except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
-            result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
-        results.students[sid] = result
-        elapsed = time.perf_counter() - started
-        eta = elapsed / number * (len(students) - number)
-        note = f"  ({result.failure.splitlines()[0][:60]})" if result.failure else ""
-        progress(
-            f"[{number}/{len(students)}] {sid}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
-            f", ETA {eta:.0f} s{note}"
-        )
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
+    pending = {pool.submit(_untrusted_or_failure, course, sid, limits, profile): sid for sid in students}
+    try:
+        # Runs finish in any order; one thread judges them and alone writes the gradebook.
+        for number, future in enumerate(as_completed(pending), 1):
+            sid = pending[future]
+            run = future.result()
+            try:
+                result = judge(course, run)
+            except ChecksCrashed as error:
+                raise TdkitError(
+                    f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}"
+                ) from error
+            except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
+                result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
+            finally:
+                shutil.rmtree(run.scratch, ignore_errors=True)
+            results.students[sid] = result
+            elapsed = time.perf_counter() - started
+            eta = elapsed / number * (len(students) - number)
+            note = f"  ({result.failure.splitlines()[0][:60]})" if result.failure else ""
+            progress(
+                f"[{number}/{len(students)}] {sid}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
+                f", ETA {eta:.0f} s{note}"
+            )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
     render_reports(results, course.reports / "html")

@@ -9,7 +9,6 @@ limits apply with or without it.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -96,16 +95,6 @@ def bwrap_command(bwrap: str, argv: Sequence[str], scratch: Path, readonly: Sequ
     return command + ["--", *argv]
 
 
-def _limit(limits: Limits) -> None:
-    """Runs in the child before exec: the limits hold for everything it starts."""
-    memory = limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-    size = limits.max_file_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_sandboxed(
     argv: Sequence[str], scratch: Path, limits: Limits, *, readonly: Sequence[Path] = (), isolate: bool = True
 ) -> SandboxRun:
@@ -120,18 +109,19 @@ def run_sandboxed(
         )
         _warned_unisolated = True
     command = bwrap_command(bwrap, argv, scratch, readonly) if bwrap else list(argv)
+    limited = [sys.executable, "-m", "tdkit.limits", str(limits.memory_mb), str(limits.cpu_seconds),
+               str(limits.max_file_mb), "--", *command]
     log = scratch / ".sandbox.log"
     started = time.perf_counter()
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            command,
+            limited,
             cwd=scratch,
             env=sandbox_env(scratch),
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: _limit(limits),  # noqa: PLW1509 - the grader starts runs from one thread
         )
         try:
             returncode: int | None = process.wait(timeout=limits.run_timeout)
