@@ -1,0 +1,147 @@
+"""Grading throughput: ``tdkit grade`` against plain ``nbgrader autograde`` on the same notebooks.
+
+    .venv/bin/python bench/grading.py [--copies 2] [--nbgrader 2]
+
+Grades ``--copies`` copies of every example submission (mixed correct and buggy) with 1 and 2
+workers, checks that both give identical checks, prints seconds per submission and where a
+submission's time goes, then grades ``--nbgrader`` of the same notebooks with plain
+``nbgrader autograde`` and the notebook's default parameters (the real data: ``TDKIT_CIFAR10``
+or ``../shared/cifar10``), and prints the ratio. Figures come from this one run: the machine
+is noisy, so compare side by side, never with a remembered number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import copy_course
+
+from tdkit.course import Course
+from tdkit.grade import grade_all, judge, run_untrusted
+from tdkit.release import release
+
+EXAMPLES = REPO / "examples" / "submissions"
+
+
+def submit(course: Course, copies: int) -> list[str]:
+    students = []
+    for notebook in sorted(EXAMPLES.glob("*.ipynb")):
+        for k in range(copies):
+            sid = f"{notebook.stem}_{k}"
+            target = course.submitted_notebook(sid)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(notebook, target)
+            students.append(sid)
+    return students
+
+
+def cell_seconds(cell: nbformat.NotebookNode) -> float:
+    timing = cell.get("metadata", {}).get("execution", {})
+    if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
+        return 0.0
+    start = dt.datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def phase(cell: nbformat.NotebookNode, index: int) -> str:
+    source, meta = cell.source, cell.get("metadata", {})
+    if "tdkit-probe" in meta.get("tags", []):
+        return "probe"
+    if meta.get("nbgrader", {}).get("grade"):
+        return "visible tests"
+    if index <= 2 and "import" in source:
+        return "imports"
+    if "load_cifar10(" in source or "to_uint8(" in source or "to_zdata_dataset(" in source:
+        return "data loading"
+    if "train(" in source or "train_minibatch(" in source:
+        return "training (grading profile)"
+    return "other cells"
+
+
+def breakdown(course: Course, student: str) -> dict[str, float]:
+    """Where one submission's time goes, from a run of its own."""
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        run = run_untrusted(course, student, Path(scratch))
+        untrusted = time.perf_counter() - started
+        started = time.perf_counter()
+        judge(course, run)
+        trusted = time.perf_counter() - started
+    parts: dict[str, float] = {}
+    for index, cell in enumerate(run.executed.cells if run.executed else []):
+        parts[phase(cell, index)] = parts.get(phase(cell, index), 0.0) + cell_seconds(cell)
+    parts["sandbox, kernel start, runner"] = untrusted - sum(parts.values())
+    parts["hidden checks + gradebook (trusted)"] = trusted
+    return parts
+
+
+def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
+    data = os.environ.get("TDKIT_CIFAR10") or str(REPO.parent / "shared" / "cifar10")
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, "TDKIT_CIFAR10": data, "PATH": scripts + os.pathsep + os.environ["PATH"]}
+    seconds = []
+    for sid in students:
+        started = time.perf_counter()
+        subprocess.run(
+            [os.path.join(scripts, "nbgrader"), "autograde", course.assignment, "--student", sid, "--force",
+             "--Execute.timeout=3600"],
+            cwd=course.root, env=env, check=False, capture_output=True,
+        )
+        seconds.append(time.perf_counter() - started)
+        print(f"  nbgrader autograde {sid}: {seconds[-1]:.1f} s", flush=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=2, help="copies of each example submission")
+    parser.add_argument("--nbgrader", type=int, default=2, help="submissions graded by plain nbgrader")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tdkit-bench-") as root:
+        course = Course(copy_course(Path(root) / "course"))
+        release(course, verify=False)
+        students = submit(course, args.copies)
+        print(f"{len(students)} submissions ({args.copies} copies of {len(students) // args.copies} examples), "
+              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        runs, walls = {}, {}
+        for workers in (1, 2):
+            started = time.perf_counter()
+            runs[workers] = grade_all(course, workers=workers, progress=lambda line: None)
+            wall = time.perf_counter() - started
+            per = [s.seconds for s in runs[workers].results.students.values()]
+            print(f"tdkit grade --workers {workers}: {wall:.1f} s in all, {wall / len(students):.1f} s per submission "
+                  f"(each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)")
+            walls[workers] = wall
+        same = all(
+            runs[1].results.students[s].checks == runs[2].results.students[s].checks for s in students
+        )
+        print(f"speed-up with 2 workers: x{walls[1] / walls[2]:.2f}; identical checks: {same}")
+        print("where one submission's time goes (the full solution, 1 worker):")
+        solution = next(s for s in students if "solution" in s)
+        for name, seconds in breakdown(course, solution).items():
+            print(f"  {name:<38} {seconds:6.2f} s")
+        if args.nbgrader:
+            chosen = [solution] + [s for s in students if s.endswith("_0") and s != solution][: args.nbgrader - 1]
+            plain = nbgrader_autograde(course, chosen)
+            ours = statistics.mean(runs[1].results.students[s].seconds for s in chosen)
+            print(f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
+                  f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}")
+
+
+if __name__ == "__main__":
+    main()
