@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from oracle import INPUTS, grading_data, reference_eval_model, returned_array
 
 import reference
-from oracle import INPUTS, grading_data, reference_eval_model, returned_array
 from tdkit.artifacts import Artifact
 from tdkit.checks import check, require
 

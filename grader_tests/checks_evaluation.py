@@ -6,9 +6,9 @@ All run on a fixed model (fixed seed) and fixed rows in which one class is absen
 from __future__ import annotations
 
 import numpy as np
+from oracle import INPUTS, grading_data, reference_eval_model, returned_array
 
 import reference
-from oracle import INPUTS, grading_data, reference_eval_model, returned_array
 from tdkit.artifacts import Artifact
 from tdkit.checks import check, fail, require
 
@@ -36,7 +36,10 @@ def test_predict_returns_int_array(artifact: Artifact) -> None:
 def test_predict_matches_reference(artifact: Artifact) -> None:
     predicted = returned_array(artifact, "`predict`")
     expected = _reference_predictions()
-    require(predicted.shape == expected.shape, "Une prédiction par image du dataset passé en argument est attendue.")
+    require(
+        predicted.shape == expected.shape,
+        "Une prédiction par image du dataset passé en argument est attendue.",
+    )
     agreement = float(np.mean(predicted == expected))
     require(
         agreement == 1.0,
@@ -49,19 +52,27 @@ def test_predict_matches_reference(artifact: Artifact) -> None:
 @check("accuracy/range", points=0.5)
 def test_accuracy_range(artifact: Artifact) -> None:
     value = artifact["value"]
-    require(value is not None, f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.")
+    require(
+        value is not None,
+        f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
+    )
     if 1.0 < value <= 100.0:
-        fail(f"`accuracy` a renvoyé {value:g} : l'exactitude est une proportion entre 0 et 1, pas un pourcentage.")
+        fail(
+            f"`accuracy` a renvoyé {value:g} : l'exactitude est une proportion entre 0 et 1, pas un pourcentage."
+        )
     require(0.0 <= value <= 1.0, f"`accuracy` a renvoyé {value!r}, hors de [0, 1].")
 
 
 @check("accuracy/matches_reference", points=1.5)
 def test_accuracy_matches_reference(artifact: Artifact) -> None:
     value = artifact["value"]
-    require(value is not None, f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.")
+    require(
+        value is not None,
+        f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
+    )
     expected = reference.accuracy(reference_eval_model(), grading_data().eval)
-    if np.isclose(value, expected * 100):
-        fail(f"`accuracy` a renvoyé {value:g} au lieu de {expected:g} : renvoyez une proportion, sans multiplier par 100.")
+    if value > 1.0 and np.isclose(value, expected * 100, atol=1e-7):
+        return  # the right computation in percent: accuracy/range already costs the unit
     require(
         np.isclose(value, expected, atol=1e-9),
         f"`accuracy` a renvoyé {value:.4f} alors que la référence trouve {expected:.4f} sur le même modèle et "
@@ -84,18 +95,26 @@ def test_confusion_shape(artifact: Artifact) -> None:
     )
 
 
+def _row_normalised(confusion: np.ndarray) -> bool:
+    """Rows that sum to 1 (a row of an absent class may be NaN or 0): proportions, not counts."""
+    if confusion.ndim != 2 or np.issubdtype(confusion.dtype, np.integer):
+        return False
+    rows = confusion.sum(axis=1)
+    filled = rows[np.isfinite(rows) & (rows != 0)]
+    return filled.size > 0 and bool(np.allclose(filled, 1.0))
+
+
 @check("confusion_matrix/counts", points=0.5)
 def test_confusion_counts(artifact: Artifact) -> None:
     confusion = returned_array(artifact, "`confusion_matrix`")
     n = grading_data().eval.num_rows
-    rows = confusion.sum(axis=-1) if confusion.ndim == 2 else None
-    if rows is not None and np.allclose(rows[rows != 0], 1.0):
+    if _row_normalised(confusion):
         fail(
             "La matrice de confusion est normalisée (chaque ligne somme à 1) : on attend des comptes "
             "d'images (entiers) ; la normalisation, c'est l'exactitude par classe."
         )
     require(
-        np.issubdtype(confusion.dtype, np.integer) or np.allclose(confusion, np.round(confusion)),
+        np.all(np.isfinite(confusion)) and np.allclose(confusion, np.round(confusion)),
         "La matrice de confusion doit contenir des nombres d'images (entiers).",
     )
     require(
@@ -110,13 +129,21 @@ def test_confusion_orientation(artifact: Artifact) -> None:
     confusion = returned_array(artifact, "`confusion_matrix`")
     expected = _expected_confusion()
     require(confusion.shape == expected.shape, "Forme incorrecte (voir la vérification de forme).")
+    if _row_normalised(confusion):
+        # Proportions are judged by confusion_matrix/counts; here only rows and columns matter.
+        totals = expected.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = np.where(totals > 0, expected / totals, np.nan)
+        confusion = np.where(np.isfinite(confusion) & (totals > 0), confusion, np.nan)
+        if np.allclose(confusion, expected, equal_nan=True):
+            return
     if not np.array_equal(confusion, expected) and np.array_equal(confusion, expected.T):
         fail(
             "La matrice de confusion est transposée : la ligne i doit être la classe vraie i et la colonne j "
             "la classe prédite j (`confusion[vrai, prédit] += 1`)."
         )
     require(
-        np.array_equal(confusion, expected),
+        np.array_equal(confusion, expected, equal_nan=True),
         "La matrice de confusion diffère de celle de la référence (même modèle, mêmes images) : lignes = "
         "classe vraie, colonnes = classe prédite, une case par couple.",
     )
@@ -126,19 +153,26 @@ def test_confusion_orientation(artifact: Artifact) -> None:
 def test_per_class_accuracy(artifact: Artifact) -> None:
     confusion = grading_data().confusion
     values = returned_array(artifact, "`per_class_accuracy`").astype(np.float64)
-    require(values.shape == (10,), f"`per_class_accuracy` doit renvoyer 10 valeurs ; reçu la forme {values.shape}.")
+    require(
+        values.shape == (10,),
+        f"`per_class_accuracy` doit renvoyer 10 valeurs ; reçu la forme {values.shape}.",
+    )
     expected = reference.per_class_accuracy(confusion)
     present = ~np.isnan(expected)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.diag(confusion) / confusion.sum(axis=0)
-    if np.allclose(values[present], precision[present]) and not np.allclose(values[present], expected[present]):
+    if np.allclose(values[present], precision[present]) and not np.allclose(
+        values[present], expected[present]
+    ):
         fail(
             "`per_class_accuracy` divise par les sommes des colonnes : c'est la précision (parmi les images "
             "prédites dans la classe, combien le sont à raison). L'exactitude par classe divise la diagonale "
             "par les sommes des lignes (les images vraiment de la classe)."
         )
     if np.allclose(values[present], 100 * expected[present]):
-        fail("`per_class_accuracy` renvoie des pourcentages : on attend des proportions entre 0 et 1.")
+        fail(
+            "`per_class_accuracy` renvoie des pourcentages : on attend des proportions entre 0 et 1."
+        )
     require(
         np.allclose(values[present], expected[present]),
         "L'exactitude par classe diffère de la référence : pour chaque classe vraie i, "

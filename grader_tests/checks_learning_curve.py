@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from oracle import INPUTS
+
 from tdkit.artifacts import Artifact
 from tdkit.checks import check, fail, require
 
@@ -23,12 +23,16 @@ def test_returns_figure(artifact: Artifact) -> None:
         "`plot_learning_curve` doit renvoyer la figure matplotlib (`fig`), par exemple avec "
         f"`fig, ax = plt.subplots()` puis `return fig` ; reçu : {artifact['returned']['type']}.",
     )
-    require(_lines(artifact), "La figure renvoyée ne contient aucune courbe : tracez-la avec `ax.plot`.")
+    require(
+        _lines(artifact), "La figure renvoyée ne contient aucune courbe : tracez-la avec `ax.plot`."
+    )
 
 
 @check("learning_curve/line_data", points=1)
 def test_line_data(artifact: Artifact) -> None:
-    lines = [line for line in _lines(artifact) if line["y"] is not None and len(line["y"]) == len(CURVE)]
+    lines = [
+        line for line in _lines(artifact) if line["y"] is not None and len(line["y"]) == len(CURVE)
+    ]
     if not any(np.allclose(line["y"], CURVE) for line in lines):
         fail(
             "La courbe tracée n'est pas la liste `loss_history` passée en argument (valeurs attendues : "
@@ -47,6 +51,6 @@ def test_line_data(artifact: Artifact) -> None:
 def test_labels(artifact: Artifact) -> None:
     require(
         any(ax["xlabel"].strip() and ax["ylabel"].strip() for ax in artifact["axes"]),
-        "Nommez les deux axes (`ax.set_xlabel(\"Époque\")`, `ax.set_ylabel(\"Perte moyenne\")`) : "
+        'Nommez les deux axes (`ax.set_xlabel("Époque")`, `ax.set_ylabel("Perte moyenne")`) : '
         "une courbe sans unités ne se lit pas.",
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from oracle import grading_data, unusable_message
+
 from tdkit.artifacts import Artifact, read_artifact
 from tdkit.checks import fail
 from tdkit.inputs import GradingData
