@@ -669,9 +669,6 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "Accuracy computed on the notebook's global test_dataset, not the argument.",
             {**base, "accuracy": ACCURACY_GLOBAL_DATA},
             {"accuracy/matches_reference": "variable globale"},
-            known_gap="The grader's eval model predicts only two classes, so its accuracy is 0.1 on "
-            "any balanced set: on the graded kernel's test_dataset too. Needs eval inputs in "
-            "src/tdkit/inputs.py whose reference accuracy no other data set gives.",
         ),
         Submission(
             "confusion_transposed",

@@ -70,14 +70,22 @@ def test_accuracy_matches_reference(artifact: Artifact) -> None:
         value is not None,
         f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
     )
-    expected = reference.accuracy(reference_eval_model(), grading_data().eval)
-    if value > 1.0 and np.isclose(value, expected * 100, atol=1e-7):
-        return  # the right computation in percent: accuracy/range already costs the unit
+    data = grading_data()
+    values = [value, *(artifact["subset_values"] or [])]
+    datasets = [data.eval, *data.eval_subsets]
     require(
-        np.isclose(value, expected, atol=1e-9),
-        f"`accuracy` a renvoyé {value:.4f} alors que la référence trouve {expected:.4f} sur le même modèle et "
-        "les mêmes images : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
+        len(values) == len(datasets) and all(v is not None for v in values),
+        "`accuracy` doit renvoyer un nombre pour chaque dataset qu'on lui passe.",
     )
+    expected = [reference.accuracy(reference_eval_model(), d) for d in datasets]
+    # The right computation in percent passes here: accuracy/range already costs the unit.
+    scale = 100.0 if value > 1.0 and np.allclose(values, np.multiply(expected, 100), atol=1e-7) else 1.0
+    for got, want, rows in zip(values, expected, datasets):
+        require(
+            np.isclose(got / scale, want, atol=1e-9),
+            f"Sur {rows.num_rows} images, `accuracy` a renvoyé {got:.4f} alors que la référence trouve {want:.4f} "
+            "avec le même modèle : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
+        )
 
 
 def _expected_confusion() -> np.ndarray:

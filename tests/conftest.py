@@ -6,10 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
     sys.path.insert(0, str(REPO))
+
+# Tests run tiny tensors beside Jupyter kernels on 2 cores: spinning OpenMP threads cost 10x.
+torch.set_num_threads(1)
 
 REAL_CIFAR10 = REPO.parent / "shared" / "cifar10"  # the full offline copy beside the repo
 

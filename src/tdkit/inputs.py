@@ -26,6 +26,8 @@ class GradingInputs:
     train_lr: float = 0.01  # plain SGD: any change in the loop shows in the weights
     eval_samples: int = 120  # rows for predict/accuracy/confusion_matrix
     absent_class: int = 9  # left out of the evaluation rows: a confusion matrix must still be 10x10
+    accuracy_subsets: tuple[int, ...] = (37, 81)  # accuracy is also asked on the first rows: a value
+    # that ignores its dataset argument cannot match on every one
     n_maps: int = 4  # images given to activation_maps
     curve: tuple[float, ...] = (2.31, 1.87, 1.52, 1.61, 1.24)  # not monotone, so a re-sorted plot shows
 
@@ -59,6 +61,10 @@ class GradingData:
         x, y = self._prepared
         keep = np.flatnonzero(y != self.inputs.absent_class)[-self.inputs.eval_samples :]
         return to_zdata_dataset(x[keep], y[keep])
+
+    @cached_property
+    def eval_subsets(self) -> list[datasets.Dataset]:
+        return [self.eval.select(range(n)) for n in self.inputs.accuracy_subsets]
 
     @cached_property
     def images(self) -> torch.Tensor:

@@ -180,10 +180,16 @@ def _probe_predict(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[
     return _probe_array_result(value, "predict", out)
 
 
-def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
-    value = ns["accuracy"](eval_model(ns["ConvNet"], data.inputs), data.eval)
+def _number(value: Any) -> float | None:
     number = _floats([value]) if not isinstance(value, (str, bytes)) else None
-    return {"returned": _describe(value), "value": number[0] if number else None}
+    return number[0] if number else None
+
+
+def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
+    model = eval_model(ns["ConvNet"], data.inputs)
+    value = ns["accuracy"](model, data.eval)
+    subsets = [_number(ns["accuracy"](model, subset)) for subset in data.eval_subsets]
+    return {"returned": _describe(value), "value": _number(value), "subset_values": subsets}
 
 
 def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
