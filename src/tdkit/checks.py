@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,10 +108,29 @@ class ChecksCrashed(Exception):
     """pytest could not run the hidden checks at all (a broken grader_tests/)."""
 
 
+def _forget_other_course(tests_dir: Path) -> None:
+    """Drop modules that another course's checks (or reference) left in ``sys.modules``.
+
+    pytest imports ``grader_tests`` modules by their bare names: a second course in the same
+    process would otherwise be judged by the first one's checks.
+    """
+    course = tests_dir.resolve().parent
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        parent = Path(path).resolve().parent
+        ours = parent == course / "grader_tests" or course / "reference" in (parent, *parent.parents)
+        theirs = parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
+        if theirs and not ours:
+            del sys.modules[name]
+
+
 def run_checks(
     artifacts_dir: str | Path, tests_dir: str | Path, groups: Iterable[str] | None = None
 ) -> list[CheckResult]:
     """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``."""
+    _forget_other_course(Path(tests_dir))
     collector = _Collector(set(groups) if groups is not None else None)
     args = [
         str(tests_dir),

@@ -8,11 +8,13 @@ answer cells are left to the TAs, as nbgrader does.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 from tdkit.checks import CheckResult
 from tdkit.course import Course, ensure_nbgrader_scripts
@@ -52,7 +54,9 @@ def record_grades(
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if meta.get("grade") and meta.get("solution"):
                 answers[meta["grade_id"]] = utils.determine_grade(cell)[0]
-    with Gradebook(course.db_url, course.course_id) as gb:
+    # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
+    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)
         gb.update_or_create_student(student_id)
         gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
         notebook = gb.find_notebook(course.assignment, course.assignment)
