@@ -73,5 +73,5 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
         archive = lms_archive(course.root / "examples" / "submissions", Path(scratch) / "moodle_export.zip")
         collected = collect(course, archive, force=True)
     say(f"collected {len(collected.taken)} submission(s) from an LMS-style export")
-    grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), progress=say)
+    grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
     return DemoResult(source, released, grading)
