@@ -31,8 +31,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_course
 
 from tdkit.course import Course
-from tdkit.grade import grade_all, judge, run_untrusted
+from tdkit.grade import grade_all, judge, prepare_job
 from tdkit.release import release
+from tdkit.untrusted import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"
 
@@ -75,17 +76,20 @@ def phase(cell: nbformat.NotebookNode, index: int) -> str:
 
 def breakdown(course: Course, student: str) -> dict[str, float]:
     """Where one submission's time goes, from a run of its own."""
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.perf_counter()
-        run = run_untrusted(course, student, Path(scratch))
-        untrusted = time.perf_counter() - started
-        started = time.perf_counter()
-        judge(course, run)
-        trusted = time.perf_counter() - started
-    parts: dict[str, float] = {}
-    for index, cell in enumerate(run.executed.cells if run.executed else []):
+    started = time.perf_counter()
+    job = prepare_job(course, student)
+    prepared = time.perf_counter() - started
+    started = time.perf_counter()
+    outcome = execute_job(job)
+    untrusted = time.perf_counter() - started
+    started = time.perf_counter()
+    judge(course, outcome)
+    trusted = time.perf_counter() - started
+    executed = nbformat.reads(outcome.executed, as_version=4) if outcome.executed else None
+    parts: dict[str, float] = {"sanitise + parameters (trusted)": prepared}
+    for index, cell in enumerate(executed.cells if executed else []):
         parts[phase(cell, index)] = parts.get(phase(cell, index), 0.0) + cell_seconds(cell)
-    parts["sandbox, kernel start, runner"] = untrusted - sum(parts.values())
+    parts["sandbox, kernel start, runner"] = untrusted - sum(parts.values()) + prepared
     parts["hidden checks + gradebook (trusted)"] = trusted
     return parts
 

@@ -8,14 +8,12 @@ graded as far as it goes; it never stops the batch.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -26,7 +24,6 @@ import nbformat
 import numpy as np
 import torch
 
-from tdkit import runner
 from tdkit.artifacts import read_artifact
 from tdkit.checks import ChecksCrashed, run_checks
 from tdkit.course import Course
@@ -42,7 +39,8 @@ from tdkit.results import (
     write_grades_csv,
     write_results_json,
 )
-from tdkit.sandbox import Limits, run_sandboxed
+from tdkit.sandbox import Limits
+from tdkit.untrusted import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
 DEFAULT_PROFILE = GradingProfile()
@@ -96,110 +94,90 @@ def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float
 
 def _errors(record: dict[str, Any]) -> list[CellError]:
     errors = []
-    for entry in record.get("errors", []):
+    for entry in record.get("errors", []) if isinstance(record.get("errors"), list) else []:
         try:
             errors.append(CellError(**{k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}))
-        except TypeError:
+        except (TypeError, ValueError, AttributeError):
             continue
     return errors
 
 
-@dataclass
-class UntrustedRun:
-    """What the sandboxed stage left: read by the trusted stage, never believed for scores."""
-
-    student_id: str
-    scratch: Path
-    timestamp: str
-    seconds: float = 0.0
-    failure: str | None = None
-    errors: list[CellError] = field(default_factory=list)
-    executed: nbformat.NotebookNode | None = None
-
-    @property
-    def artifacts(self) -> Path:
-        return self.scratch / runner.ARTIFACTS
+def prepare_job(
+    course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
+) -> SandboxJob:
+    """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
+    nb = nbformat.read(course.submitted_notebook(student_id), as_version=4)
+    prepared = prepare_submission(course, nb, student_id, profile)
+    return SandboxJob(student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())))
 
 
-def run_untrusted(
-    course: Course, student_id: str, scratch: Path, limits: Limits = DEFAULT_LIMITS,
-    profile: GradingProfile = DEFAULT_PROFILE,
-) -> UntrustedRun:
-    """Prepare the submission (trusted) and run it with the probe in the sandbox (untrusted)."""
-    started = time.perf_counter()
-    submitted = course.submitted_notebook(student_id)
-    timestamp = datetime.fromtimestamp(submitted.stat().st_mtime, timezone.utc).isoformat()
-    run = UntrustedRun(student_id, scratch, timestamp)
+def _submitted_at(course: Course, student_id: str) -> str:
+    mtime = course.submitted_notebook(student_id).stat().st_mtime
+    return datetime.fromtimestamp(mtime, timezone.utc).isoformat()
+
+
+def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
+    if outcome.timed_out:
+        return f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s."
+    failure = outcome.record.get("failure")
+    if isinstance(failure, str):
+        return failure
+    if outcome.returncode not in (0, None) and not outcome.record:
+        return f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}"
+    return None
+
+
+def _executed(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
+    if outcome.executed is None:
+        return None
     try:
-        nb = nbformat.read(submitted, as_version=4)
-        prepared = prepare_submission(course, nb, student_id, profile)
-    except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
-        run.failure = f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
-        run.seconds = time.perf_counter() - started
-        return run
-    nbformat.write(prepared, scratch / runner.SUBMISSION)
-    sandboxed = run_sandboxed(
-        [sys.executable, "-m", "tdkit.runner", str(scratch), str(limits.cell_timeout)],
-        scratch,
-        limits,
-        readonly=profile.data_dirs(),
-    )
-    record = _read_run_record(scratch)
-    run.errors = _errors(record)
-    run.failure = record.get("failure") if isinstance(record.get("failure"), str) else None
-    if sandboxed.timed_out:
-        run.failure = f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s."
-    elif sandboxed.returncode != 0 and not record:
-        run.failure = f"L'exécution s'est arrêtée (code {sandboxed.returncode}) : {sandboxed.output[-800:]}"
-    run.executed = _read_executed(scratch)
-    run.seconds = time.perf_counter() - started
-    return run
+        return nbformat.reads(outcome.executed, as_version=4)
+    except Exception:  # noqa: BLE001 - the run may have left garbage
+        return None
 
 
-def judge(course: Course, run: UntrustedRun) -> StudentResult:
-    """The trusted stage: hidden checks on the artifacts, gradebook, autograded notebook."""
+def judge(course: Course, outcome: SandboxOutcome, limits: Limits = DEFAULT_LIMITS) -> StudentResult:
+    """Trusted: hidden checks on the artifacts, the gradebook, the autograded notebook."""
     started = time.perf_counter()
-    checks = run_checks(run.artifacts, course.grader_tests)
-    history, confusion = _student_views(run.artifacts)
-    if run.executed is not None:
-        target = course.autograded_notebook(run.student_id)
+    sid = outcome.student_id
+    with tempfile.TemporaryDirectory(prefix=f"tdkit-judge-{sid}-") as folder:
+        artifacts = Path(folder)
+        for name, data in outcome.artifacts.items():
+            (artifacts / Path(name).name).write_bytes(data)
+        checks = run_checks(artifacts, course.grader_tests)
+        history, confusion = _student_views(artifacts)
+    executed = _executed(outcome)
+    if executed is not None:
+        target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(run.executed, target)
-    record_grades(course, run.student_id, checks, run.executed, run.timestamp)
+        nbformat.write(executed, target)
+    record_grades(course, sid, checks, executed, _submitted_at(course, sid))
     reference_history, reference_confusion = _reference_views(course.root)
     return StudentResult(
-        run.student_id,
+        sid,
         checks,
-        seconds=run.seconds + time.perf_counter() - started,
-        failure=run.failure,
-        errors=run.errors,
+        seconds=outcome.seconds + time.perf_counter() - started,
+        failure=_failure(outcome, limits),
+        errors=_errors(outcome.record),
         curves={"student": history, "reference": reference_history},
         confusion={"student": confusion, "reference": reference_confusion},
-        manual=_manual_cells(run.executed),
+        manual=_manual_cells(executed),
     )
+
+
+def _unreadable(error: Exception) -> str:
+    return f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
 
 
 def grade_submission(
     course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
 ) -> StudentResult:
     """Grade one submission; whatever the notebook does, a result comes back."""
-    with tempfile.TemporaryDirectory(prefix=f"tdkit-{student_id}-") as scratch:
-        return judge(course, run_untrusted(course, student_id, Path(scratch), limits, profile))
-
-
-def _read_run_record(scratch: Path) -> dict[str, Any]:
     try:
-        record = json.loads((scratch / runner.RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
-def _read_executed(scratch: Path) -> nbformat.NotebookNode | None:
-    try:
-        return nbformat.read(scratch / runner.EXECUTED, as_version=4)
-    except Exception:  # noqa: BLE001 - the run may have left nothing, or garbage
-        return None
+        outcome = execute_job(prepare_job(course, student_id, limits, profile))
+    except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
+        outcome = failed_outcome(student_id, _unreadable(error))
+    return judge(course, outcome, limits)
 
 
 def _manual_cells(executed: nbformat.NotebookNode | None) -> dict[str, float]:
@@ -209,16 +187,6 @@ def _manual_cells(executed: nbformat.NotebookNode | None) -> dict[str, float]:
         if meta.get("grade") and meta.get("solution"):
             manual[str(meta.get("grade_id"))] = float(meta.get("points", 0))
     return manual
-
-
-def _untrusted_or_failure(course: Course, student_id: str, limits: Limits, profile: GradingProfile) -> UntrustedRun:
-    """The untrusted stage in its own scratch directory; a fault of the grader itself becomes the run's failure."""
-    scratch = Path(tempfile.mkdtemp(prefix=f"tdkit-{student_id}-"))
-    try:
-        return run_untrusted(course, student_id, scratch, limits, profile)
-    except Exception as error:  # noqa: BLE001 - reported for this student, the batch goes on
-        now = datetime.now(timezone.utc).isoformat()
-        return UntrustedRun(student_id, scratch, now, failure=f"Exécution impossible ({type(error).__name__}) : {error}")
 
 
 def _ungraded(course: Course, student_id: str, failure: str) -> StudentResult:
@@ -247,6 +215,7 @@ def grade_all(
     limits: Limits = DEFAULT_LIMITS,
     profile: GradingProfile = DEFAULT_PROFILE,
     workers: int = 1,
+    executor: Executor | None = None,
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission (or one), then write results.json, grades.csv and the reports."""
@@ -271,23 +240,26 @@ def grade_all(
     started = time.perf_counter()
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
-    pending = {pool.submit(_untrusted_or_failure, course, sid, limits, profile): sid for sid in students}
+    pool = executor or ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
+    pending = {}
+    done: list[SandboxOutcome] = []
+    for sid in students:
+        try:
+            pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile))] = sid
+        except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
+            done.append(failed_outcome(sid, _unreadable(error)))
     try:
-        # Runs finish in any order; one thread judges them and alone writes the gradebook.
-        for number, future in enumerate(as_completed(pending), 1):
-            sid = pending[future]
-            run = future.result()
+        # Runs finish in any order; this thread alone judges them and writes the gradebook.
+        for number, outcome in enumerate(_outcomes(done, pending), 1):
+            sid = outcome.student_id
             try:
-                result = judge(course, run)
+                result = judge(course, outcome, limits)
             except ChecksCrashed as error:
                 raise TdkitError(
                     f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}"
                 ) from error
             except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
                 result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
-            finally:
-                shutil.rmtree(run.scratch, ignore_errors=True)
             results.students[sid] = result
             elapsed = time.perf_counter() - started
             eta = elapsed / number * (len(students) - number)
@@ -297,9 +269,23 @@ def grade_all(
                 f", ETA {eta:.0f} s{note}"
             )
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if executor is None:
+            pool.shutdown(wait=True, cancel_futures=True)
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
     render_reports(results, course.reports / "html")
     return GradeRun(results, students, results_path, course.reports / "grades.csv", course.reports / "html",
                     time.perf_counter() - started)
+
+
+def _outcomes(done: list[SandboxOutcome], pending: dict[Future[SandboxOutcome], str]) -> Iterator[SandboxOutcome]:
+    """Outcomes as they come; a job whose worker died (twice, on Dask) is that student's failure."""
+    yield from done
+    for future in as_completed(pending):
+        try:
+            yield future.result()
+        except Exception as error:  # noqa: BLE001 - e.g. distributed.KilledWorker
+            yield failed_outcome(
+                pending[future],
+                f"L'exécution a tué le processus qui la faisait tourner ({type(error).__name__}) : {error}",
+            )
