@@ -68,12 +68,29 @@ def collect(archive: str, force: bool) -> None:
 @main.command()
 @click.option("--student", default=None, help="Regrade this student only (others keep their results).")
 @click.option("--workers", default=1, show_default=True, help="Submissions run in parallel (one gradebook writer).")
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Run the submissions on this Dask cluster's workers; checks and gradebook stay here.",
+)
 @reports_errors
-def grade(student: str | None, workers: int) -> None:
+def grade(student: str | None, workers: int, scheduler: str | None) -> None:
     """Grade every submission under submitted/ (or one) and write reports/td_cnn/."""
-    from tdkit.grade import grade_all
+    from tdkit.grade import DEFAULT_PROFILE, grade_all
 
-    run = grade_all(find_course(), student=student, workers=workers, progress=click.echo)
+    course = find_course()
+    if scheduler is not None:
+        from tdkit.distributed import connect
+
+        if workers != 1:
+            raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
+        with connect(scheduler, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
+            for line in executor.cluster.summary():
+                click.echo(line)
+            run = grade_all(course, student=student, executor=executor, progress=click.echo)
+    else:
+        run = grade_all(course, student=student, workers=workers, progress=click.echo)
     click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
 
