@@ -43,3 +43,15 @@ c.GenerateAssignment.preprocessors = [
     ComputeChecksums,
     CheckCellMetadata,
 ]
+
+# Limits of each submission's untrusted run (tdkit.sandbox.TdkitLimits; README "Limits and hostile
+# submissions"). An unknown key here is an error that lists the valid ones.
+c.TdkitLimits.cell_timeout = 120  # seconds per cell
+c.TdkitLimits.run_timeout = 300  # seconds for the whole run (kernel starts, cells, probe)
+c.TdkitLimits.memory_mb = 6144  # address space of each process
+c.TdkitLimits.cpu_seconds = 600  # CPU seconds of each process
+c.TdkitLimits.max_file_mb = 256  # largest file the run may write
+c.TdkitLimits.max_output_mb = 8  # cell outputs kept in the executed notebook
+c.TdkitLimits.max_processes = 256  # processes + threads of one run (when tdkit grades as root)
+c.TdkitLimits.max_notebook_mb = 32  # largest submitted notebook
+c.TdkitLimits.max_cells = 1000  # most cells in a submitted notebook

@@ -17,6 +17,48 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 KERNEL_NAME = "python3"  # the kit's own kernel, whatever kernelspec a submission names
 # One thread: batch-of-one training is 30x slower when threads of parallel runs fight for 2 cores.
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+TRUNCATED_NOTE = (
+    "[tdkit] Sortie tronquée : ce notebook a produit plus de {mb:g} Mo de sorties ; la suite n'est pas "
+    "conservée (le code a continué de s'exécuter).\n"
+)
+
+
+def _message_bytes(msg: dict) -> int:
+    """About how many bytes an output message would add to the notebook."""
+    content = msg.get("content", {})
+    size = len(str(content.get("text", ""))) + len(str(content.get("evalue", "")))
+    size += sum(len(str(line)) for line in content.get("traceback", []) or [])
+    data = content.get("data", {})
+    if isinstance(data, dict):
+        size += sum(len(str(value)) for value in data.values())
+    return size
+
+
+class BoundedClient(NotebookClient):
+    """nbclient, keeping at most ``max_output_bytes`` of outputs for the whole notebook.
+
+    Past the budget each output is dropped as it arrives (one note per cell says so), so a
+    submission that prints 100 MB or displays a 50 MB image cannot exhaust the runner's memory
+    nor make the executed notebook huge.
+    """
+
+    def __init__(self, *args: object, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_output_bytes = max_output_bytes
+        self.output_bytes = 0
+        self.truncated_cells: set[int] = set()
+
+    def output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
+        size = _message_bytes(msg)
+        if self.output_bytes + size <= self.max_output_bytes:
+            self.output_bytes += size
+            return super().output(outs, msg, display_id, cell_index)
+        if cell_index not in self.truncated_cells:
+            self.truncated_cells.add(cell_index)
+            note = TRUNCATED_NOTE.format(mb=self.max_output_bytes / (1024 * 1024))
+            outs.append(NotebookNode(output_type="stream", name="stderr", text=note))
+        return None
 
 
 def strip_ansi(text: str) -> str:
@@ -38,6 +80,7 @@ class Execution:
     seconds: float
     errors: list[CellError] = field(default_factory=list)
     failure: str | None = None  # the run itself stopped: timeout, dead kernel
+    truncated: bool = False  # outputs past the budget were dropped
 
     @property
     def ok(self) -> bool:
@@ -68,10 +111,12 @@ def execute_notebook(
     cell_timeout: int = 600,
     allow_errors: bool = True,
     env: Mapping[str, str] | None = None,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> Execution:
     """Execute ``nb`` in place with ``cwd`` as working directory; never raises for the notebook's faults."""
-    client = NotebookClient(
+    client = BoundedClient(
         nb,
+        max_output_bytes=max_output_bytes,
         timeout=cell_timeout,
         kernel_name=KERNEL_NAME,
         allow_errors=allow_errors,
@@ -82,10 +127,16 @@ def execute_notebook(
     try:
         client.execute(env={**os.environ, **KERNEL_ENV, **(env or {})})
     except CellTimeoutError as error:
-        failure = f"timeout: a cell ran longer than {cell_timeout} s ({strip_ansi(str(error)).splitlines()[0]})"
+        failure = (
+            f"Temps dépassé : une cellule a tourné plus de {cell_timeout} s (boucle infinie ? attente ?) "
+            f"et a été arrêtée. ({strip_ansi(str(error)).splitlines()[0][:300]})"
+        )
     except DeadKernelError as error:
-        failure = f"dead kernel: {strip_ansi(str(error))}"
+        failure = (
+            "Le noyau Python s'est arrêté pendant une cellule (os._exit, plantage, mémoire ou processus "
+            f"épuisés ?). ({strip_ansi(str(error))[:300]})"
+        )
     except Exception as error:  # noqa: BLE001 - with allow_errors=False the first failing cell lands here
         if allow_errors:
             failure = f"{type(error).__name__}: {strip_ansi(str(error))[:2000]}"
-    return Execution(nb, time.perf_counter() - started, cell_errors(nb), failure)
+    return Execution(nb, time.perf_counter() - started, cell_errors(nb), failure, bool(client.truncated_cells))

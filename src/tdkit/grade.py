@@ -31,7 +31,7 @@ from tdkit.errors import TdkitError
 from tdkit.execute import CellError
 from tdkit.gradebook import record_grades
 from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
-from tdkit.prepare import GradingProfile, prepare_submission
+from tdkit.prepare import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
 from tdkit.results import (
     AssignmentResults,
     StudentResult,
@@ -39,7 +39,7 @@ from tdkit.results import (
     write_grades_csv,
     write_results_json,
 )
-from tdkit.sandbox import Limits
+from tdkit.sandbox import Limits, limits_from_config
 from tdkit.untrusted import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -102,43 +102,80 @@ def _errors(record: dict[str, Any]) -> list[CellError]:
     return errors
 
 
+def course_limits(course: Course) -> Limits:
+    """``c.TdkitLimits`` of the course's nbgrader_config.py (defaults where unset)."""
+    return limits_from_config(course.nbgrader_config())
+
+
 def prepare_job(
-    course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
+    course: Course, student_id: str, limits: Limits | None = None, profile: GradingProfile = DEFAULT_PROFILE
 ) -> SandboxJob:
     """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
-    nb = nbformat.read(course.submitted_notebook(student_id), as_version=4)
+    limits = limits or course_limits(course)
+    nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
     prepared = prepare_submission(course, nb, student_id, profile)
     return SandboxJob(student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())))
 
 
 def _submitted_at(course: Course, student_id: str) -> str:
-    mtime = course.submitted_notebook(student_id).stat().st_mtime
+    mtime = course.submitted_notebook(student_id).lstat().st_mtime
     return datetime.fromtimestamp(mtime, timezone.utc).isoformat()
 
 
 def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
+    notes = []
     if outcome.timed_out:
-        return f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s."
+        notes.append(f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s.")
     failure = outcome.record.get("failure")
     if isinstance(failure, str):
-        return failure
+        notes.append(failure)
     if outcome.returncode not in (0, None) and not outcome.record:
-        return f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}"
-    return None
+        notes.append(f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}")
+    if outcome.record.get("truncated") is True:
+        notes.append(
+            f"Sorties tronquées : le notebook a affiché plus de {limits.max_output_mb} Mo ; seul le début est "
+            "conservé dans le notebook corrigé."
+        )
+    return "\n".join(notes) if notes else None
 
 
 def _executed(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
+    """The notebook for formgrader: sources and metadata from the trusted prepared notebook,
+    outputs from the run (which could have rewritten its executed notebook at will)."""
     if outcome.executed is None:
         return None
     try:
-        return nbformat.reads(outcome.executed, as_version=4)
+        ran = nbformat.reads(outcome.executed, as_version=4)
     except Exception:  # noqa: BLE001 - the run may have left garbage
+        return None
+    if outcome.prepared is None:
+        return ran
+    try:
+        trusted = nbformat.reads(outcome.prepared, as_version=4)
+    except Exception:  # noqa: BLE001
+        return None
+    ran_cells = {c.get("id"): c for c in ran.cells if c.get("cell_type") == "code"}
+    for cell in trusted.cells:
+        if cell.cell_type == "code" and cell.get("id") in ran_cells:
+            source = ran_cells[cell.get("id")]
+            outputs = source.get("outputs", [])
+            cell.outputs = [nbformat.from_dict(o) for o in outputs] if isinstance(outputs, list) else []
+            count = source.get("execution_count")
+            cell.execution_count = count if isinstance(count, int) else None
+    return trusted
+
+
+def _prepared(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
+    try:
+        return nbformat.reads(outcome.prepared, as_version=4) if outcome.prepared else None
+    except Exception:  # noqa: BLE001
         return None
 
 
-def judge(course: Course, outcome: SandboxOutcome, limits: Limits = DEFAULT_LIMITS) -> StudentResult:
+def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None) -> StudentResult:
     """Trusted: hidden checks on the artifacts, the gradebook, the autograded notebook."""
     started = time.perf_counter()
+    limits = limits or course_limits(course)
     sid = outcome.student_id
     with tempfile.TemporaryDirectory(prefix=f"tdkit-judge-{sid}-") as folder:
         artifacts = Path(folder)
@@ -151,7 +188,8 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits = DEFAULT_LIMI
         target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)
-    record_grades(course, sid, checks, executed, _submitted_at(course, sid))
+    # Free-text answers are judged on the trusted prepared notebook, never on what the run wrote.
+    record_grades(course, sid, checks, _prepared(outcome) or executed, _submitted_at(course, sid))
     reference_history, reference_confusion = _reference_views(course.root)
     return StudentResult(
         sid,
@@ -166,11 +204,13 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits = DEFAULT_LIMI
 
 
 def _unreadable(error: Exception) -> str:
+    if isinstance(error, UnreadableSubmission):
+        return str(error)
     return f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
 
 
 def grade_submission(
-    course: Course, student_id: str, limits: Limits = DEFAULT_LIMITS, profile: GradingProfile = DEFAULT_PROFILE
+    course: Course, student_id: str, limits: Limits | None = None, profile: GradingProfile = DEFAULT_PROFILE
 ) -> StudentResult:
     """Grade one submission; whatever the notebook does, a result comes back."""
     try:
@@ -212,7 +252,7 @@ def grade_all(
     course: Course,
     *,
     student: str | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits | None = None,
     profile: GradingProfile = DEFAULT_PROFILE,
     workers: int = 1,
     executor: Executor | None = None,
@@ -233,6 +273,7 @@ def grade_all(
         students = [student]
     if not students:
         raise TdkitError(f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first.")
+    limits = limits or course_limits(course)
     results_path = course.reports / "results.json"
     results = AssignmentResults(course.assignment)
     if student is not None and results_path.is_file():

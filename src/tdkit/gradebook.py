@@ -7,9 +7,10 @@ answer cells are left to the TAs, as nbgrader does.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
@@ -57,18 +58,40 @@ def record_grades(
     # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
     with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
         warnings.simplefilter("ignore", SAWarning)
-        gb.update_or_create_student(student_id)
-        gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
-        notebook = gb.find_notebook(course.assignment, course.assignment)
-        for cell in notebook.grade_cells:
-            grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
-            if cell.name in scores:
-                grade.auto_score = min(scores[cell.name], cell.max_score)
-            else:
-                # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
-                grade.auto_score = answers.get(cell.name, 0.0) if executed is not None else 0.0
-            grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-        gb.db.commit()
+        with _one_transaction(gb):
+            gb.update_or_create_student(student_id)
+            gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
+            notebook = gb.find_notebook(course.assignment, course.assignment)
+            for cell in notebook.grade_cells:
+                grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
+                if cell.name in scores:
+                    grade.auto_score = min(scores[cell.name], cell.max_score)
+                else:
+                    # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
+                    answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
+                    grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
+                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+
+
+@contextlib.contextmanager
+def _one_transaction(gb: Gradebook) -> Iterator[None]:
+    """Every write of the block in one database transaction: all of it, or nothing.
+
+    nbgrader's Gradebook commits after each of its calls; here its commits only flush, and the
+    block commits once at the end (a crash or a kill before that leaves the student as they were).
+    """
+    session = gb.db
+    commit = session.commit
+    session.commit = session.flush  # type: ignore[method-assign]
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+    else:
+        commit()
+    finally:
+        del session.commit
 
 
 def remove_submission(course: Course, student_id: str) -> None:

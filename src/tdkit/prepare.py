@@ -7,6 +7,10 @@ probe cell is appended.
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from nbgrader.preprocessors import (
 )
 
 from tdkit.course import Course
+from tdkit.errors import TdkitError
 from tdkit.parameters import inject_parameters
 from tdkit.runner import probe_cell
 
@@ -51,6 +56,72 @@ class GradingProfile:
 
 
 GRADING_PARAMETERS = GradingProfile().parameters()
+
+
+class UnreadableSubmission(TdkitError):
+    """The submitted file cannot be graded; the message (French) is for the student."""
+
+
+def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: int) -> NotebookNode:
+    """The submitted notebook, refused with a clear reason when it is not a gradable notebook.
+
+    Never follows a symlink (file or folder): a submission could point at an instructor file.
+    """
+    path = course.submitted_notebook(student_id)
+    base = os.path.realpath(course.submitted)
+    expected = os.path.join(base, student_id, course.assignment, path.name)
+    if os.path.realpath(path) != expected or path.is_symlink():
+        raise UnreadableSubmission(
+            "Fichier refusé : le notebook rendu est un lien symbolique (ou dans un dossier qui en est un), "
+            "pas un fichier ; il n'a pas été lu. Rendez le fichier .ipynb lui-même."
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        raise UnreadableSubmission(f"Fichier illisible : {error.strerror}.") from error
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableSubmission("Fichier refusé : le notebook rendu n'est pas un fichier ordinaire.")
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnreadableSubmission(f"Fichier refusé : le notebook dépasse {max_bytes // (1024 * 1024)} Mo.")
+    if not data.strip():
+        raise UnreadableSubmission("Fichier vide : le notebook rendu ne contient rien. Rendez votre .ipynb enregistré.")
+    if data.startswith(b"PK\x03\x04") or zipfile.is_zipfile(path):
+        raise UnreadableSubmission(
+            "Ce fichier est une archive zip renommée en .ipynb, pas un notebook : rendez le fichier .ipynb "
+            "lui-même (Fichier > Télécharger > Notebook)."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnreadableSubmission(
+            f"Fichier illisible : il n'est pas encodé en UTF-8 (octet {data[error.start]:#04x} à la position "
+            f"{error.start}). Un notebook Jupyter est toujours en UTF-8 : rendez le fichier tel que Jupyter "
+            "l'enregistre."
+        ) from error
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise UnreadableSubmission(
+            f"Fichier illisible : ce n'est pas du JSON valide ({error}). Le notebook a sans doute été modifié "
+            "hors de Jupyter ou tronqué : rouvrez-le dans Jupyter et enregistrez-le."
+        ) from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        raise UnreadableSubmission("Fichier illisible : ce JSON n'est pas un notebook Jupyter (pas de cellules).")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as error:
+        raise UnreadableSubmission(
+            f"Notebook illisible ({type(error).__name__}) : {str(error)[:300]}"
+        ) from error
+    if len(nb.cells) > max_cells:
+        raise UnreadableSubmission(
+            f"Notebook refusé : {len(nb.cells)} cellules, plus que les {max_cells} acceptées. Rendez le "
+            "notebook du TD, sans cellules ajoutées en masse."
+        )
+    return nb
 
 
 def sanitise(course: Course, nb: NotebookNode, student_id: str) -> NotebookNode:

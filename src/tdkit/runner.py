@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import secrets
+import shutil
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -18,7 +22,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
-from tdkit.execute import Execution, execute_notebook
+from tdkit.execute import DEFAULT_MAX_OUTPUT_BYTES, Execution, execute_notebook
 
 SUBMISSION = "submission.ipynb"
 EXECUTED = "executed.ipynb"
@@ -27,14 +31,96 @@ ARTIFACTS = "artifacts"
 PROBE_TAG = "tdkit-probe"
 
 
-def probe_cell() -> NotebookNode:
-    cell = nbformat.v4.new_code_cell(
-        "from tdkit.probe import run_probe as _tdkit_run_probe\n"
-        f"_tdkit_run_probe(globals(), {ARTIFACTS!r})",
-        metadata={"tags": [PROBE_TAG]},
+PROBE_REFUSED = (
+    "La sonde du correcteur a été refusée : le notebook a remplacé {names}. Rien n'a été évalué ; "
+    "ne modifiez ni les fonctions de Python, de json, de numpy ni tdkit."
+)
+# Run in the kernel before the probe: the objects the probe and its savers rely on must be the
+# genuine ones (defined in their own package). Defence in depth only: the score never depends on
+# it (every check compares with the reference computed outside the sandbox).
+_INTEGRITY = """
+def _tdkit_tampered():
+    import builtins, json, os, pathlib, numpy
+    bad = []
+    for name in ("open", "float", "int", "list", "dict", "str", "len", "isinstance", "callable", "getattr",
+                 "type", "print", "BaseException", "Exception", "AssertionError", "KeyboardInterrupt"):
+        if getattr(getattr(builtins, name, None), "__module__", None) not in ("builtins", "io", "_io"):
+            bad.append("builtins." + name)
+    for label, owner, names, package in (
+        ("json", json, ("dumps", "dump", "loads"), json),
+        ("numpy", numpy, ("savez", "load"), numpy),
+        ("pathlib.Path", pathlib.Path, ("write_text", "write_bytes", "mkdir", "read_text"), pathlib),
+    ):
+        home = os.path.dirname(os.path.realpath(package.__file__))
+        home = home if package is not pathlib else os.path.realpath(package.__file__)
+        for name in names:
+            function = getattr(getattr(owner, name, None), "__wrapped__", getattr(owner, name, None))
+            code = getattr(function, "__code__", None)
+            if code is None or not os.path.realpath(code.co_filename).startswith(home):
+                bad.append(label + "." + name)
+    return bad
+"""
+
+
+def probe_source(out_dir: str) -> str:
+    """The probe cell: tdkit re-imported from disk (a patched ``tdkit.probe`` is dropped), savers
+    checked, then the probe; refused (no artifact at all) when the notebook replaced them."""
+    return (
+        "import sys as _tdkit_sys\n"
+        "for _tdkit_name in [n for n in list(_tdkit_sys.modules) if n == 'tdkit' or n.startswith('tdkit.')]:\n"
+        "    del _tdkit_sys.modules[_tdkit_name]\n"
+        f"{_INTEGRITY}\n"
+        "_tdkit_bad = _tdkit_tampered()\n"
+        "if _tdkit_bad:\n"
+        f"    _tdkit_sys.stderr.write('[tdkit] ' + {PROBE_REFUSED!r}.format(names=', '.join(_tdkit_bad)) + '\\n')\n"
+        "else:\n"
+        "    from tdkit.probe import run_probe as _tdkit_run_probe\n"
+        f"    _tdkit_run_probe(globals(), {out_dir!r})\n"
     )
+
+
+def probe_cell() -> NotebookNode:
+    """The probe cell appended to a submission (its output folder is chosen by the runner)."""
+    cell = nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]})
     cell.id = PROBE_TAG
     return cell
+
+
+def _with_probe_into(nb: NotebookNode, out_dir: str) -> NotebookNode:
+    for cell in nb.cells:
+        if PROBE_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source = probe_source(out_dir)
+    return nb
+
+
+def _fresh_out_dir() -> str:
+    """A folder name the notebook cannot know in advance: files it wrote before are never read."""
+    return f".probe-{secrets.token_hex(16)}"
+
+
+def _publish(scratch: Path, out_dir: str) -> None:
+    """Move the probe's folder to ``artifacts/``, replacing whatever the notebook put there."""
+    target = scratch / ARTIFACTS
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    source = scratch / out_dir
+    if source.is_dir() and not source.is_symlink():
+        source.rename(target)
+
+
+def _kill_leftovers() -> None:
+    """Kill every process of the run but this one (stray children of a dead or stopped kernel).
+
+    Only when the sandbox says everything this process can signal belongs to the run (its own
+    uid, or its own pid namespace).
+    """
+    if os.environ.get("TDKIT_KILL_ALL") == "1":
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _only_imports(source: str) -> bool:
@@ -63,16 +149,41 @@ def definitions_only(nb: NotebookNode) -> NotebookNode:
     return copy
 
 
-def run(scratch: Path, cell_timeout: int) -> dict[str, object]:
+def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> dict[str, object]:
     nb = nbformat.read(scratch / SUBMISSION, as_version=4)
-    execution = execute_notebook(nb, scratch, cell_timeout=cell_timeout)
+    out_dir = _fresh_out_dir()
+    execution = execute_notebook(
+        _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes
+    )
     nbformat.write(execution.notebook, scratch / EXECUTED)
     record: dict[str, object] = _record(execution)
+    refusal = _probe_refusal(execution.notebook)
+    if refusal is not None:
+        record["failure"] = refusal
     if execution.failure is not None:
-        recovery = execute_notebook(definitions_only(nb), scratch, cell_timeout=cell_timeout)
+        _kill_leftovers()
+        shutil.rmtree(scratch / out_dir, ignore_errors=True)
+        out_dir = _fresh_out_dir()
+        recovery = execute_notebook(
+            _with_probe_into(definitions_only(nb), out_dir), scratch, cell_timeout=cell_timeout,
+            max_output_bytes=max_output_bytes,
+        )
         record["recovery"] = _record(recovery)
+    _kill_leftovers()
+    _publish(scratch, out_dir)
     (scratch / RUN_RECORD).write_text(json.dumps(record, ensure_ascii=False))
     return record
+
+
+def _probe_refusal(nb: NotebookNode) -> str | None:
+    """The refusal the probe cell printed, if it did."""
+    for cell in nb.cells:
+        if PROBE_TAG in cell.get("metadata", {}).get("tags", []):
+            for output in cell.get("outputs", []):
+                text = str(output.get("text", ""))
+                if "[tdkit] La sonde du correcteur a été refusée" in text:
+                    return text.split("[tdkit] ", 1)[1].strip()[:1000]
+    return None
 
 
 def _record(execution: Execution) -> dict[str, object]:
@@ -80,13 +191,15 @@ def _record(execution: Execution) -> dict[str, object]:
         "seconds": execution.seconds,
         "failure": execution.failure,
         "errors": [asdict(e) for e in execution.errors],
+        "truncated": execution.truncated,
     }
 
 
 def main() -> None:
     scratch = Path(sys.argv[1]).resolve()
     cell_timeout = int(sys.argv[2]) if len(sys.argv) > 2 else 120
-    run(scratch, cell_timeout)
+    max_output_bytes = int(sys.argv[3]) if len(sys.argv) > 3 else DEFAULT_MAX_OUTPUT_BYTES
+    run(scratch, cell_timeout, max_output_bytes)
 
 
 if __name__ == "__main__":

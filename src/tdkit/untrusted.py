@@ -8,7 +8,9 @@ and its inputs and outputs are plain data that travel between machines.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -39,27 +41,49 @@ class SandboxOutcome:
     returncode: int | None
     output: str  # tail of the run's own output, for the instructor
     record: dict[str, Any]  # run.json as the runner wrote it: errors, failure (untrusted)
-    executed: str | None  # executed notebook JSON
+    executed: str | None  # executed notebook JSON (untrusted: only its outputs are used)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    prepared: str | None = None  # the job's prepared notebook (trusted): sources and metadata
 
 
-def _read_bounded(path: Path, limit: int) -> bytes | None:
-    """A regular file's bytes, if it is one (no symlink: the run could point it anywhere) and small enough."""
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+def _read_bounded(path: Path, limit: int, dir_fd: int | None = None) -> bytes | None:
+    """A regular file's bytes, if it is one and small enough.
+
+    Opened with ``O_NOFOLLOW`` (relative to ``dir_fd`` when given): the run could have made it,
+    or its folder, a symlink to any file of the grader's machine.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
         return None
-    return path.read_bytes()
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(limit + 1)
+        return data if len(data) <= limit else None
+    finally:
+        os.close(fd)
 
 
 def collect_artifacts(directory: Path) -> dict[str, bytes]:
     """Only the files the probe writes, each a regular file, within the size budget."""
     found: dict[str, bytes] = {}
+    try:
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return found
     budget = MAX_ARTIFACT_BYTES
-    for group in GROUPS:
-        for name in (f"{group}.json", f"{group}.npz"):
-            data = _read_bounded(directory / name, budget)
-            if data is not None:
-                found[name] = data
-                budget -= len(data)
+    try:
+        for group in GROUPS:
+            for name in (f"{group}.json", f"{group}.npz"):
+                data = _read_bounded(Path(name), budget, dir_fd=folder)
+                if data is not None:
+                    found[name] = data
+                    budget -= len(data)
+    finally:
+        os.close(folder)
     return found
 
 
@@ -68,7 +92,8 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
     try:
         (scratch / runner.SUBMISSION).write_text(job.notebook, encoding="utf-8")
         run = run_sandboxed(
-            [sys.executable, "-m", "tdkit.runner", str(scratch), str(job.limits.cell_timeout)],
+            [sys.executable, "-m", "tdkit.runner", str(scratch), str(job.limits.cell_timeout),
+             str(job.limits.max_output_mb * 1024 * 1024)],
             scratch,
             job.limits,
             readonly=[Path(d) for d in job.data_dirs],
@@ -88,6 +113,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             record if isinstance(record, dict) else {},
             executed.decode("utf-8", errors="replace") if executed else None,
             collect_artifacts(scratch / runner.ARTIFACTS),
+            job.notebook,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
