@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -35,6 +36,20 @@ def _message_bytes(msg: dict) -> int:
     return size
 
 
+def _coerce_mime_data(msg: dict) -> None:
+    """Non-JSON MIME types must hold text in a notebook: anything else (an unknown type sent raw)
+    becomes its JSON text, so the executed notebook stays valid."""
+    data = msg.get("content", {}).get("data")
+    if not isinstance(data, dict):
+        return
+    for mime, value in list(data.items()):
+        if not isinstance(mime, str) or (not mime.endswith("json") and not isinstance(value, (str, list))):
+            try:
+                data[str(mime)] = json.dumps(value)
+            except (TypeError, ValueError):
+                data[str(mime)] = repr(value)
+
+
 class BoundedClient(NotebookClient):
     """nbclient, keeping at most ``max_output_bytes`` of outputs for the whole notebook.
 
@@ -50,6 +65,7 @@ class BoundedClient(NotebookClient):
         self.truncated_cells: set[int] = set()
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[no-untyped-def]
+        _coerce_mime_data(msg)
         size = _message_bytes(msg)
         if self.output_bytes + size <= self.max_output_bytes:
             self.output_bytes += size

@@ -124,8 +124,37 @@ def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: 
     return nb
 
 
+def known_cell_ids(course: Course) -> set[str]:
+    """grade_ids of the assignment's nbgrader cells, from the gradebook (trusted)."""
+    from nbgrader.api import Gradebook
+
+    from tdkit.course import ensure_nbgrader_scripts
+
+    ensure_nbgrader_scripts()
+    with Gradebook(course.db_url, course.course_id) as gb:
+        return {cell.name for cell in gb.find_notebook(course.assignment, course.assignment).source_cells}
+
+
+def forget_foreign_cells(nb: NotebookNode, known: set[str]) -> NotebookNode:
+    """Plain cells of every nbgrader cell the instructor never wrote: unknown, renamed, missing or
+    duplicated grade_ids (nbgrader's own steps crash on some). Renamed or deleted originals are then
+    restored by ``OverwriteCells``; points and grades only ever come from the gradebook."""
+    seen: set[str] = set()
+    for cell in nb.cells:
+        meta = cell.get("metadata", {})
+        if "nbgrader" not in meta:
+            continue
+        grade_id = meta["nbgrader"].get("grade_id") if isinstance(meta["nbgrader"], dict) else None
+        if not isinstance(grade_id, str) or grade_id not in known or grade_id in seen:
+            del meta["nbgrader"]
+        else:
+            seen.add(grade_id)
+    return nb
+
+
 def sanitise(course: Course, nb: NotebookNode, student_id: str) -> NotebookNode:
     """nbgrader autograde's sanitising steps, configured from the course."""
+    nb = forget_foreign_cells(nb, known_cell_ids(course))
     config = course.nbgrader_config()
     config.OverwriteCells.add_missing_cells = True
     resources = {

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -149,26 +150,74 @@ def definitions_only(nb: NotebookNode) -> NotebookNode:
     return copy
 
 
+MAX_RUN_PROCESSES = 48  # processes (not threads) of one run before the watchdog stops it
+TOO_MANY_PROCESSES = (
+    "Trop de processus : le notebook en a lancé plus de {n} (fork en boucle ?) ; ils ont tous été arrêtés."
+)
+
+
+class Watchdog:
+    """Under the sandbox (own pid namespace), kills the whole run as soon as it holds more than
+    ``limit`` processes: a fork bomb would otherwise take both CPU cores from the other students'
+    runs until its cell timed out. The runner itself survives and reports it."""
+
+    def __init__(self, limit: int = MAX_RUN_PROCESSES) -> None:
+        self.limit = limit
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Watchdog:
+        if os.environ.get("TDKIT_KILL_ALL") == "1" and os.path.isdir("/proc"):
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                count = sum(1 for name in os.listdir("/proc") if name.isdigit())
+            except OSError:
+                continue
+            if count > self.limit:
+                self.fired = True
+                _kill_leftovers()
+
+
 def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> dict[str, object]:
     nb = nbformat.read(scratch / SUBMISSION, as_version=4)
     out_dir = _fresh_out_dir()
-    execution = execute_notebook(
-        _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes
-    )
+    with Watchdog() as watchdog:
+        execution = execute_notebook(
+            _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes
+        )
     nbformat.write(execution.notebook, scratch / EXECUTED)
     record: dict[str, object] = _record(execution)
+    if watchdog.fired:
+        record["failure"] = TOO_MANY_PROCESSES.format(n=watchdog.limit)
     refusal = _probe_refusal(execution.notebook)
     if refusal is not None:
         record["failure"] = refusal
-    if execution.failure is not None:
+    # A stopped run, or a probe refused (tools replaced): the API is probed again in a fresh
+    # kernel that runs only the cells defining it.
+    if execution.failure is not None or refusal is not None:
         _kill_leftovers()
         shutil.rmtree(scratch / out_dir, ignore_errors=True)
         out_dir = _fresh_out_dir()
-        recovery = execute_notebook(
-            _with_probe_into(definitions_only(nb), out_dir), scratch, cell_timeout=cell_timeout,
-            max_output_bytes=max_output_bytes,
-        )
+        with Watchdog():
+            recovery = execute_notebook(
+                _with_probe_into(definitions_only(nb), out_dir), scratch, cell_timeout=cell_timeout,
+                max_output_bytes=max_output_bytes,
+            )
         record["recovery"] = _record(recovery)
+        again = _probe_refusal(recovery.notebook)
+        if again is not None:
+            record["failure"] = again
     _kill_leftovers()
     _publish(scratch, out_dir)
     (scratch / RUN_RECORD).write_text(json.dumps(record, ensure_ascii=False))
