@@ -167,7 +167,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Watchdog:
+    def __enter__(self) -> Watchdog:  # noqa: PYI034
         if os.environ.get("TDKIT_KILL_ALL") == "1" and os.path.isdir("/proc"):
             self._thread = threading.Thread(target=self._watch, daemon=True)
             self._thread.start()
