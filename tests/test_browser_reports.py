@@ -1,0 +1,85 @@
+"""tdkit's HTML reports (class summary, per-student feedback) in headless Chromium: every image
+loads, links lead to the students' pages. Screenshots: test-artifacts/reports/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers import artifacts_dir, chromium, shared_graded_course
+
+from tdkit.course import Course
+from tdkit.grade import GradeRun
+
+pytest.importorskip("playwright", reason="playwright is not installed: pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
+    return shared_graded_course(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[Any]:
+    with chromium() as context:
+        yield context
+
+
+def _images(page: Any) -> list[dict[str, Any]]:
+    """Every <img> once the page has loaded: whether it decoded, and its size."""
+    page.wait_for_load_state("load")
+    return page.eval_on_selector_all(
+        "img",
+        "els => els.map(e => ({src: e.currentSrc.slice(0, 60), complete: e.complete, width: e.naturalWidth,"
+        " height: e.naturalHeight, alt: e.alt}))",
+    )
+
+
+def _open(context: Any, url: str) -> tuple[Any, list[str]]:
+    page = context.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url[:100]))
+    page.on("pageerror", lambda error: failed.append(f"script error: {error}"))
+    page.goto(url)
+    return page, failed
+
+
+def _assert_all_loaded(images: list[dict[str, Any]], failed: list[str], what: str) -> None:
+    assert images, f"{what}: no image at all"
+    broken = [img for img in images if not (img["complete"] and img["width"] > 0 and img["height"] > 0)]
+    assert broken == [], f"{what}: images that did not load: {broken}"
+    assert failed == [], f"{what}: failed requests: {failed}"
+
+
+def test_class_summary_images_load_and_link_to_students(
+    graded: tuple[Course, GradeRun], browser_context: Any
+) -> None:
+    """Does the class summary show its charts, and lead to each student's page?"""
+    course, run = graded
+    page, failed = _open(browser_context, (course.reports / "html" / "index.html").as_uri())
+    images = _images(page)
+    page.screenshot(path=str(artifacts_dir("reports") / "index.png"), full_page=True)
+    _assert_all_loaded(images, failed, "index.html")
+    text = page.inner_text("body")
+    for student_id in run.results.students:
+        assert student_id in text
+    page.locator("a[href='sol.html']").first.click()
+    page.wait_for_url("**/sol.html")
+    assert "sol" in page.inner_text("body")
+    page.close()
+
+
+@pytest.mark.parametrize("student_id", ["sol", "td"])
+def test_feedback_report_images_load(graded: tuple[Course, GradeRun], browser_context: Any, student_id: str) -> None:
+    """Does a student's feedback page show every figure (learning curves, confusion matrices)?"""
+    course, run = graded
+    page, failed = _open(browser_context, (course.reports / "html" / f"{student_id}.html").as_uri())
+    images = _images(page)
+    page.screenshot(path=str(artifacts_dir("reports") / f"{student_id}.png"), full_page=True)
+    _assert_all_loaded(images, failed, f"{student_id}.html")
+    text = page.inner_text("body")
+    failing = [c for c in run.results.students[student_id].checks if not c.passed]
+    for check in failing:  # every failed check is named on the page
+        assert check.check_id in text, check.check_id
+    page.close()
