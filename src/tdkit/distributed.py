@@ -21,8 +21,10 @@ import hashlib
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ def code_digest() -> str:
 
 def worker_report(data_dirs: Sequence[str]) -> dict[str, Any]:
     """Runs on each worker: what the caller must know before sending it jobs."""
+    import tdkit.untrusted  # noqa: F401 - imported now, in parallel, rather than by each worker's first job
     from tdkit.sandbox import bwrap_path
 
     return {
@@ -91,75 +94,99 @@ class DaskExecutor(Executor):
 
     ``submit`` returns a plain ``concurrent.futures.Future`` (what ``as_completed`` needs); the
     task's key names the student, so the dashboard shows who runs where.
+
+    Jobs wait here, not on the workers: no more are handed to the scheduler than the cluster
+    has threads. A worker's death counts against every task assigned to it, running or queued
+    behind; so a job queued behind a submission that kills its worker would take the blame too.
     """
 
     def __init__(self, client: Any, cluster: Cluster) -> None:
         self.client = client
         self.cluster = cluster
-        self._tasks: dict[str, Any] = {}  # key -> distributed.Future: held until done, or the task is dropped
+        self._waiting: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = deque()
+        self._tasks: dict[str, Any] = {}  # key -> distributed.Future, held until done (else the task is dropped)
+        self._running: list[Future[Any]] = []  # the futures of self._tasks
         self._lock = threading.Lock()
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        from distributed import KilledWorker as DaskKilledWorker
-
         if self._shutdown:
             raise RuntimeError("cannot submit to a DaskExecutor after shutdown")
-        student = getattr(args[0], "student_id", None) if args else None
-        key = f"tdkit-{student or getattr(fn, '__name__', 'job')}-{uuid.uuid4().hex[:8]}"
-        task = self.client.submit(fn, *args, key=key, pure=False, **kwargs)
         future: Future[Any] = Future()
         with self._lock:
-            self._tasks[key] = task
-
-        def forward(done: Any) -> None:
-            with self._lock:
-                self._tasks.pop(key, None)
-            if future.done():
-                return
-            try:
-                if done.status == "finished":
-                    future.set_result(done.result())
-                elif done.status == "cancelled":
-                    future.cancel()
-                    future.set_running_or_notify_cancel()
-                else:
-                    error = done.exception()
-                    if isinstance(error, DaskKilledWorker):
-                        error = KilledWorker(
-                            f"{self.cluster.deaths} workers Dask sont morts pendant cette exécution (le dernier : "
-                            f"{getattr(error.last_worker, 'address', '?')}) ; elle n'est pas relancée."
-                        )
-                    future.set_exception(error)
-            except BaseException as error:  # noqa: BLE001 - whatever happens, the future ends
-                if not future.done():
-                    future.set_exception(error)
-
-        def cancel_task(done: Future[Any]) -> None:
-            if done.cancelled() and task.status not in ("finished", "error", "cancelled"):
-                task.cancel()
-
-        future.add_done_callback(cancel_task)
-        task.add_done_callback(forward)
+            self._waiting.append((future, fn, args, kwargs))
+        self._dispatch()
         return future
+
+    def _threads(self) -> int:
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - scheduler briefly unreachable: go on one at a time
+            return 1
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            while self._waiting and not self._shutdown and len(self._tasks) < self._threads():
+                future, fn, args, kwargs = self._waiting.popleft()
+                if future.set_running_or_notify_cancel():
+                    self._send(future, fn, args, kwargs)
+
+    def _send(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        student = getattr(args[0], "student_id", None) if args else None
+        key = f"tdkit-{student or getattr(fn, '__name__', 'job')}-{uuid.uuid4().hex[:8]}"
+        try:
+            task = self.client.submit(fn, *args, key=key, pure=False, **kwargs)
+        except Exception as error:  # noqa: BLE001 - e.g. the job cannot be pickled: this student's failure
+            future.set_exception(error)
+            return
+        self._tasks[key] = task
+        self._running.append(future)
+        task.add_done_callback(lambda done: self._finished(key, done, future))
+
+    def _finished(self, key: str, done: Any, future: Future[Any]) -> None:
+        from distributed import KilledWorker as DaskKilledWorker
+
+        with self._lock:
+            self._tasks.pop(key, None)
+            self._running.remove(future)
+        try:
+            if done.status == "finished":
+                future.set_result(done.result())
+            else:
+                error = done.exception() if done.status == "error" else RuntimeError(f"Dask task {done.status}")
+                if isinstance(error, DaskKilledWorker):
+                    error = KilledWorker(
+                        f"{self.cluster.deaths} workers Dask sont morts pendant cette exécution (le dernier : "
+                        f"{getattr(error.last_worker, 'address', '?')}) ; elle n'est pas relancée."
+                    )
+                future.set_exception(error)
+        except BaseException as error:  # noqa: BLE001 - whatever happens, the future ends
+            if not future.done():
+                future.set_exception(error)
+        self._dispatch()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         # Interrupted or failed: what is still queued is cancelled rather than waited for.
         self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Cancel what is still queued and close the client (the cluster itself keeps running)."""
+        """Cancel what is left if asked (or not waiting), and close the client; the cluster keeps running."""
         if self._shutdown:
             return
-        self._shutdown = True
-        with self._lock:
-            tasks = list(self._tasks.values())
-        if tasks and (cancel_futures or not wait):
-            self.client.cancel(tasks)
-        elif tasks:
-            from distributed import wait as dask_wait
-
-            dask_wait(tasks)
+        if cancel_futures or not wait:
+            with self._lock:
+                self._shutdown = True
+                waiting, self._waiting = list(self._waiting), deque()
+                tasks = list(self._tasks.values())
+            for future, *_ in waiting:
+                future.cancel()
+            if tasks:
+                self.client.cancel(tasks)
+        else:
+            with self._lock:
+                pending = [f for f, *_ in self._waiting] + self._running
+            wait_futures(pending)
+            self._shutdown = True
         self.client.close()
 
 

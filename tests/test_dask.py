@@ -1,0 +1,240 @@
+"""Grading on a real Dask cluster: a scheduler and two workers on loopback, started with the `dask` CLI.
+
+The same submissions are graded locally (``workers=2``) and through the cluster; the results
+must be the same. Two test-only job hooks stand for what can happen to a worker: one job
+kills its worker the first time it runs (a worker lost mid-task: it must be run again
+elsewhere and graded as usual), another kills every worker that runs it (it must be reported
+as that student's failure after two deaths, and the batch must still finish). Every process
+is torn down, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from conftest import REPO, copy_course
+
+from tdkit.course import Course
+from tdkit.errors import TdkitError
+from tdkit.grade import GradeRun, grade_all
+from tdkit.release import release
+from tdkit.untrusted import SandboxJob, execute_job
+
+pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")
+
+from tdkit.distributed import DaskExecutor, connect
+
+DASK = Path(sys.executable).with_name("dask")
+EXAMPLES = REPO / "examples" / "submissions"
+SUBMISSIONS = {"alice": "alice_solution", "ines": "ines_crash_midway"}
+KILLER = "zoe"  # her job kills every worker that runs it
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, even if it is killed outright (Linux)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class LocalCluster:
+    address: str
+    processes: dict[str, subprocess.Popen[bytes]]
+    logs: Path
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """The process and everything it started (its own session): TERM, then KILL."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(wait)
+            return
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    if not DASK.is_file():
+        pytest.skip(f"no dask command beside {sys.executable}")
+    logs = tmp_path_factory.mktemp("dask-logs")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # as the README says
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    commands = {
+        "scheduler": [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        **{
+            f"worker{i}": [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                           "--name", f"worker{i}", "--memory-limit", "0", "--local-directory", str(logs / f"w{i}"),
+                           "--preload", "tdkit.untrusted"]  # as the README says
+            for i in (1, 2)
+        },
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, command in commands.items():
+            with open(logs / f"{name}.log", "wb") as log:
+                processes[name] = subprocess.Popen(
+                    command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
+                )
+        yield LocalCluster(address, processes, logs)
+    finally:
+        for name in reversed(list(processes)):
+            _stop(processes[name])
+
+
+class HookedExecutor(Executor):
+    """Test-only: sends the real job, or one that kills its worker process for the chosen students."""
+
+    def __init__(self, inner: DaskExecutor, runs_log: Path, kill_once: set[str], kill_always: set[str]) -> None:
+        self.inner = inner
+        self.runs_log = str(runs_log)  # one line per job started on a worker: student, pid, killed or ran
+        self.kill_once = kill_once  # the first run of these students' jobs kills its worker
+        self.kill_always = kill_always
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        job: SandboxJob = args[0]
+        student, runs_log = job.student_id, self.runs_log
+        once, always = student in self.kill_once, student in self.kill_always
+
+        # A closure: cloudpickle sends it by value, the workers need nothing but tdkit.
+        def job_or_kill(job: SandboxJob) -> Any:
+            with open(runs_log, "a+") as log:
+                fcntl.flock(log, fcntl.LOCK_EX)
+                log.seek(0)
+                kill = always or (once and f"{student} " not in log.read())
+                log.write(f"{student} {os.getpid()} {'killed' if kill else 'ran'}\n")
+            if kill:
+                time.sleep(1)  # a moment of work first, as a real run would have
+                os.kill(os.getpid(), signal.SIGKILL)  # the worker process itself
+            return execute_job(job)
+
+        return self.inner.submit(job_or_kill, *args, **kwargs)
+
+
+def _submit(course: Course, student: str, notebook: Path) -> None:
+    target = course.submitted_notebook(student)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.read(notebook, as_version=4), target)
+
+
+@dataclass
+class Runs:
+    course: Course
+    local: GradeRun
+    dask: GradeRun
+    progress: list[str]
+    runs_log: Path
+    summary: list[str]
+
+
+@pytest.fixture(scope="module")
+def runs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    course = Course(copy_course(tmp_path_factory.mktemp("dask-course")))
+    release(course, verify=False)
+    for student, example in SUBMISSIONS.items():
+        _submit(course, student, EXAMPLES / f"{example}.ipynb")
+    local = grade_all(course, workers=2, progress=lambda line: None)
+    _submit(course, KILLER, EXAMPLES / "chloe_unanswered.ipynb")
+    runs_log = tmp_path_factory.mktemp("dask-hooks") / "runs.log"
+    progress: list[str] = []
+    try:
+        with connect(cluster.address, timeout=60) as executor:
+            executor.client.wait_for_workers(2, timeout=60)
+            hooked = HookedExecutor(executor, runs_log, kill_once={"alice"}, kill_always={KILLER})
+            dask = grade_all(course, executor=hooked, progress=progress.append)
+            summary = executor.cluster.summary()
+    except BaseException:
+        print(cluster.log_tails())
+        raise
+    print(f"\nlocal, workers=2: {len(local.graded)} submissions in {local.seconds:.1f} s")
+    print(f"dask, 2 workers x 1 thread: {len(dask.graded)} submissions (3 worker deaths) in {dask.seconds:.1f} s")
+    print("\n".join(summary + progress))
+    print(runs_log.read_text())
+    return Runs(course, local, dask, progress, runs_log, summary)
+
+
+def test_dask_results_are_the_local_results(runs: Runs) -> None:
+    """Is every submission graded on the cluster exactly as locally (checks, scores, errors)?"""
+    for student in SUBMISSIONS:
+        here, there = runs.local.results.students[student], runs.dask.results.students[student]
+        assert there.checks == here.checks, student
+        assert there.score == here.score and there.failure == here.failure, student
+        assert [e.ename for e in there.errors] == [e.ename for e in here.errors], student
+        assert there.curves == here.curves and there.confusion == here.confusion, student
+    assert runs.dask.results.students["alice"].score == runs.dask.results.students["alice"].max_score
+    assert runs.dask.results.students["ines"].errors[0].ename == "NameError"
+
+
+def _runs(runs: Runs, student: str) -> list[tuple[int, str]]:
+    lines = [line.split() for line in runs.runs_log.read_text().splitlines()]
+    return [(int(pid), what) for who, pid, what in lines if who == student]
+
+
+def test_worker_lost_mid_task_is_run_again(runs: Runs) -> None:
+    """Did alice's first run kill its worker, and was she then graded in full on another?"""
+    alice = _runs(runs, "alice")
+    assert [what for _, what in alice] == ["killed", "ran"], alice
+    assert alice[0][0] != alice[1][0]
+    result = runs.dask.results.students["alice"]
+    assert result.failure is None and result.score == result.max_score
+
+
+def test_job_killing_its_worker_twice_is_reported(runs: Runs) -> None:
+    """Is a job that kills every worker it runs on reported after two deaths, while the batch finishes?"""
+    assert "dies 2 time(s)" in runs.summary[0], runs.summary
+    killed = _runs(runs, KILLER)
+    assert [what for _, what in killed] == ["killed", "killed"] and killed[0][0] != killed[1][0], killed
+    zoe = runs.dask.results.students[KILLER]
+    assert zoe.failure is not None and "KilledWorker" in zoe.failure and "2 workers Dask" in zoe.failure
+    assert zoe.score == 0
+    assert set(runs.dask.graded) == {*SUBMISSIONS, KILLER}
+    assert len(runs.progress) == len(SUBMISSIONS) + 1
+    grades = (runs.course.reports / "grades.csv").read_text(encoding="utf-8")
+    assert all(f"\n{student}," in grades for student in (*SUBMISSIONS, KILLER))
+
+
+def test_unreachable_scheduler_names_the_fix(runs: Runs) -> None:
+    """Does `tdkit grade --scheduler` with nobody listening fail fast, saying what to start and check?"""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    started = time.perf_counter()
+    with pytest.raises(TdkitError, match="dask scheduler") as caught:
+        connect(address, timeout=2)
+    assert "Check the address" in str(caught.value)
+    assert time.perf_counter() - started < 15
+    tdkit = Path(sys.executable).with_name("tdkit")
+    done = subprocess.run([str(tdkit), "grade", "--scheduler", address], cwd=runs.course.root,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"Cannot reach a Dask scheduler at {address}" in done.stderr
+    assert "Traceback" not in done.stderr
