@@ -8,8 +8,8 @@ the end of the session, whatever happened. Skips, saying why, where PostgreSQL i
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +33,8 @@ def postgres_url() -> Iterator[str]:
     folder = tempfile.mkdtemp(prefix="tdkit-pg-")
     try:
         started = subprocess.run(
-            ["bash", str(POSTGRES_SH), "start", folder], capture_output=True, text=True, timeout=300
+            ["bash", str(POSTGRES_SH), "start", folder],
+            check=False, capture_output=True, text=True, timeout=300,
         )
         if started.returncode == 3:
             pytest.skip(f"PostgreSQL is not available: {started.stderr.strip()}")
@@ -41,7 +42,7 @@ def postgres_url() -> Iterator[str]:
             raise RuntimeError(f"scripts/postgres.sh start failed:\n{started.stdout}\n{started.stderr}")
         yield started.stdout.strip().splitlines()[-1]
     finally:
-        subprocess.run(["bash", str(POSTGRES_SH), "stop", folder], capture_output=True, timeout=120)
+        subprocess.run(["bash", str(POSTGRES_SH), "stop", folder], check=False, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
