@@ -176,16 +176,23 @@ def get_json(url: str) -> Any:
         return json.loads(reply.read())
 
 
-@contextmanager
-def chromium() -> Iterator[Any]:
-    """Debian's headless Chromium driven by Playwright (never a downloaded browser); skips with the
-    reason when either is missing. Yields a browser context (1280x900)."""
+def require_browser() -> None:
+    """Skip, saying why, when Playwright or Debian's Chromium is missing (before any slow setup)."""
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("playwright is not installed: pip install -e '.[test]'")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set TDKIT_CHROMIUM)")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser); skips with the
+    reason when either is missing. Yields a browser context (1280x900)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:

@@ -7,16 +7,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers import artifacts_dir, chromium, shared_graded_course
+from servers import artifacts_dir, chromium, require_browser, shared_graded_course
 
 from tdkit.course import Course
 from tdkit.grade import GradeRun
 
-pytest.importorskip("playwright", reason="playwright is not installed: pip install -e '.[test]'")
-
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
+    require_browser()
     return shared_graded_course(tmp_path_factory)
 
 
