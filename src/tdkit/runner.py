@@ -2,9 +2,11 @@
 
 Executes ``SCRATCH/submission.ipynb`` (already sanitised, parameters injected, probe cell
 appended) in a Jupyter kernel, and writes ``executed.ipynb``, ``run.json`` and the probe's
-``artifacts/``. When the run stops early (timeout, dead kernel), a second kernel runs only
-the cells that define the API, then the probe, so every function is still tried.
-It imports neither ``reference`` nor ``grader_tests``.
+``artifacts/``. When the run stops early (timeout, dead kernel, too many processes) or the
+probe refuses to run (the notebook replaced the tools it relies on), a second kernel runs only
+the cells that define the API, then the probe, so every function is still tried. The probe
+writes into a folder with a random name, moved to ``artifacts/`` at the end in place of
+whatever the notebook wrote there. It imports neither ``reference`` nor ``grader_tests``.
 """
 
 from __future__ import annotations
