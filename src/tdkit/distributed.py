@@ -62,10 +62,6 @@ def worker_report(data_dirs: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _allowed_failures(dask_scheduler: Any) -> int:
-    return int(dask_scheduler.allowed_failures)
-
-
 @dataclass
 class Cluster:
     """What the caller saw of the cluster on connecting."""
@@ -246,7 +242,8 @@ def _inspect(client: Any, address: str, data_dirs: list[str], timeout: float) ->
     if problems:
         raise TdkitError("Some Dask workers cannot grade:\n  " + "\n  ".join(problems))
     try:
-        allowed = int(client.run_on_scheduler(_allowed_failures))
+        # A lambda travels by value: the scheduler machine needs no tdkit to answer.
+        allowed = int(client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures))
     except Exception:  # noqa: BLE001 - a scheduler that refuses to run code: assume its default
         import dask
 
@@ -254,7 +251,7 @@ def _inspect(client: Any, address: str, data_dirs: list[str], timeout: float) ->
         notes.append(f"could not read the scheduler's allowed-failures; assuming {allowed}")
     if allowed != WANTED_ALLOWED_FAILURES:
         notes.append(
-            f"the scheduler retries a job after {allowed} lost worker(s); start it with "
+            f"the scheduler reports a job only after {allowed + 1} lost worker(s); start it with "
             f"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES={WANTED_ALLOWED_FAILURES} to report a submission "
             "that kills its worker twice"
         )
