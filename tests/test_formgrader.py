@@ -63,7 +63,9 @@ def test_manage_submissions_shows_tdkit_scores(
     assert set(rows) == set(run.results.students)
     for student_id, student in run.results.students.items():
         status, score = rows[student_id]
-        assert status != "needs autograding", f"{student_id}: formgrader does not count tdkit's grading"
+        # formgrader counts a submission as autograded when the gradebook timestamp equals
+        # submitted/<id>/td_cnn/timestamp.txt (None when absent), as nbgrader autograde records it.
+        assert status != "needs autograding", f"{student_id}: 'needs autograding' (timestamp)"
         assert _points(score)[0] == pytest.approx(student.score, abs=0.01), student_id
     page.close()
 

@@ -106,5 +106,7 @@ def test_formgrader_api_reads_postgresql(pg_graded: tuple[Course, GradeRun], tmp
     by_student = {s["student"]: s for s in submissions}
     assert set(by_student) == {"sol", "td"}
     for student_id, student in run.results.students.items():
-        assert by_student[student_id]["autograded"], student_id
+        # formgrader counts a submission as autograded when the gradebook timestamp equals
+        # submitted/<id>/td_cnn/timestamp.txt (None when absent), as nbgrader autograde records it.
+        assert by_student[student_id]["autograded"], f"{student_id}: 'needs autograding' (timestamp)"
         assert by_student[student_id]["score"] == pytest.approx(student.score), student_id
