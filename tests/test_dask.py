@@ -37,7 +37,7 @@ from tdkit.untrusted import SandboxJob, execute_job
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")
 
-from tdkit.distributed import DaskExecutor, connect
+from tdkit.distributed import Cluster, ClusterLost, DaskExecutor, connect
 
 DASK = Path(sys.executable).with_name("dask")
 EXAMPLES = REPO / "examples" / "submissions"
@@ -238,3 +238,35 @@ def test_unreachable_scheduler_names_the_fix(runs: Runs) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"Cannot reach a Dask scheduler at {address}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_lost_scheduler_stops_the_batch(tmp_path: Path) -> None:
+    """Does a scheduler dying mid-batch stop it (ClusterLost), rather than grade everyone left as a failure?"""
+    from distributed import Client
+
+    assert not issubclass(ClusterLost, Exception)  # grade_all turns an Exception into a student's failure
+    port = _free_port()
+    with open(tmp_path / "scheduler.log", "wb") as log:
+        scheduler = subprocess.Popen(
+            [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a short timeout: the client also waits that long for a lost scheduler to come back
+            try:
+                client = Client(f"tcp://127.0.0.1:{port}", timeout=3, set_as_default=False)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        executor = DaskExecutor(client, Cluster(f"tcp://127.0.0.1:{port}", {}, 0, 1))
+        sent, waiting = executor.submit(time.sleep, 60), executor.submit(time.sleep, 60)  # no worker: both wait
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        for future in (sent, waiting):
+            with pytest.raises(ClusterLost):
+                future.result(timeout=30)
+        executor.shutdown(cancel_futures=True)
+    finally:
+        _stop(scheduler)

@@ -81,14 +81,20 @@ def grade(student: str | None, workers: int, scheduler: str | None) -> None:
 
     course = find_course()
     if scheduler is not None:
-        from tdkit.distributed import connect
+        from tdkit.distributed import ClusterLost, connect
 
         if workers != 1:
             raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
-        with connect(scheduler, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
-            for line in executor.cluster.summary():
-                click.echo(line)
-            run = grade_all(course, student=student, executor=executor, progress=click.echo)
+        try:
+            with connect(scheduler, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
+                for line in executor.cluster.summary():
+                    click.echo(line)
+                run = grade_all(course, student=student, executor=executor, progress=click.echo)
+        except ClusterLost as error:
+            raise TdkitError(
+                f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "
+                "command again once the scheduler and its workers are back (or grade here, without --scheduler)."
+            ) from None
     else:
         run = grade_all(course, student=student, workers=workers, progress=click.echo)
     click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")

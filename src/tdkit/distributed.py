@@ -12,7 +12,8 @@ business: it runs the job again on another worker. A job whose workers die
 ``distributed.scheduler.allowed-failures + 1`` times errs with distributed's ``KilledWorker``;
 started as the README says (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1``), that is
 after two deaths. The job is then not run again: its future raises :class:`KilledWorker`,
-which ``grade_all`` records as that student's failure, and the batch goes on.
+which ``grade_all`` records as that student's failure, and the batch goes on. A lost
+scheduler is no student's fault: :class:`ClusterLost` stops the batch instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,14 @@ WANTED_ALLOWED_FAILURES = 1  # one retry after a lost worker, then the job is re
 
 class KilledWorker(Exception):
     """Every worker that ran this job died while running it: the job is not run again."""
+
+
+class ClusterLost(BaseException):
+    """The scheduler went away (or dropped the job) mid-batch: no student's fault.
+
+    A BaseException, so that ``grade_all`` does not grade it as that student's failure (which
+    would write zeros to the gradebook for every student still to come) but stops the batch.
+    """
 
 
 def code_digest() -> str:
@@ -104,6 +114,7 @@ class DaskExecutor(Executor):
         self._running: list[Future[Any]] = []  # the futures of self._tasks
         self._lock = threading.Lock()
         self._shutdown = False
+        self._lost: ClusterLost | None = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self._shutdown:
@@ -130,6 +141,9 @@ class DaskExecutor(Executor):
     def _send(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         student = getattr(args[0], "student_id", None) if args else None
         key = f"tdkit-{student or getattr(fn, '__name__', 'job')}-{uuid.uuid4().hex[:8]}"
+        if self._lost is not None or self.client.status not in ("running", "connecting", "newly-created"):
+            future.set_exception(self._lost or ClusterLost(f"the Dask client is {self.client.status}"))
+            return
         try:
             task = self.client.submit(fn, *args, key=key, pure=False, **kwargs)
         except Exception as error:  # noqa: BLE001 - e.g. the job cannot be pickled: this student's failure
@@ -148,17 +162,24 @@ class DaskExecutor(Executor):
         try:
             if done.status == "finished":
                 future.set_result(done.result())
-            else:
-                error = done.exception() if done.status == "error" else RuntimeError(f"Dask task {done.status}")
+            elif done.status == "error":
+                error = done.exception()
                 if isinstance(error, DaskKilledWorker):
                     error = KilledWorker(
                         f"{self.cluster.deaths} workers Dask sont morts pendant cette exécution (le dernier : "
                         f"{getattr(error.last_worker, 'address', '?')}) ; elle n'est pas relancée."
                     )
                 future.set_exception(error)
-        except BaseException as error:  # noqa: BLE001 - whatever happens, the future ends
+            else:  # cancelled, not by us: the scheduler connection was lost, or the cluster dropped it
+                self._lost = self._lost or ClusterLost(
+                    f"the Dask scheduler {self.cluster.address} dropped the run of {key} ({done.status})"
+                )
+                future.set_exception(self._lost)
+        except Exception as error:  # noqa: BLE001 - e.g. the result could not be fetched: the future ends
+            if self.client.status != "running":
+                self._lost = self._lost or ClusterLost(f"lost the Dask scheduler {self.cluster.address}")
             if not future.done():
-                future.set_exception(error)
+                future.set_exception(self._lost or error)
         self._dispatch()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -177,7 +198,8 @@ class DaskExecutor(Executor):
             for future, *_ in waiting:
                 future.cancel()
             if tasks:
-                self.client.cancel(tasks)
+                with suppress(Exception):  # the client may have lost its scheduler already
+                    self.client.cancel(tasks)
         else:
             with self._lock:
                 pending = [f for f, *_ in self._waiting] + self._running
