@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import nbformat
 import numpy as np
 import torch
+from nbgrader.utils import parse_utc
 
 from tdkit.artifacts import read_artifact
 from tdkit.checks import ChecksCrashed, run_checks
@@ -117,9 +117,19 @@ def prepare_job(
     return SandboxJob(student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())))
 
 
-def _submitted_at(course: Course, student_id: str) -> str:
-    mtime = course.submitted_notebook(student_id).lstat().st_mtime
-    return datetime.fromtimestamp(mtime, timezone.utc).isoformat()
+def _submitted_at(course: Course, student_id: str) -> str | None:
+    """As nbgrader autograde: the submission's timestamp.txt (written by nbgrader collect), else
+    None. Formgrader counts a submission as autograded only when the gradebook's timestamp equals
+    timestamp.txt's (None when absent); the notebook's mtime made every one 'needs autograding'."""
+    stamp = course.submitted_notebook(student_id).parent / "timestamp.txt"
+    if stamp.is_symlink() or not stamp.is_file():
+        return None
+    text = stamp.read_text(encoding="utf-8", errors="replace").strip()[:100]
+    try:
+        parse_utc(text)
+    except (ValueError, OverflowError):
+        return None  # nbgrader itself would crash on it: better no timestamp than no grade
+    return text
 
 
 def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:

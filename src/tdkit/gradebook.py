@@ -44,7 +44,7 @@ def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> 
 
 
 def record_grades(
-    course: Course, student_id: str, checks: list[CheckResult], executed: NotebookNode | None, timestamp: str
+    course: Course, student_id: str, checks: list[CheckResult], executed: NotebookNode | None, timestamp: str | None
 ) -> None:
     """Create or update the submission and set every autograded cell's score."""
     ensure_nbgrader_scripts()
