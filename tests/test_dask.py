@@ -4,8 +4,9 @@ The same submissions are graded locally (``workers=2``) and through the cluster;
 must be the same. Two test-only job hooks stand for what can happen to a worker: one job
 kills its worker the first time it runs (a worker lost mid-task: it must be run again
 elsewhere and graded as usual), another kills every worker that runs it (it must be reported
-as that student's failure after two deaths, and the batch must still finish). Every process
-is torn down, whatever happens.
+as that student's failure after two deaths, and the batch must still finish). An unreachable
+scheduler fails fast with the fix; a scheduler lost mid-batch stops it. Every process is torn
+down, whatever happens.
 """
 
 from __future__ import annotations
