@@ -248,8 +248,21 @@ def _export(course: Course, out: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(file)}
 
 
-def test_sigkill_mid_batch_then_rerun_gives_identical_results(batch: Batch, tmp_path: Path) -> None:
-    """`tdkit grade` killed with SIGKILL mid-batch, then run again: same checks as the batch, gradebook whole."""
+def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signals) -> int:
+    """Start ``tdkit grade``, send ``sig`` once one student is recorded and the other is running."""
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("[1/2]"):
+            break
+    process.send_signal(sig)
+    process.stdout.read()
+    return process.wait(timeout=300)
+
+
+def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(batch: Batch, tmp_path: Path) -> None:
+    """`tdkit grade` stopped by SIGINT, then by SIGKILL, mid-batch, then run again: the same checks
+    as the batch, a whole gradebook, no submission changed."""
     course = Course(copy_course(tmp_path / "course"))
     with open(course.root / "nbgrader_config.py", "a") as config:
         config.write("\nc.TdkitLimits.cell_timeout = 20\nc.TdkitLimits.run_timeout = 120\n")
@@ -260,13 +273,8 @@ def test_sigkill_mid_batch_then_rerun_gives_identical_results(batch: Batch, tmp_
         target.write_bytes(batch.course.submitted_notebook(sid).read_bytes())
     before = _sha(sorted(course.submitted.rglob("*.ipynb")))
     tdkit = [os.path.join(os.path.dirname(sys.executable), "tdkit"), "grade"]
-    process = subprocess.Popen(tdkit, cwd=course.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("[1/2]"):  # one student recorded, the other still running
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert _interrupt_at_first_result(tdkit, course.root, signal.SIGINT) != 0
+    assert _interrupt_at_first_result(tdkit, course.root, signal.SIGKILL) == -signal.SIGKILL
     time.sleep(0.5)
     again = subprocess.run(tdkit, cwd=course.root, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
