@@ -55,7 +55,7 @@ def train(
 
     Returns the mean loss of each epoch, in dataset order.
     """
-    rows = dataset.with_format("torch")
+    rows = _zdata_and_labels(dataset).with_format("torch")
     loss_history = []
     for _ in range(n_epochs):
         epoch_loss = 0.0
@@ -82,8 +82,13 @@ def plot_learning_curve(loss_history: list[float]) -> Figure:
     return fig
 
 
+def _zdata_and_labels(dataset: datasets.Dataset) -> datasets.Dataset:
+    # The TD's dataset also holds the images (``img``): formatting them is slow and unused.
+    return dataset.select_columns(["zdata", "label"])
+
+
 def _inputs_and_labels(dataset: datasets.Dataset) -> tuple[torch.Tensor, np.ndarray]:
-    batch = dataset.with_format("numpy")[:]
+    batch = _zdata_and_labels(dataset).with_format("numpy")[:]
     inputs = torch.as_tensor(np.asarray(batch["zdata"], dtype=np.float32))
     return inputs, np.asarray(batch["label"], dtype=np.int64)
 
