@@ -4,6 +4,7 @@ Plain PyTorch/numpy/matplotlib: it imports nothing from ``tdkit`` so that the hi
 checks (``grader_tests/``) can use it as the oracle for every student function.
 """
 
+from reference.minibatch import MiniBatchRecipe, train_minibatch
 from reference.td_cnn import (
     ConvNet,
     accuracy,
@@ -15,7 +16,6 @@ from reference.td_cnn import (
     to_chw,
     train,
 )
-from reference.minibatch import MiniBatchRecipe, train_minibatch
 
 __all__ = [
     "ConvNet",
