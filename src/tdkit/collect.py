@@ -23,7 +23,6 @@ import lzma
 import os
 import re
 import stat
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from tdkit.course import ASSIGNMENT, Course
 from tdkit.errors import TdkitError
+from tdkit.files import write_atomically
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # one notebook, uncompressed
 MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # all notebooks of one archive, uncompressed
@@ -377,21 +377,13 @@ def _write_atomically(target: Path, data: bytes) -> None:
     """Readers of ``target`` see the old notebook or the new one, never half of one."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     except OSError as error:
         raise TdkitError(
             f"Cannot write in {target.parent} ({error.strerror}): fix its permissions and collect again."
         ) from None
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        write_atomically(target, data)
     except OSError as error:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
         raise TdkitError(
             f"Cannot write {target} ({error.strerror}): free disk space or fix permissions and collect again "
             "(submissions already collected will show as unchanged)."

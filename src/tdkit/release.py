@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from nbgrader.apps import NbGraderAPI
 from tdkit.course import Course, ensure_nbgrader_scripts
 from tdkit.errors import TdkitError
 from tdkit.execute import execute_notebook
+from tdkit.files import write_atomically
 from tdkit.hidden import GRADER_TESTS_ENV
 from tdkit.leaks import find_leaks, missing_stub_lines
 from tdkit.notebooks import read_source, stable_ids, sync_pair
@@ -111,8 +111,5 @@ def release(course: Course, *, verify: bool = True) -> ReleaseResult:
     target = course.release_notebook
     changed = not target.is_file() or target.read_text(encoding="utf-8") != text
     if changed:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".ipynb.partial")
-        partial.write_text(text, encoding="utf-8")
-        shutil.move(partial, target)
+        write_atomically(target, text)
     return ReleaseResult(target, pair, changed, verify, seconds)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tdkit.checks import CheckResult
 from tdkit.execute import CellError
+from tdkit.files import write_atomically
 
 
 @dataclass
@@ -90,16 +90,8 @@ class AssignmentResults:
         )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers never see a half-written file: write beside it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def write_results_json(results: AssignmentResults, path: Path) -> None:
-    _write_atomically(path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+    write_atomically(path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n")
 
 
 def read_results_json(path: Path) -> AssignmentResults:
@@ -117,4 +109,4 @@ def write_grades_csv(results: AssignmentResults, path: Path) -> None:
         student = results.students[sid]
         failed = sum(not c.passed for c in student.checks)
         writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or ""])
-    _write_atomically(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
