@@ -49,13 +49,18 @@ def test_predict_matches_reference(artifact: Artifact) -> None:
     )
 
 
-@check("accuracy/range", points=0.5)
-def test_accuracy_range(artifact: Artifact) -> None:
+def _accuracy_value(artifact: Artifact) -> float:
     value = artifact["value"]
     require(
         value is not None,
         f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
     )
+    return float(value)
+
+
+@check("accuracy/range", points=0.5)
+def test_accuracy_range(artifact: Artifact) -> None:
+    value = _accuracy_value(artifact)
     if 1.0 < value <= 100.0:
         fail(
             f"`accuracy` a renvoyé {value:g} : l'exactitude est une proportion entre 0 et 1, pas un pourcentage."
@@ -65,11 +70,7 @@ def test_accuracy_range(artifact: Artifact) -> None:
 
 @check("accuracy/matches_reference", points=1.5)
 def test_accuracy_matches_reference(artifact: Artifact) -> None:
-    value = artifact["value"]
-    require(
-        value is not None,
-        f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
-    )
+    value = _accuracy_value(artifact)
     data = grading_data()
     values = [value, *(artifact["subset_values"] or [])]
     datasets = [data.eval, *data.eval_subsets]
