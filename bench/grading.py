@@ -1,10 +1,11 @@
 """Grading throughput: ``tdkit grade`` against plain ``nbgrader autograde`` on the same notebooks.
 
-    .venv/bin/python bench/grading.py [--copies 2] [--nbgrader 2]
+    make bench-grading      # .venv/bin/python bench/grading.py [--copies 2] [--nbgrader 2]
 
 Grades ``--copies`` copies of every example submission (mixed correct and buggy) with 1 and 2
 workers, checks that both give identical checks, prints seconds per submission and where a
-submission's time goes, then grades ``--nbgrader`` of the same notebooks with plain
+submission's time goes (and what killing the kernel at the end saves over a graceful
+shutdown), then grades ``--nbgrader`` of the same notebooks with plain
 ``nbgrader autograde`` and the notebook's default parameters (the real data: ``TDKIT_CIFAR10``
 or ``../shared/cifar10``), and prints the ratio. Figures come from this one run: the machine
 is noisy, so compare side by side, never with a remembered number.
@@ -13,7 +14,6 @@ is noisy, so compare side by side, never with a remembered number.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import statistics
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -31,11 +32,13 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_course
 
 from tdkit.course import Course
+from tdkit.execute import KERNEL_ENV, KERNEL_NAME, SHUTDOWN, cell_seconds
 from tdkit.grade import grade_all, judge, prepare_job
 from tdkit.release import release
 from tdkit.untrusted import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"
+IMPORTS = "import datasets, matplotlib.pyplot, numpy, polars, torch, tdkit.data"
 
 
 def submit(course: Course, copies: int) -> list[str]:
@@ -48,15 +51,6 @@ def submit(course: Course, copies: int) -> list[str]:
             shutil.copy(notebook, target)
             students.append(sid)
     return students
-
-
-def cell_seconds(cell: nbformat.NotebookNode) -> float:
-    timing = cell.get("metadata", {}).get("execution", {})
-    if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
-        return 0.0
-    start = dt.datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
-    end = dt.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-    return (end - start).total_seconds()
 
 
 def phase(cell: nbformat.NotebookNode, index: int) -> str:
@@ -92,6 +86,19 @@ def breakdown(course: Course, student: str) -> dict[str, float]:
     parts["sandbox, kernel start, runner"] = untrusted - sum(parts.values()) + prepared
     parts["hidden checks + gradebook (trusted)"] = trusted
     return parts
+
+
+def kernel_round_trips(repeats: int = 3) -> dict[str, float]:
+    """Median seconds to start a kernel, import the notebook's libraries and stop it, per shutdown mode."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(IMPORTS)])
+    seconds: dict[str, list[float]] = {"graceful": [], "immediate": []}
+    for _ in range(repeats):
+        for mode, values in seconds.items():
+            client = NotebookClient(nbformat.from_dict(nb), kernel_name=KERNEL_NAME, shutdown_kernel=mode)
+            started = time.perf_counter()
+            client.execute(env={**os.environ, **KERNEL_ENV})
+            values.append(time.perf_counter() - started)
+    return {mode: statistics.median(values) for mode, values in seconds.items()}
 
 
 def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
@@ -139,6 +146,12 @@ def main() -> None:
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():
             print(f"  {name:<38} {seconds:6.2f} s")
+        trips = kernel_round_trips()
+        print(
+            f"kernel start + imports + stop: {trips['graceful']:.2f} s with a graceful shutdown, "
+            f"{trips['immediate']:.2f} s killed at once (tdkit uses {SHUTDOWN}): "
+            f"{trips['graceful'] - trips['immediate']:.2f} s saved per kernel"
+        )
         if args.nbgrader:
             chosen = [solution] + [s for s in students if s.endswith("_0") and s != solution][: args.nbgrader - 1]
             plain = nbgrader_autograde(course, chosen)
