@@ -43,6 +43,7 @@ class GradingProfile:
     TRAIN_SUBSET: int = 200
     TEST_SUBSET: int = 200
     N_EPOCHS: int = 1
+    MINIBATCH_SUBSET: int = 200
     MINIBATCH_EPOCHS: int = 1
     SEED: int = 0
 
