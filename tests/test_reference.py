@@ -19,8 +19,12 @@ import torch
 
 import reference
 from reference.minibatch import MiniBatchRecipe, random_flips
+from reference.strongnet import StrongRecipe
+from tdkit.notebooks import read_source
+from tdkit.parameters import declared_parameters
 
 RESULTS = Path(reference.__file__).resolve().parent / "results.json"
+SOURCE_NOTEBOOK = Path(reference.__file__).resolve().parents[1] / "source" / "td_cnn" / "td_cnn.md"
 N_ROWS = 24
 
 
@@ -240,12 +244,13 @@ def test_results_record_where_and_how_they_were_measured(results: dict) -> None:
     assert results["data"]["n_train"] == 50_000 and results["data"]["n_test"] == 10_000
     assert {"torch", "threads", "cpu_count", "platform"} <= results["environment"].keys()
     assert results["date"]
-    for part in ("minibatch", "per_sample", "td_buggy_loop"):
-        assert {"test_accuracy", "loss_history", "train_seconds"} <= results[part].keys()
+    for part in ("minibatch", "per_sample", "td_buggy_loop", "strongnet"):
+        assert {"test_accuracy", "loss_history", "train_seconds", "curve_seconds_accuracy"} <= results[part].keys()
+        assert {"date", "load_average_before_after"} <= results[part].keys()
 
 
-def test_results_minibatch_recipe_reaches_65_percent_within_60_seconds(results: dict) -> None:
-    """Does the recorded recipe (the current defaults) reach 65 % in at most 60 s of training?"""
+def test_results_minibatch_recipe_reaches_70_percent_within_60_seconds(results: dict) -> None:
+    """Does the recorded recipe reach 70 % on the mean of its seeds in at most 60 s of training?"""
     run = results["minibatch"]
     assert run["recipe"] == dataclasses.asdict(MiniBatchRecipe()), "stale: run `make reference`"
     assert len(run["loss_history"]) == run["recipe"]["n_epochs"]
@@ -253,9 +258,33 @@ def test_results_minibatch_recipe_reaches_65_percent_within_60_seconds(results: 
     assert confusion.shape == (10, 10) and confusion.sum() == results["data"]["n_test"]
     assert np.trace(confusion) / confusion.sum() == pytest.approx(run["test_accuracy"], abs=1e-4)
     assert len(run["per_class_accuracy"]) == 10 and 0 <= run["train_accuracy"] <= 1
-    assert run["test_accuracy"] >= 0.65
-    assert run["summary"]["test_accuracy_mean"] >= 0.65
-    assert run["train_seconds"] <= 60
+    # The seed alone moves this small network by about 1.5 points: the target holds on the mean.
+    assert run["summary"]["test_accuracy_mean"] >= 0.70
+    assert run["summary"]["test_accuracy_min"] >= 0.67
+    assert run["summary"]["train_seconds_max"] <= 60
+    assert len(run["curve_seconds_accuracy"]) == run["recipe"]["n_epochs"]
+
+
+def test_results_strongnet_reaches_85_percent_within_10_minutes(results: dict) -> None:
+    """Does the stronger network, as recorded with today's recipe, reach 85 % in under 600 s?"""
+    run = results["strongnet"]
+    assert run["recipe"] == json.loads(json.dumps(dataclasses.asdict(StrongRecipe()))), "stale: run `make reference`"
+    confusion = np.asarray(run["confusion_matrix"])
+    assert confusion.sum() == results["data"]["n_test"]
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(run["test_accuracy"], abs=1e-4)
+    assert run["test_accuracy"] >= 0.85 and run["summary"]["test_accuracy_min"] >= 0.85
+    assert run["train_seconds"] < 600 and run["summary"]["train_seconds_max"] < 600
+
+
+def test_results_whole_notebook_runs_in_5_minutes_and_reaches_60_percent(results: dict) -> None:
+    """Did the TD with its solution and today's default parameters run in < 5 min and reach 60 %?"""
+    run = results["notebook"]
+    defaults = declared_parameters(read_source(SOURCE_NOTEBOOK))
+    assert {k: v for k, v in run["parameters"].items() if k != "DATA_SOURCE"} == {
+        k: v for k, v in defaults.items() if k != "DATA_SOURCE"
+    }, "stale: the notebook's parameters changed since; run `make reference`"
+    assert run["seconds"] < 300
+    assert run["accuracies"]["minibatch"]["test"] >= 0.60
 
 
 def test_results_contrast_the_td_loops(results: dict) -> None:
