@@ -23,14 +23,6 @@ from tdkit.data import load_cifar10, prepare
 TINY = StrongRecipe(widths=(8, 16, 16), n_epochs=3, batch_size=64, tta_level=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def synthetic() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     data = prepare(load_cifar10("synthetic", n_train=512, n_test=256, seed=0))
