@@ -250,7 +250,13 @@ def _export(course: Course, out: Path) -> dict[str, dict[str, str]]:
 
 def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signals) -> int:
     """Start ``tdkit grade``, send ``sig`` once one student is recorded and the other is running."""
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started in the background of a script, the tests inherit SIGINT ignored, and so would tdkit:
+    # a Python handler here is reset to the default one in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("[1/2]"):
