@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))  # ``reference`` is a directory of the repository,
 
 import reference
 from reference.minibatch import MiniBatchRecipe
-from reference.strongnet import StrongRecipe, predict_strongnet, train_strongnet
+from reference.strongnet import StrongNet, StrongRecipe, predict_strongnet, train_strongnet
 from tdkit.data import ENV_VAR, Prepared, load_cifar10, prepare, to_zdata_dataset
 from tdkit.execute import cell_seconds, execute_notebook
 from tdkit.notebooks import read_source
@@ -217,7 +217,8 @@ def minibatch_runs(data: Prepared, source: Path) -> dict:
     for seed in range(recipe.seed, recipe.seed + N_RUNS):
         torch.manual_seed(seed)
         model = reference.ConvNet()
-        load, curve = _load(), []
+        load = _load()
+        curve: list[list[float]] = []  # [training seconds, test accuracy] after each epoch
         watch = Stopwatch()
 
         def evaluate(epoch: int, model: torch.nn.Module, watch: Stopwatch = watch, curve: list = curve) -> None:
@@ -269,17 +270,18 @@ def strongnet_runs(data: Prepared, source: Path) -> dict:
     test_inputs, test_labels = torch.as_tensor(data.x_test), torch.as_tensor(data.y_test, dtype=torch.int64)
     recipe = StrongRecipe()
 
-    def test_accuracy(model: torch.nn.Module, tta_level: int) -> float:
+    def test_accuracy(model: StrongNet, tta_level: int) -> float:
         predictions = predict_strongnet(model, test_inputs, tta_level)
         return float((predictions == test_labels).double().mean())
 
     runs = []
     for seed in range(recipe.seed, recipe.seed + N_STRONG_RUNS):
-        load, curve = _load(), []
+        load = _load()
+        curve: list[list[float]] = []  # [training seconds, test accuracy] after each epoch
         watch = Stopwatch()
 
         def evaluate(
-            epoch: int, model: torch.nn.Module, watch: Stopwatch = watch, curve: list = curve, seed: int = seed
+            epoch: int, model: StrongNet, watch: Stopwatch = watch, curve: list = curve, seed: int = seed
         ) -> None:
             accuracy = watch.outside(lambda: test_accuracy(model, 0))
             curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])

@@ -101,6 +101,7 @@ class StrongNet(nn.Module):
         super().__init__()
         self.whiten = nn.Conv2d(3, self.WHITEN_WIDTH, self.WHITEN_KERNEL, bias=True)
         self.whiten.weight.requires_grad = False
+        assert self.whiten.bias is not None  # made with bias=True
         nn.init.zeros_(self.whiten.bias)
         self.activation = nn.GELU()
         self.group1 = ConvGroup(self.WHITEN_WIDTH, widths[0], batchnorm_momentum)
@@ -176,7 +177,7 @@ def train_strongnet(
     generator = torch.Generator().manual_seed(recipe.seed)
     model = StrongNet(recipe.widths, recipe.batchnorm_momentum, recipe.scaling_factor).to(device)
     model.init_whitening(inputs[:5000])
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
 
     # With Nesterov momentum a constant gradient g moves the weights by about
     # lr * g * (1 + 1 / (1 - momentum)) per step: scale lr so that the step is lr * g.
