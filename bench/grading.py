@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -32,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_course
 
 from tdkit.course import Course
-from tdkit.execute import KERNEL_ENV, KERNEL_NAME, SHUTDOWN, cell_seconds
+from tdkit.execute import SHUTDOWN, cell_seconds, execute_notebook
 from tdkit.grade import grade_all, judge, prepare_job
 from tdkit.release import release
 from tdkit.untrusted import execute_job
@@ -92,12 +91,10 @@ def kernel_round_trips(repeats: int = 3) -> dict[str, float]:
     """Median seconds to start a kernel, import the notebook's libraries and stop it, per shutdown mode."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(IMPORTS)])
     seconds: dict[str, list[float]] = {"graceful": [], "immediate": []}
-    for _ in range(repeats):
-        for mode, values in seconds.items():
-            client = NotebookClient(nbformat.from_dict(nb), kernel_name=KERNEL_NAME, shutdown_kernel=mode)
-            started = time.perf_counter()
-            client.execute(env={**os.environ, **KERNEL_ENV})
-            values.append(time.perf_counter() - started)
+    with tempfile.TemporaryDirectory(prefix="tdkit-kernel-") as scratch:
+        for _ in range(repeats):
+            for mode, values in seconds.items():
+                values.append(execute_notebook(nbformat.from_dict(nb), scratch, shutdown=mode).seconds)
     return {mode: statistics.median(values) for mode, values in seconds.items()}
 
 

@@ -140,6 +140,7 @@ def execute_notebook(
     allow_errors: bool = True,
     env: Mapping[str, str] | None = None,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    shutdown: str = SHUTDOWN,
 ) -> Execution:
     """Execute ``nb`` in place with ``cwd`` as working directory; never raises for the notebook's faults."""
     client = BoundedClient(
@@ -151,7 +152,7 @@ def execute_notebook(
         resources={"metadata": {"path": str(cwd)}},
         # The outputs are in once the last cell replies: killing the kernel saves the ~1 s a
         # graceful shutdown waits (bench/grading.py measures it), and runs none of its exit hooks.
-        shutdown_kernel=SHUTDOWN,
+        shutdown_kernel=shutdown,
     )
     started = time.perf_counter()
     failure = None
