@@ -55,3 +55,13 @@ c.TdkitLimits.max_output_mb = 8  # cell outputs kept in the executed notebook
 c.TdkitLimits.max_processes = 256  # processes + threads of one run (when tdkit grades as root)
 c.TdkitLimits.max_notebook_mb = 32  # largest submitted notebook
 c.TdkitLimits.max_cells = 1000  # most cells in a submitted notebook
+
+# Deadline (tdkit.late; README "Moodle"): dates in the course's time zone, which is also the one of the
+# Moodle grading worksheet's dates. tdkit writes the due date and each extension into nbgrader's gradebook;
+# the penalty comes from nbgrader's late-submission plugin point.
+c.Exchange.timezone = "Europe/Paris"
+c.TdkitDeadlines.duedate = "2026-12-04 18:00"
+c.TdkitDeadlines.extensions = {}  # student id -> that student's own due date, e.g. {"101234": "2026-12-06 18:00"}
+c.AssignLatePenalties.plugin_class = "tdkit.late.LatePenalty"
+c.LatePenalty.points_per_day = 2.0  # points off per started day late (the TD is out of 21)
+c.LatePenalty.zero_after_days = 7.0  # later than a week: the score is zero

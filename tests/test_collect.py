@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -328,3 +329,119 @@ def test_cli_on_moodle_export(course: Course, tmp_path: Path, monkeypatch: pytes
     bad.write_bytes(b"not a zip")
     failed = runner.invoke(main, ["collect", str(bad)])
     assert failed.exit_code == 2 and "broken.zip" in failed.output
+
+
+WORKSHEET_EN = FIXTURE.with_name("worksheet_en.csv")
+WORKSHEET_FR = FIXTURE.with_name("worksheet_fr.csv")
+
+
+def paris(course: Course) -> Course:
+    """The course in Paris time, the zone of the fixtures' worksheet dates."""
+    (course.root / "nbgrader_config.py").write_text('c = get_config()  # noqa: F821\nc.Exchange.timezone = "Europe/Paris"\n')
+    return course
+
+
+def test_collect_with_worksheet(course: Course) -> None:
+    """With Moodle's grading worksheet, does each collected notebook get its submission date in
+    timestamp.txt (course time zone, read back by nbgrader as the right UTC time), each student
+    their name and e-mail in the gradebook, and is the student with no submission listed as missing?"""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+
+    report = collect(paris(course), FIXTURE, worksheet=WORKSHEET_EN)
+    by_id = outcomes(report)
+    stamp = (submitted(course, "101234").parent / "timestamp.txt").read_text(encoding="utf-8")
+    assert stamp == "2024-12-03 14:05:00.000000 Europe/Paris"
+    assert str(parse_utc(stamp)) == "2024-12-03 13:05:00"
+    assert by_id["101234"].timestamp == stamp and "submitted 2024-12-03 14:05" in by_id["101234"].describe()
+    midnight = (submitted(course, "101238").parent / "timestamp.txt").read_text(encoding="utf-8")
+    assert midnight.startswith("2024-12-03 00:00:00")  # 12:00 AM
+    assert by_id["101239"].status is Status.MISSING and "no submission in the archive" in by_id["101239"].reason
+    assert not (course.submitted / "101239").exists()
+    assert [o.student for o in report.missing] == ["101239"]
+    assert report.summary().endswith("; 1 missing")
+    with Gradebook(course.db_url, course.course_id) as gb:
+        elise = gb.find_student("101235")
+        assert (elise.first_name, elise.last_name, elise.email) == ("Élise", "Durand", "elise.durand@etu.example.fr")
+        assert gb.find_student("101239").last_name == "Roux"
+    saved = course.root / "moodle" / "td_cnn"
+    assert (saved / "worksheet_en.csv").read_bytes() == WORKSHEET_EN.read_bytes()
+    assert json.loads((saved / "roster.json").read_text(encoding="utf-8"))["participants"]["101239"]["submitted_at"] is None
+
+
+def test_moodle_group_submissions(course: Course) -> None:
+    """With a French worksheet of group submissions (one folder per group), is a partner without a
+    folder covered by the group rather than missing, and a student of the default group alone?"""
+    report = collect(paris(course), FIXTURE, worksheet=WORKSHEET_FR)
+    groups = {g.name: g for g in report.roster.groups}
+    assert groups["Binôme 1"].members == ("101234", "101240") and groups["Binôme 1"].graded == "101234"
+    assert groups["Binôme 2"].members == ("101238", "101241") and groups["Binôme 2"].graded == "101238"
+    assert report.missing == [] and not report.roster.conflicts
+    assert report.roster.group_of("101235") is None
+    stamp = (submitted(course, "101235").parent / "timestamp.txt").read_text(encoding="utf-8")
+    assert stamp == "2024-12-05 09:30:00.000000 Europe/Paris"
+
+
+def test_pairs_from_groups_csv(course: Course, tmp_path: Path) -> None:
+    """With a groups.csv, is a pair's identical notebook written and graded once, are two different
+    notebooks in one group a conflict naming both, and is a student in two groups a conflict naming
+    both groups, with nothing chosen silently?"""
+    archive = make_zip(
+        tmp_path / "export.zip",
+        [
+            ("Ana_201_assignsubmission_file_/td_cnn.ipynb", notebook("pair A")),
+            ("Ben_202_assignsubmission_file_/td_cnn.ipynb", notebook("pair A")),
+            ("Cleo_203_assignsubmission_file_/td_cnn.ipynb", notebook("C's version")),
+            ("Dan_204_assignsubmission_file_/td_cnn.ipynb", notebook("D's version")),
+            ("Eve_205_assignsubmission_file_/td_cnn.ipynb", notebook("E")),
+        ],
+    )
+    groups = tmp_path / "groups.csv"
+    groups.write_text("group,student_id\nA,201\nA,202\nB,203\nB,204\nC,205\nD,205\nD,206\n", encoding="utf-8")
+    report = collect(course, archive, groups=groups)
+    by_id = outcomes(report)
+    assert by_id["202"].status is Status.GROUPED and "same notebook as 201" in by_id["202"].reason
+    assert not submitted(course, "202").exists() and submitted(course, "201").is_file()
+    assert {sid for sid in ("203", "204", "205") if by_id[sid].status is Status.TAKEN} == {"203", "204", "205"}
+    conflicts = {c.subject: c for c in report.roster.conflicts}
+    assert conflicts["B"].kind == "two_notebooks"
+    assert conflicts["B"].candidates == (
+        "203 (Cleo_203_assignsubmission_file_/td_cnn.ipynb)",
+        "204 (Dan_204_assignsubmission_file_/td_cnn.ipynb)",
+    )
+    assert conflicts["205"].kind == "several_groups" and conflicts["205"].candidates == ("C (groups.csv)", "D (groups.csv)")
+    groups_by_name = {g.name: g for g in report.roster.groups}
+    assert groups_by_name["A"].graded == "201" and groups_by_name["B"].graded is None
+    assert groups_by_name["D"].members == ("206",)  # 205 is taken out of both of its groups
+    lines = report.lines()
+    assert any(line.startswith("conflict: group 'B': different notebooks from 203") and "/ 204" in line for line in lines)
+    assert any(line.startswith("conflict: student 205: in several groups (C (groups.csv) / D (groups.csv))") for line in lines)
+    assert "1 grouped" in report.summary() and "2 group conflict(s)" in report.summary()
+
+
+def test_bad_worksheets(course: Course, tmp_path: Path) -> None:
+    """Does a worksheet that is not UTF-8, lacks the Identifier column or has a date Moodle could
+    not have written stop collect with a message naming the fix, before anything is written?"""
+    cases = {
+        "latin1.csv": ("Identifier,Grade\n\"Participant 1\",é\n".encode("latin-1"), "save it again as 'CSV UTF-8'"),
+        "noid.csv": (b"Name,Grade\nx,1\n", "no 'Identifier' column"),
+        "date.csv": (
+            b'Identifier,"Last modified (submission)"\n"Participant 101234","3/12/2024 14:05"\n',
+            "not a date as Moodle writes it",
+        ),
+    }
+    for name, (data, fix) in cases.items():
+        bad = tmp_path / name
+        bad.write_bytes(data)
+        with pytest.raises(TdkitError, match=re.escape(fix)):
+            collect(course, FIXTURE, worksheet=bad)
+    assert not course.submitted.exists()
+
+
+def test_cli_collect_with_worksheet(course: Course, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does 'tdkit collect --worksheet' print the missing student and the submission dates?"""
+    monkeypatch.chdir(paris(course).root)
+    result = CliRunner().invoke(main, ["collect", str(FIXTURE), "--worksheet", str(WORKSHEET_EN)])
+    assert result.exit_code == 0, result.output
+    assert "101239: missing: in the grading worksheet, no submission in the archive" in result.output
+    assert "; submitted 2024-12-03 14:05:00.000000 Europe/Paris" in result.output

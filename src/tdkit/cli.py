@@ -52,14 +52,26 @@ def release(no_verify: bool) -> None:
 @main.command()
 @click.argument("archive", type=click.Path())
 @click.option("--force", is_flag=True, help="Replace submissions already collected whose content differs.")
+@click.option(
+    "--worksheet",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Moodle's grading worksheet (Download grading worksheet): names, e-mails, dates, groups.",
+)
+@click.option(
+    "--groups",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A CSV with columns group,student_id (one row per member): pairs graded once.",
+)
 @reports_errors
-def collect(archive: str, force: bool) -> None:
+def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | None) -> None:
     """Copy each student's notebook from an LMS export zip into submitted/<id>/td_cnn/td_cnn.ipynb."""
     from pathlib import Path
 
     from tdkit.collect import collect as run_collect
 
-    report = run_collect(find_course(), Path(archive), force=force)
+    report = run_collect(find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups)
     for line in report.lines():
         click.echo(line)
     click.echo(report.summary())
@@ -99,6 +111,31 @@ def grade(student: str | None, workers: int, scheduler: str | None) -> None:
         run = grade_all(course, student=student, workers=workers, progress=click.echo)
     click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
+
+
+@main.group()
+def export() -> None:
+    """Send grades and feedback back to the LMS."""
+
+
+@export.command("moodle")
+@reports_errors
+def export_moodle() -> None:
+    """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
+    from tdkit.moodle_export import export_moodle as run_export
+
+    result = run_export(find_course())
+    click.echo(f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet")
+    click.echo(f"feedback:  {result.feedback_zip} -> Upload multiple feedback files in a zip")
+    if result.without_result:
+        click.echo(f"no result, grade left empty: {', '.join(result.without_result)}")
+    if result.not_in_worksheet:
+        click.echo(f"not in the worksheet, not sent: {', '.join(result.not_in_worksheet)}")
+    if not result.comments:
+        click.echo(
+            "no 'Feedback comments' column: enable Feedback comments in the assignment, download the worksheet "
+            "again and collect it to send the comments"
+        )
 
 
 @main.command()

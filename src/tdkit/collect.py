@@ -27,10 +27,23 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tdkit.course import ASSIGNMENT, Course
 from tdkit.errors import TdkitError
 from tdkit.files import write_atomically
+from tdkit.gradebook import record_students
+from tdkit.late import course_timezone, nbgrader_timestamp
+from tdkit.roster import (
+    Conflict,
+    Roster,
+    id_order,
+    participant_record,
+    plan_groups,
+    read_groups_csv,
+    save_roster,
+)
+from tdkit.worksheet import Participant, read_worksheet
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # one notebook, uncompressed
 MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # all notebooks of one archive, uncompressed
@@ -65,6 +78,8 @@ class Status(str, enum.Enum):
     UNCHANGED = "unchanged"  # the same notebook was already collected
     SKIPPED = "skipped"  # a different notebook was already collected; --force replaces it
     REJECTED = "rejected"  # nothing written; the reason says why
+    GROUPED = "grouped"  # nothing written: the same notebook as a group partner's, graded once for the group
+    MISSING = "missing"  # in the grading worksheet, nothing in the archive
 
 
 @dataclass(frozen=True)
@@ -78,13 +93,14 @@ class Outcome:
     renamed_from: str = ""  # the student's file name, when it was not <assignment>.ipynb
     target: Path | None = None  # where the notebook is in submitted/
     ignored: tuple[str, ...] = ()  # other files of the student, not collected
+    timestamp: str | None = None  # what was written to timestamp.txt, from the grading worksheet
 
     def describe(self) -> str:
         """One line for the instructor."""
         if self.status is Status.REJECTED:
             return f"{self.student}: rejected: {self.reason}"
-        if self.status is Status.SKIPPED:
-            return f"{self.student}: skipped: {self.reason}"
+        if self.status in (Status.SKIPPED, Status.GROUPED, Status.MISSING):
+            return f"{self.student}: {self.status.value}: {self.reason}"
         text = f"{self.student}: {self.status.value} {self.entry!r}"
         if self.status is Status.REPLACED:
             text += " (--force)"
@@ -94,6 +110,8 @@ class Outcome:
             text += f", renamed {self.renamed_from!r} -> {self.target.name}"
         if self.ignored:
             text += f"; ignored {', '.join(repr(name) for name in self.ignored)}"
+        if self.timestamp:
+            text += f"; submitted {self.timestamp}"
         return text
 
 
@@ -102,6 +120,7 @@ class CollectReport:
     archive: Path
     submitted: Path
     outcomes: tuple[Outcome, ...]
+    roster: Roster = field(default_factory=Roster)  # students of the worksheet, groups and their conflicts
 
     def _with(self, *statuses: Status) -> list[Outcome]:
         return [o for o in self.outcomes if o.status in statuses]
@@ -128,8 +147,19 @@ class CollectReport:
     def rejected(self) -> list[Outcome]:
         return self._with(Status.REJECTED)
 
+    @property
+    def missing(self) -> list[Outcome]:
+        """Students of the grading worksheet with no submission in the archive (nor a group's)."""
+        return self._with(Status.MISSING)
+
     def lines(self) -> list[str]:
-        return [o.describe() for o in self.outcomes]
+        lines = [o.describe() for o in self.outcomes]
+        known = self.roster.participants
+        if known:
+            strangers = [o.student for o in self.taken + self.unchanged if o.student not in known]
+            lines += [f"{sid}: not in the grading worksheet: Moodle will not get a grade for it" for sid in strangers]
+        lines += [f"conflict: {c.describe()}" for c in self.roster.conflicts]
+        return lines
 
     def summary(self) -> str:
         counts = {status: len(self._with(status)) for status in Status}
@@ -138,6 +168,9 @@ class CollectReport:
             f"{counts[Status.REPLACED]} replaced, {counts[Status.UNCHANGED]} unchanged, "
             f"{counts[Status.SKIPPED]} skipped, {counts[Status.REJECTED]} rejected; "
             f"submissions are in {self.submitted}"
+            + (f"; {counts[Status.GROUPED]} grouped" if counts[Status.GROUPED] else "")
+            + (f"; {counts[Status.MISSING]} missing" if self.roster.participants else "")
+            + (f"; {len(self.roster.conflicts)} group conflict(s)" if self.roster.conflicts else "")
         )
 
 
@@ -164,19 +197,29 @@ def collect(
     assignment: str = ASSIGNMENT,
     *,
     force: bool = False,
+    worksheet: Path | None = None,
+    groups: Path | None = None,
     max_notebook_bytes: int = MAX_NOTEBOOK_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> CollectReport:
     """Copy each student's notebook from ``archive`` to ``submitted/<id>/<assignment>/``.
 
+    With Moodle's grading ``worksheet``: each submission's date goes to its timestamp.txt (where
+    nbgrader reads it), names and e-mails to the gradebook, and students without a submission
+    are listed as missing. Groups come from the worksheet's Group column or ``groups``.
     A bad or ambiguous submission is rejected and reported, and the others are collected;
-    an archive that cannot be read at all raises TdkitError.
+    an archive (or worksheet) that cannot be read at all raises TdkitError.
     """
     if not SAFE_ID.fullmatch(assignment):
         raise TdkitError(
             f"Assignment name {assignment!r} is not a safe folder name: use letters, digits, '-', '_', '.'."
         )
     archive = Path(archive)
+    sheet = read_worksheet(Path(worksheet)) if worksheet is not None else None
+    zone = course_timezone(course.nbgrader_config()) if sheet is not None else None
+    participants = {p.participant_id: p for p in sheet.participants(zone)} if sheet and zone else {}
+    memberships = [(p.group, sid, "Moodle") for sid, p in participants.items() if p.group]
+    memberships += [(g, sid, groups.name) for g, sid in read_groups_csv(Path(groups))] if groups is not None else []
     students: dict[str, _Student] = {}
     loose: dict[str, Outcome] = {}  # rejections that belong to no student id
     try:
@@ -199,11 +242,59 @@ def collect(
         for info in infos:
             _sort_entry(info, assignment, students, loose)
         budget = _Budget(max_total_bytes)
-        outcomes = [
-            _collect_student(zf, student, course, assignment, force, max_notebook_bytes, budget)
-            for student in sorted(students.values(), key=lambda s: _id_order(s.student_id))
+        reads = [
+            _read_student(zf, student, assignment, max_notebook_bytes, budget)
+            for student in sorted(students.values(), key=lambda s: id_order(s.student_id))
         ]
-    return CollectReport(archive=archive, submitted=course.submitted, outcomes=(*outcomes, *loose.values()))
+    notebooks = {r.student_id: (r.data, r.entry) for r in reads if isinstance(r, _Read)}
+    planned, conflicts, copies = plan_groups(memberships, notebooks)
+    conflicts += [
+        Conflict("several_groups", sid, ("Moodle: member of more than one group",))
+        for sid, p in participants.items()
+        if p.in_several_groups
+    ]
+    roster = Roster({sid: participant_record(p) for sid, p in participants.items()}, planned, conflicts,
+                    sheet.name if sheet else None)
+    outcomes = []
+    for read in reads:
+        if isinstance(read, Outcome):
+            outcomes.append(read)
+        elif read.student_id in copies:
+            graded = copies[read.student_id]
+            group = roster.group_of(graded)
+            reason = f"same notebook as {graded} (group {group.name if group else '?'!r}), graded once for the group"
+            outcomes.append(Outcome(read.student_id, Status.GROUPED, reason=reason, entry=read.entry))
+        else:
+            outcomes.append(_stamped(course, _store_student(course, read, assignment, force), participants, zone))
+    outcomes += _missing(participants, {o.student for o in outcomes}, roster)
+    if sheet is not None:
+        record_students(course, [(sid, p.full_name, p.email) for sid, p in participants.items()])
+        save_roster(course, roster, Path(worksheet).read_bytes() if worksheet is not None else None)
+    elif groups is not None:
+        save_roster(course, roster, None)
+    return CollectReport(archive=archive, submitted=course.submitted, outcomes=(*outcomes, *loose.values()),
+                         roster=roster)
+
+
+def _stamped(course: Course, outcome: Outcome, participants: dict[str, Participant], zone: ZoneInfo | None) -> Outcome:
+    """Write the worksheet's submission date to timestamp.txt beside a notebook collected now."""
+    participant = participants.get(outcome.student)
+    if outcome.target is None or zone is None or participant is None or participant.submitted_at is None:
+        return outcome
+    stamp = nbgrader_timestamp(participant.submitted_at, zone)
+    _write_atomically(outcome.target.parent / "timestamp.txt", stamp.encode("utf-8"))
+    return dataclasses.replace(outcome, timestamp=stamp)
+
+
+def _missing(participants: dict[str, Participant], seen: set[str], roster: Roster) -> list[Outcome]:
+    """Worksheet students with nothing in the archive and no group notebook graded for them."""
+    missing = []
+    for sid in sorted(set(participants) - seen, key=id_order):
+        group = roster.group_of(sid)
+        if group is not None and group.graded is not None:
+            continue
+        missing.append(Outcome(sid, Status.MISSING, reason="in the grading worksheet, no submission in the archive"))
+    return missing
 
 
 def entry_name(info: zipfile.ZipInfo) -> str:
@@ -214,10 +305,6 @@ def entry_name(info: zipfile.ZipInfo) -> str:
         with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             name = name.encode("cp437").decode("utf-8")
     return name
-
-
-def _id_order(student_id: str) -> tuple[int, int, str]:
-    return (0, int(student_id), "") if student_id.isdigit() else (1, 0, student_id)
 
 
 def _is_absolute(name: str) -> bool:
@@ -305,15 +392,20 @@ def _sort_entry(
         student.others.append(name)
 
 
-def _collect_student(
-    zf: zipfile.ZipFile,
-    student: _Student,
-    course: Course,
-    assignment: str,
-    force: bool,
-    max_notebook_bytes: int,
-    budget: _Budget,
-) -> Outcome:
+@dataclass(frozen=True)
+class _Read:
+    """A student's notebook, read from the archive and not yet written."""
+
+    student_id: str
+    entry: str
+    file_name: str
+    ignored: tuple[str, ...]
+    data: bytes
+
+
+def _read_student(
+    zf: zipfile.ZipFile, student: _Student, assignment: str, max_notebook_bytes: int, budget: _Budget
+) -> Outcome | _Read:
     sid = student.student_id
     by_hand = f"put the right notebook in submitted/{sid}/{assignment}/{assignment}.ipynb by hand"
 
@@ -353,14 +445,21 @@ def _collect_student(
     if len(data) > limit:
         return rejected(too_big)
     budget.left -= len(data)
+    return _Read(sid, entry, file_name, tuple(student.others), data)
 
+
+def _store_student(course: Course, read: _Read, assignment: str, force: bool) -> Outcome:
+    sid, data = read.student_id, read.data
     target = course.submitted / sid / assignment / f"{assignment}.ipynb"
-    renamed_from = "" if file_name == target.name else file_name
-    ignored = tuple(student.others)
-    written = Outcome(sid, Status.TAKEN, entry=entry, renamed_from=renamed_from, target=target, ignored=ignored)
+    renamed_from = "" if read.file_name == target.name else read.file_name
+    written = Outcome(
+        sid, Status.TAKEN, entry=read.entry, renamed_from=renamed_from, target=target, ignored=read.ignored
+    )
     submitted = os.path.realpath(course.submitted)
     if os.path.commonpath([submitted, os.path.realpath(target.parent)]) != submitted:
-        return rejected(f"{target.parent} is a link out of {course.submitted}; remove it and collect again")
+        return Outcome(
+            sid, Status.REJECTED, reason=f"{target.parent} is a link out of {course.submitted}; remove it and collect again"
+        )
     if target.is_symlink() or (target.exists() and not target.is_file()):
         return Outcome(sid, Status.SKIPPED, reason=f"{target} is not a plain file; remove it, collect again")
     if target.is_file():

@@ -269,6 +269,7 @@ def grade_all(
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission (or one), then write results.json, grades.csv and the reports."""
+    from tdkit.fanout import after_grading
     from tdkit.report import render_reports
 
     if not course.release_notebook.is_file():
@@ -322,6 +323,7 @@ def grade_all(
     finally:
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
+    results = after_grading(course, results, students)
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
     render_reports(results, course.reports / "html")

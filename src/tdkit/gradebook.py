@@ -11,6 +11,7 @@ import contextlib
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
@@ -19,6 +20,7 @@ from sqlalchemy.exc import SAWarning
 
 from tdkit.checks import CheckResult
 from tdkit.course import Course, ensure_nbgrader_scripts
+from tdkit.late import deadlines_from_config
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
 
@@ -46,8 +48,9 @@ def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> 
 def record_grades(
     course: Course, student_id: str, checks: list[CheckResult], executed: NotebookNode | None, timestamp: str | None
 ) -> None:
-    """Create or update the submission and set every autograded cell's score."""
+    """Create or update the submission, set every autograded cell's score and the late penalty."""
     ensure_nbgrader_scripts()
+    deadlines = deadlines_from_config(course.nbgrader_config())
     scores = cell_scores(cell_groups(course), checks)
     answers = {}
     if executed is not None:
@@ -60,7 +63,12 @@ def record_grades(
         warnings.simplefilter("ignore", SAWarning)
         with _one_transaction(gb):
             gb.update_or_create_student(student_id)
-            gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
+            # nbgrader's own due date and extension: formgrader and nbgrader's lateness agree with tdkit's.
+            if deadlines.due is not None:
+                gb.find_assignment(course.assignment).duedate = _naive_utc(deadlines.due)
+            submission = gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
+            submission.extension = deadlines.extension(student_id)
+            late = deadlines.assess(student_id, timestamp, sum(c.points for c in checks))
             notebook = gb.find_notebook(course.assignment, course.assignment)
             for cell in notebook.grade_cells:
                 grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
@@ -71,6 +79,27 @@ def record_grades(
                     answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
                     grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
                 grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+            submitted = gb.find_submission_notebook(course.assignment, course.assignment, student_id)
+            submitted.late_submission_penalty = late.penalty or None
+
+
+def record_students(course: Course, students: list[tuple[str, str, str]]) -> None:
+    """Names and e-mails of (student id, full name, e-mail), in one transaction, for formgrader and exports.
+
+    Moodle gives one full name: its first word is the first name, the rest the last name."""
+    ensure_nbgrader_scripts()
+    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        with _one_transaction(gb):
+            for student_id, full_name, email in students:
+                first, _, last = full_name.partition(" ")
+                gb.update_or_create_student(student_id, first_name=first or None, last_name=last or None,
+                                            email=email or None)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """As nbgrader stores dates: naive, in UTC."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 @contextlib.contextmanager

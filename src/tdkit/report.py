@@ -31,6 +31,7 @@ from PIL import Image
 
 from tdkit.checks import CheckResult
 from tdkit.execute import strip_ansi
+from tdkit.late import format_delay
 from tdkit.results import AssignmentResults, StudentResult
 
 # The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
@@ -409,8 +410,11 @@ def _environment() -> Environment:
     return env
 
 
-def render_student(student: StudentResult, assignment: str, plotter: Plotter | None = None) -> str:
-    """The HTML page of one student; pass one ``plotter`` to all the students of a run."""
+def render_student(
+    student: StudentResult, assignment: str, plotter: Plotter | None = None, summary_href: str | None = "index.html"
+) -> str:
+    """The HTML page of one student; pass one ``plotter`` to all the students of a run.
+    ``summary_href=None``: no link to the class summary (the page is sent on its own)."""
     groups = group_checks(student.checks)
     return (
         _environment()
@@ -422,7 +426,8 @@ def render_student(student: StudentResult, assignment: str, plotter: Plotter | N
             n_failed=sum(g.n_failed for g in groups),
             share=student.score / student.max_score if student.max_score else 0.0,
             figures=_figures(student, plotter or Plotter()),
-            summary_href="index.html",
+            summary_href=summary_href,
+            delay=format_delay(student.seconds_late),
         )
     )
 
@@ -468,6 +473,9 @@ def render_summary(results: AssignmentResults) -> str:
             failures=frequent_failures(results),
             slowest=sorted(students, key=lambda s: -s.seconds)[:SLOWEST],
             crashed=[s for s in students if s.failure is not None],
+            late=[(s, format_delay(s.seconds_late)) for s in students if s.seconds_late > 0],
+            without_timestamp=results.without_timestamp,
+            conflicts=results.conflicts,
         )
     )
 

@@ -35,6 +35,16 @@ class StudentResult:
     confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
     # Manually graded cells (free-text answers): grade_id -> max points.
     manual: dict[str, float] = field(default_factory=dict)
+    submitted_at: str | None = None  # ISO date of the submission (UTC); None: no timestamp, on time
+    seconds_late: float = 0.0  # past the student's due date (extension included)
+    late_penalty: float = 0.0  # points taken off by the late-submission plugin
+    group: str | None = None  # the student's group (binôme), if any
+    graded_with: str | None = None  # the group member whose notebook was graded, when not this student
+
+    @property
+    def final_score(self) -> float:
+        """The score after the late penalty."""
+        return max(0.0, self.score - self.late_penalty)
 
     @property
     def score(self) -> float:
@@ -55,6 +65,12 @@ class StudentResult:
             "curves": self.curves,
             "confusion": self.confusion,
             "manual": self.manual,
+            "submitted_at": self.submitted_at,
+            "seconds_late": self.seconds_late,
+            "late_penalty": self.late_penalty,
+            "final_score": self.final_score,
+            "group": self.group,
+            "graded_with": self.graded_with,
         }
 
     @classmethod
@@ -68,6 +84,11 @@ class StudentResult:
             curves=record.get("curves", {}),
             confusion=record.get("confusion", {}),
             manual=record.get("manual", {}),
+            submitted_at=record.get("submitted_at"),
+            seconds_late=float(record.get("seconds_late", 0.0)),
+            late_penalty=float(record.get("late_penalty", 0.0)),
+            group=record.get("group"),
+            graded_with=record.get("graded_with"),
         )
 
 
@@ -75,11 +96,18 @@ class StudentResult:
 class AssignmentResults:
     assignment: str
     students: dict[str, StudentResult] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)  # group conflicts, one French line each
+
+    @property
+    def without_timestamp(self) -> list[str]:
+        """Students whose submission has no date: treated as on time."""
+        return sorted(sid for sid, s in self.students.items() if s.submitted_at is None)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "assignment": self.assignment,
             "students": {sid: self.students[sid].to_json() for sid in sorted(self.students)},
+            "conflicts": self.conflicts,
         }
 
     @classmethod
@@ -87,6 +115,7 @@ class AssignmentResults:
         return cls(
             record["assignment"],
             {sid: StudentResult.from_json(sid, r) for sid, r in record["students"].items()},
+            conflicts=record.get("conflicts", []),
         )
 
 
@@ -99,14 +128,17 @@ def read_results_json(path: Path) -> AssignmentResults:
 
 
 def write_grades_csv(results: AssignmentResults, path: Path) -> None:
-    """One row per student for the LMS: automatic score out of the automatic maximum."""
+    """One row per student for the LMS: automatic score out of the automatic maximum, then lateness."""
     from io import StringIO
 
     buffer = StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student_id", "assignment", "auto_score", "auto_max_score", "failed_checks", "failure"])
+    writer.writerow(["student_id", "assignment", "auto_score", "auto_max_score", "failed_checks", "failure",
+                     "submitted_at", "seconds_late", "late_penalty", "final_score", "group", "graded_with"])
     for sid in sorted(results.students):
         student = results.students[sid]
         failed = sum(not c.passed for c in student.checks)
-        writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or ""])
+        writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or "",
+                         student.submitted_at or "", f"{student.seconds_late:.0f}", f"{student.late_penalty:g}",
+                         f"{student.final_score:g}", student.group or "", student.graded_with or ""])
     write_atomically(path, buffer.getvalue())
