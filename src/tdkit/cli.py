@@ -167,14 +167,18 @@ def demo() -> None:
     result = run_demo(find_course(), say=click.echo)
     students = result.grading.results.students
     width = max(len(s) for s in students)
-    click.echo(f"\n{'student':<{width}}  score      failed checks  seconds")
+    click.echo(f"\n{'student':<{width}}  score      failed checks  seconds  late penalty  group")
     for sid in sorted(students):
         student = students[sid]
         failed = sum(not c.passed for c in student.checks)
         click.echo(
             f"{sid:<{width}}  {student.score:>4g}/{student.max_score:<4g}  {failed:>13}  {student.seconds:>7.1f}"
+            f"  {student.late_penalty:>12g}  {student.group or '-'}"
+            + (f" (graded with {student.graded_with})" if student.graded_with else "")
             + (f"  {student.failure.splitlines()[0][:50]}" if student.failure else "")
         )
     reports = result.grading.reports_dir
     click.echo(f"\nreports: {reports}/index.html (one page per student)")
     click.echo(f"results: {result.grading.results_json}, grades: {result.grading.grades_csv}")
+    click.echo(f"Moodle: {result.moodle.worksheet} -> Upload grading worksheet")
+    click.echo(f"Moodle: {result.moodle.feedback_zip} -> Upload multiple feedback files in a zip")

@@ -1,7 +1,9 @@
 """``tdkit demo`` (``make demo``): the instructor's whole job on the example submissions.
 
-Release the TD, collect ``examples/submissions/`` as an LMS export would bring them, grade
-every one, print the score table and where the reports are.
+Release the TD, collect ``examples/submissions/`` as Moodle would bring them (the submissions
+zip and the grading worksheet beside it: one pair, one late submission, one student with
+nothing handed in), grade every one, export the worksheet and feedback zip back for Moodle,
+print the score table and where everything is.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tdkit import data
 from tdkit.course import Course
 from tdkit.errors import TdkitError
 from tdkit.grade import GradeRun, grade_all
+from tdkit.late import deadlines_from_config
+from tdkit.moodle_export import MoodleExport, export_moodle
 from tdkit.prepare import GradingProfile
 from tdkit.release import ReleaseResult, release
+from tdkit.worksheet import Worksheet, format_moodle_date
 
 LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
 
@@ -28,6 +35,7 @@ class DemoResult:
     data_source: str
     release: ReleaseResult
     grading: GradeRun
+    moodle: MoodleExport
 
 
 def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
@@ -52,15 +60,65 @@ def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
     return str(copy)
 
 
-def lms_archive(examples: Path, archive: Path) -> Path:
-    """The examples as an LMS export: one folder per student, named by the student's id."""
+# The demo's class: one participant per example notebook (numbered as Moodle does), a partner of
+# the first one with no folder of their own (a Moodle group submission), one who handed nothing in.
+FIRST_PARTICIPANT = 100001
+PAIR = "Binôme 1"
+LATE = "bob_td_loop_kept"  # handed in a day and three hours after the due date
+WORKSHEET_HEADER = (
+    "Identifier", "Full name", "Email address", "Status", "Group", "Grade", "Maximum Grade", "Grade can be changed",
+    "Last modified (submission)", "Last modified (grade)", "Feedback comments",
+)
+
+
+@dataclass(frozen=True)
+class DemoStudent:
+    participant: str
+    full_name: str
+    notebook: Path | None  # None: nothing handed in (the partner's comes with the group's)
+    group: str
+    submitted: datetime | None
+
+
+def demo_class(examples: Path, due: datetime) -> list[DemoStudent]:
     notebooks = sorted(examples.glob("*.ipynb"))
     if not notebooks:
         raise TdkitError(f"No example notebook in {examples}: run 'python examples/build_submissions.py'.")
+    students = []
+    for number, notebook in enumerate(notebooks, FIRST_PARTICIPANT):
+        late = notebook.stem == LATE
+        students.append(DemoStudent(
+            str(number), f"{notebook.stem.split('_')[0].capitalize()} Démo", notebook,
+            PAIR if number == FIRST_PARTICIPANT else "Default group",
+            due + (timedelta(days=1, hours=3) if late else -timedelta(hours=5)),
+        ))
+    number = FIRST_PARTICIPANT + len(notebooks)
+    students.append(DemoStudent(str(number), "Julien Démo", None, PAIR, students[0].submitted))
+    students.append(DemoStudent(str(number + 1), "Karl Démo", None, "Default group", None))
+    return students
+
+
+def lms_archive(students: list[DemoStudent], archive: Path) -> Path:
+    """The examples as Moodle's "Download all submissions": one folder per submission."""
     with zipfile.ZipFile(archive, "w") as zf:
-        for notebook in notebooks:
-            zf.write(notebook, f"{notebook.stem}/td_cnn.ipynb")
+        for student in students:
+            if student.notebook is not None:
+                zf.write(student.notebook, f"{student.full_name}_{student.participant}_assignsubmission_file_/td_cnn.ipynb")
     return archive
+
+
+def grading_worksheet(students: list[DemoStudent], zone: ZoneInfo, path: Path) -> Path:
+    """The class as Moodle's "Download grading worksheet" writes it (English, group submissions)."""
+    rows = []
+    for s in students:
+        submitted = format_moodle_date(s.submitted.astimezone(zone)) if s.submitted else "-"
+        email = f"{s.full_name.split()[0].lower()}.demo@etu.example.fr"
+        status = "Submitted for grading" if s.submitted else "No submission"
+        rows.append((f"Participant {s.participant}", s.full_name, email, status, s.group, "", "21.00", "Yes",
+                     submitted, "-", ""))
+    sheet = Worksheet(path.name, WORKSHEET_HEADER, tuple(rows), bom=True, delimiter=",", newline="\n")
+    path.write_bytes(sheet.to_bytes())
+    return path
 
 
 def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
@@ -69,9 +127,16 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
     source = demo_data_source(course, say)
     released = release(course)
     say(f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)")
+    deadlines = deadlines_from_config(course.nbgrader_config())
+    due = deadlines.due or datetime.now(deadlines.timezone)
+    students = demo_class(course.root / "examples" / "submissions", due)
     with tempfile.TemporaryDirectory(prefix="tdkit-demo-") as scratch:
-        archive = lms_archive(course.root / "examples" / "submissions", Path(scratch) / "moodle_export.zip")
-        collected = collect(course, archive, force=True)
-    say(f"collected {len(collected.taken)} submission(s) from an LMS-style export")
+        archive = lms_archive(students, Path(scratch) / "moodle_export.zip")
+        worksheet = grading_worksheet(students, deadlines.timezone, Path(scratch) / "Grades-TD_CNN-td_cnn.csv")
+        collected = collect(course, archive, force=True, worksheet=worksheet)
+    for line in collected.lines():
+        say(f"  {line}")
+    say(f"collected {len(collected.taken)} submission(s) from a Moodle export and its grading worksheet "
+        f"({len(collected.missing)} missing)")
     grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
-    return DemoResult(source, released, grading)
+    return DemoResult(source, released, grading, export_moodle(course))

@@ -49,9 +49,9 @@ def after_grading(course: Course, results: AssignmentResults, graded: list[str])
         for member in group.members:
             if member == group.graded:
                 continue
-            share = dataclasses.replace(source, student_id=member, graded_with=group.graded)
-            results.students[member] = _with_lateness(share, deadlines, timestamp)
-            record_grades(course, member, source.checks, executed, timestamp)
+            # The group's lateness and penalty (the graded member's due date) go to every member.
+            results.students[member] = dataclasses.replace(source, student_id=member, graded_with=group.graded)
+            record_grades(course, member, source.checks, executed, timestamp, deadline_of=group.graded)
             if executed is not None:
                 target = course.autograded_notebook(member)
                 target.parent.mkdir(parents=True, exist_ok=True)

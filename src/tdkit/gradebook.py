@@ -46,9 +46,16 @@ def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> 
 
 
 def record_grades(
-    course: Course, student_id: str, checks: list[CheckResult], executed: NotebookNode | None, timestamp: str | None
+    course: Course,
+    student_id: str,
+    checks: list[CheckResult],
+    executed: NotebookNode | None,
+    timestamp: str | None,
+    deadline_of: str | None = None,
 ) -> None:
-    """Create or update the submission, set every autograded cell's score and the late penalty."""
+    """Create or update the submission, set every autograded cell's score and the late penalty.
+
+    ``deadline_of``: whose due date applies (a group's graded member), when not the student's own."""
     ensure_nbgrader_scripts()
     deadlines = deadlines_from_config(course.nbgrader_config())
     scores = cell_scores(cell_groups(course), checks)
@@ -67,8 +74,8 @@ def record_grades(
             if deadlines.due is not None:
                 gb.find_assignment(course.assignment).duedate = _naive_utc(deadlines.due)
             submission = gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
-            submission.extension = deadlines.extension(student_id)
-            late = deadlines.assess(student_id, timestamp, sum(c.points for c in checks))
+            submission.extension = deadlines.extension(deadline_of or student_id)
+            late = deadlines.assess(deadline_of or student_id, timestamp, sum(c.points for c in checks))
             notebook = gb.find_notebook(course.assignment, course.assignment)
             for cell in notebook.grade_cells:
                 grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)

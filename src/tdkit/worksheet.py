@@ -177,6 +177,12 @@ def parse_moodle_date(text: str, zone: ZoneInfo, where: str) -> datetime | None:
     return datetime(int(match["year"]), month, int(match["day"]), hour, int(match["minute"]), tzinfo=zone)
 
 
+def format_moodle_date(moment: datetime) -> str:
+    """As an English Moodle's ``userdate()`` writes it: 'Tuesday, 3 December 2024, 2:05 PM'."""
+    hour = moment.hour % 12 or 12
+    return f"{moment:%A}, {moment.day} {moment:%B %Y}, {hour}:{moment:%M} {'PM' if moment.hour >= 12 else 'AM'}"
+
+
 def read_worksheet(path: Path) -> Worksheet:
     """Read a worksheet as Moodle wrote it, or as a spreadsheet saved it again (BOM or not, ',' ';' or tab)."""
     try:
