@@ -204,7 +204,10 @@ def read_worksheet(path: Path) -> Worksheet:
     first = text.split("\n", 1)[0]
     newline = "\r\n" if first.endswith("\r") else "\n"
     delimiter = max((",", ";", "\t"), key=first.count)
-    rows = [tuple(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True) if r]
+    try:
+        rows = [tuple(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True) if r]
+    except csv.Error as error:
+        raise TdkitError(f"{path} is not a readable CSV ({error}): download the grading worksheet again.") from None
     if not rows:
         raise TdkitError(f"{path} is empty: download the grading worksheet again.")
     sheet = Worksheet(path.name, rows[0], tuple(rows[1:]), bom, delimiter, newline)
