@@ -10,7 +10,8 @@ from nbgrader.utils import parse_utc
 
 from tdkit.course import Course
 from tdkit.errors import TdkitError
-from tdkit.late import Deadlines, deadlines_from_config, format_delay
+from tdkit.late import Deadlines, deadlines_from_config
+from tdkit.report import format_delay
 
 HEADER = 'c = get_config()  # noqa: F821\nc.Exchange.timezone = "Europe/Paris"\n'
 DUE = 'c.TdkitDeadlines.duedate = "2024-12-03 12:00"\n'

@@ -149,13 +149,3 @@ def nbgrader_timestamp(moment: datetime, zone: ZoneInfo) -> str:
     the zone's IANA name rather than an abbreviation, so nbgrader's parse_utc reads it exactly."""
     return f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S.%f} {zone.key}"
 
-
-def format_delay(seconds: float) -> str:
-    """A delay in French: '1 j 2 h 5 min'."""
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    parts = [f"{days} j"] if days else []
-    parts += [f"{hours} h"] if hours else []
-    parts += [f"{minutes} min"] if minutes or not parts else []
-    return " ".join(parts)

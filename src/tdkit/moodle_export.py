@@ -24,8 +24,7 @@ from pathlib import Path
 from tdkit.course import Course
 from tdkit.errors import TdkitError
 from tdkit.files import write_atomically
-from tdkit.late import format_delay
-from tdkit.report import Plotter, format_number, render_student
+from tdkit.report import Plotter, format_delay, format_number, render_student
 from tdkit.results import StudentResult, read_results_json
 from tdkit.roster import load_roster, roster_dir
 from tdkit.worksheet import Worksheet, read_worksheet
