@@ -12,6 +12,9 @@ Layouts understood, one student per top-level folder or file:
 - Moodle flat files: ``Full Name_12345_assignsubmission_file_td_cnn.ipynb``
 - flat files: ``12345_<any name>.ipynb`` or ``<student_id>_td_cnn.ipynb``
 - plain folders: ``<student_id>/td_cnn.ipynb``
+
+Beside the zip, Moodle's grading worksheet (``tdkit.worksheet``) brings names, e-mails, submission
+dates and groups; pairs and their conflicts are planned by ``tdkit.roster``.
 """
 
 from __future__ import annotations

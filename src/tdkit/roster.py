@@ -174,7 +174,8 @@ def plan_groups(
     for sid, found in groups_of.items():
         if sid not in alone:
             members.setdefault(next(iter(found)), []).append(sid)
-    groups, copies = [], {}
+    groups: list[Group] = []
+    copies: dict[str, str] = {}
     for name in sorted(members):
         ids = sorted(members[name], key=id_order)
         submitted = [sid for sid in ids if sid in notebooks]
@@ -183,8 +184,8 @@ def plan_groups(
         if len(versions) > 1:
             candidates = tuple(f"{sid} ({notebooks[sid][1]})" for sid in submitted)
             conflicts.append(Conflict("two_notebooks", name, candidates))
-        for sid in submitted[1:] if graded else ():
-            copies[sid] = graded
+        if graded is not None:
+            copies.update({sid: graded for sid in submitted[1:]})
         groups.append(Group(name, tuple(ids), graded))
     return groups, conflicts, copies
 
