@@ -14,6 +14,7 @@ import io
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,7 @@ from PIL import Image
 
 from tdkit.checks import CheckResult
 from tdkit.execute import strip_ansi
+from tdkit.import_guard import missing_module_note
 from tdkit.results import AssignmentResults, StudentResult
 
 # The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
@@ -409,8 +411,11 @@ def _environment() -> Environment:
     return env
 
 
-def render_student(student: StudentResult, assignment: str, plotter: Plotter | None = None) -> str:
-    """The HTML page of one student; pass one ``plotter`` to all the students of a run."""
+def render_student(
+    student: StudentResult, assignment: str, plotter: Plotter | None = None, packages: Sequence[str] = ()
+) -> str:
+    """The HTML page of one student; pass one ``plotter`` to all the students of a run, and the
+    course environment's ``packages`` for the note on modules outside it."""
     groups = group_checks(student.checks)
     return (
         _environment()
@@ -423,6 +428,7 @@ def render_student(student: StudentResult, assignment: str, plotter: Plotter | N
             share=student.score / student.max_score if student.max_score else 0.0,
             figures=_figures(student, plotter or Plotter()),
             summary_href="index.html",
+            environment_notes=[missing_module_note(m, packages) for m in student.missing_modules],
         )
     )
 
@@ -449,6 +455,21 @@ def frequent_failures(results: AssignmentResults) -> list[FailedCheck]:
     return sorted(rows, key=lambda r: (-r.count, r.check_id))
 
 
+@dataclass(frozen=True)
+class MissingModule:
+    module: str
+    students: list[str]  # the copies that import it
+
+
+def missing_modules(results: AssignmentResults) -> list[MissingModule]:
+    """Each module imported from outside the course environment, with its copies, most frequent first."""
+    by_module: dict[str, list[str]] = {}
+    for sid in sorted(results.students):
+        for module in results.students[sid].missing_modules:
+            by_module.setdefault(module, []).append(sid)
+    return [MissingModule(m, s) for m, s in sorted(by_module.items(), key=lambda item: (-len(item[1]), item[0]))]
+
+
 def render_summary(results: AssignmentResults) -> str:
     students = [results.students[sid] for sid in sorted(results.students)]
     scores = [s.score for s in students]
@@ -468,6 +489,9 @@ def render_summary(results: AssignmentResults) -> str:
             failures=frequent_failures(results),
             slowest=sorted(students, key=lambda s: -s.seconds)[:SLOWEST],
             crashed=[s for s in students if s.failure is not None],
+            missing=missing_modules(results),
+            n_missing=sum(bool(s.missing_modules) for s in students),
+            packages=results.environment,
         )
     )
 
@@ -481,7 +505,8 @@ def render_reports(results: AssignmentResults, out_dir: Path) -> ReportFiles:
     for sid in sorted(results.students):
         pages[sid] = out_dir / names[sid]
         pages[sid].write_text(
-            render_student(results.students[sid], results.assignment, plotter), encoding="utf-8"
+            render_student(results.students[sid], results.assignment, plotter, results.environment),
+            encoding="utf-8",
         )
     summary = out_dir / "index.html"
     summary.write_text(render_summary(results), encoding="utf-8")

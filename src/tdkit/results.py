@@ -6,7 +6,8 @@
      "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
-                                   curves, confusion}}}
+                                   curves, confusion, manual, missing_modules}},
+     ...extra key: environment}
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class StudentResult:
     confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
     # Manually graded cells (free-text answers): grade_id -> max points.
     manual: dict[str, float] = field(default_factory=dict)
+    # Modules the notebook imported from outside the course environment (td-requirements.txt).
+    missing_modules: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -55,6 +58,7 @@ class StudentResult:
             "curves": self.curves,
             "confusion": self.confusion,
             "manual": self.manual,
+            "missing_modules": self.missing_modules,
         }
 
     @classmethod
@@ -68,6 +72,7 @@ class StudentResult:
             curves=record.get("curves", {}),
             confusion=record.get("confusion", {}),
             manual=record.get("manual", {}),
+            missing_modules=record.get("missing_modules", []),
         )
 
 
@@ -75,11 +80,13 @@ class StudentResult:
 class AssignmentResults:
     assignment: str
     students: dict[str, StudentResult] = field(default_factory=dict)
+    environment: list[str] = field(default_factory=list)  # the declared packages graded against
 
     def to_json(self) -> dict[str, Any]:
         return {
             "assignment": self.assignment,
             "students": {sid: self.students[sid].to_json() for sid in sorted(self.students)},
+            "environment": self.environment,
         }
 
     @classmethod
@@ -87,6 +94,7 @@ class AssignmentResults:
         return cls(
             record["assignment"],
             {sid: StudentResult.from_json(sid, r) for sid, r in record["students"].items()},
+            record.get("environment", []),
         )
 
 
