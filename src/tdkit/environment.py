@@ -16,6 +16,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,14 +61,9 @@ class CourseEnvironment:
             )
 
 
-def _requirements(path: Path) -> list[Requirement]:
-    if not path.is_file():
-        raise TdkitError(
-            f"{path} is missing: the course environment is declared there, one package a line "
-            "(e.g. 'torch>=2.2'). Restore it from the course repository."
-        )
+def _requirements(path: Path, text: str) -> list[Requirement]:
     found = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -90,7 +86,17 @@ def _applies(requirement: Requirement, extras: set[str]) -> bool:
 
 def read_environment(path: Path) -> CourseEnvironment:
     """The environment ``path`` declares, resolved against the distributions installed here."""
-    declared = _requirements(path)
+    if not path.is_file():
+        raise TdkitError(
+            f"{path} is missing: the course environment is declared there, one package a line "
+            "(e.g. 'torch>=2.2'). Restore it from the course repository."
+        )
+    return _resolved(path, path.read_text(encoding="utf-8"))
+
+
+@cache  # scanning every installed distribution takes about a second; one process installs nothing
+def _resolved(path: Path, text: str) -> CourseEnvironment:
+    declared = _requirements(path, text)
     missing: list[str] = []
     extras_of: dict[str, set[str]] = {}
     queue = [(requirement, True) for requirement in declared]
