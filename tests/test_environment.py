@@ -18,6 +18,8 @@ from tdkit.execute import execute_notebook
 from tdkit.grade import GradeRun, grade_all
 from tdkit.import_guard import notebook_outputs, recorded_modules
 from tdkit.release import release
+from tdkit.report import render_reports
+from tdkit.results import read_results_json
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 SKLEARN = "scikit-learn>=1.4"
@@ -185,6 +187,21 @@ def test_class_summary_counts_students_and_modules(graded: tuple[Course, GradeRu
     summary = (course.reports / "html" / "index.html").read_text(encoding="utf-8")
     assert "1 copie importe un module" in summary  # after the regrade, only "imports" still does
     assert "<code>seaborn</code> (1), <code>sklearn</code> (1)" in summary
+
+
+def test_reports_name_the_modules_from_results_json(tmp_path: Path) -> None:
+    """From results.json alone: is the module named at the top of its page, and counted in the summary?"""
+    results = read_results_json(REPO / "tests/files/results/results.json")
+    files = render_reports(results, tmp_path)
+    page = files.students["chloe_durand"].read_text(encoding="utf-8")
+    note = page.index("Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction "
+                      "(paquets disponibles : torch, datasets, numpy, matplotlib, polars, pillow, ipykernel")
+    assert note < page.index("L'exécution de votre notebook s'est arrêtée") < page.index("Vue d'ensemble")
+    assert "environnement de correction" not in files.students["alice_martin"].read_text(encoding="utf-8")
+    summary = files.summary.read_text(encoding="utf-8")
+    assert "1 copie importe un module" in summary
+    assert '<td><code>seaborn</code></td><td class="num">1</td>' in summary
+    assert '<a href="chloe_durand.html">chloe_durand</a>' in summary
 
 
 def test_check_says_the_same(graded: tuple[Course, GradeRun, GradeRun], tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import ast
 import json
 import re
 import sys
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -40,7 +41,7 @@ LISTING_END = "<!-- END ENVIRONMENT -->"
 class CourseEnvironment:
     path: Path
     requirements: tuple[str, ...]  # the declared lines, normalised ("torch>=2.2")
-    packages: tuple[str, ...]  # their distribution names, in file order
+    packages: tuple[str, ...]  # their distribution names, in file order (those for this platform)
     modules: frozenset[str]  # top-level modules of the declared distributions and their dependencies
     not_installed: tuple[str, ...]  # declared lines this interpreter lacks, or has at another version
 
@@ -99,9 +100,10 @@ def _resolved(path: Path, text: str) -> CourseEnvironment:
     declared = _requirements(path, text)
     missing: list[str] = []
     extras_of: dict[str, set[str]] = {}
-    queue = [(requirement, True) for requirement in declared]
+    # Declared lines first, in file order; a line whose marker excludes this platform is not for it.
+    queue = deque((requirement, True) for requirement in declared if _applies(requirement, set()))
     while queue:
-        requirement, is_declared = queue.pop()
+        requirement, is_declared = queue.popleft()
         try:
             dist = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
@@ -127,7 +129,7 @@ def _resolved(path: Path, text: str) -> CourseEnvironment:
     return CourseEnvironment(
         path,
         tuple(str(r) for r in declared),
-        tuple(r.name for r in declared),
+        tuple(r.name for r in declared if _applies(r, set())),
         frozenset(modules),
         tuple(missing),
     )
