@@ -123,7 +123,10 @@ def test_kernel_holds_imports_to_the_environment(tmp_path: Path) -> None:
     """In a real kernel: does a top-level import outside the environment become a placeholder that fails
     only when used, while try/except and function-level imports behave as without the package?"""
     cells = [
-        "import seaborn as sns, math\nfrom sklearn.metrics import confusion_matrix as cm\nimport numpy as np\nx = np.ones(2)",
+        (
+            "import seaborn as sns, math\nfrom seaborn import *\nfrom sklearn.metrics import confusion_matrix as cm\n"
+            "import numpy as np\nx = np.ones(2)"
+        ),
         "try:\n    import sklearn\n    fallback = False\nexcept ImportError:\n    fallback = True\nprint(fallback)",
         "def f():\n    import sklearn\n    return 1\nf()",
         "cm([1], [1])",

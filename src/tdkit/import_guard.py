@@ -151,7 +151,9 @@ class Placeholder:
 
 def placeholder(module: str, name: str) -> Placeholder:
     """What a top-level import of ``module`` outside the environment binds to ``name``."""
-    if _guard is not None:
+    if _guard is not None and name == "*":
+        _guard.announce(module, f"`from {module} import *` n'a rien importé ; le notebook continue.")
+    elif _guard is not None:
         _guard.announce(module, f"Votre import de `{name}` est remplacé : le notebook continue, et seul le "
                                 f"code qui utilise `{name}` échouera.")
     return Placeholder(module, name)
