@@ -6,11 +6,14 @@ STAMP := $(VENV)/.tdkit-installed
 
 .PHONY: demo test release reference bench-training bench-grading bench-data clean
 
-$(STAMP): pyproject.toml
+# td-requirements.txt is the course environment: a line added there is installed on the next make.
+$(STAMP): pyproject.toml td-requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
+	# What the students' notebooks may import: graded against exactly this (tdkit.environment).
+	$(PY) -m pip install -q -r td-requirements.txt
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -26,7 +26,7 @@ def real_cifar10() -> Path:
     return REAL_CIFAR10
 
 
-COURSE_PARTS = ("nbgrader_config.py", "source", "release", "grader_tests", "reference")
+COURSE_PARTS = ("nbgrader_config.py", "td-requirements.txt", "source", "release", "grader_tests", "reference")
 
 
 def copy_course(target: Path) -> Path:

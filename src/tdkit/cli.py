@@ -45,6 +45,7 @@ def release(no_verify: bool) -> None:
     result = run_release(find_course(), verify=not no_verify)
     if result.verified:
         click.echo(f"solution notebook: every visible and hidden test passed ({result.verify_seconds:.1f} s)")
+    click.echo(f"environment: td-requirements.txt ({', '.join(result.packages)}), listed in the notebook")
     click.echo(f"pair: {result.pair_path}")
     click.echo(f"release: {result.release_path} ({'updated' if result.changed else 'unchanged'}; no leak)")
 
@@ -140,12 +141,20 @@ def export_moodle() -> None:
 
 @main.command()
 @click.argument("notebook", type=click.Path(path_type=Path))
+@click.option(
+    "--requirements",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The course environment (default: td-requirements.txt beside NOTEBOOK or above).",
+)
 @reports_errors
-def check(notebook: Path) -> None:
+def check(notebook: Path, requirements: Path | None) -> None:
     """Run the visible tests of NOTEBOOK on small synthetic data (for students)."""
     from tdkit.selfcheck import self_check
 
-    report = self_check(notebook)
+    report = self_check(notebook, requirements=requirements)
+    for note in report.environment_notes():
+        click.echo(f"note: {note}")
     for test in report.tests:
         mark = "ok  " if test.passed else "FAIL"
         click.echo(f"{mark} {test.grade_id} ({test.points:g} pt){'' if test.passed else ': ' + test.message}")

@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 
+from tdkit.import_guard import ENVIRONMENT_ENV, KERNEL_ARGUMENTS
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 KERNEL_NAME = "python3"  # the kit's own kernel, whatever kernelspec a submission names
 # One thread: batch-of-one training is 30x slower when threads of parallel runs fight for 2 cores.
@@ -141,8 +143,14 @@ def execute_notebook(
     env: Mapping[str, str] | None = None,
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     shutdown: str = SHUTDOWN,
+    environment: str | None = None,
 ) -> Execution:
-    """Execute ``nb`` in place with ``cwd`` as working directory; never raises for the notebook's faults."""
+    """Execute ``nb`` in place with ``cwd`` as working directory; never raises for the notebook's faults.
+
+    ``environment`` (``CourseEnvironment.kernel_json()``): the kernel holds the notebook's imports to
+    it (``tdkit.import_guard``); None lets it import whatever is installed.
+    """
+    guard = {ENVIRONMENT_ENV: environment} if environment is not None else {}
     client = BoundedClient(
         nb,
         max_output_bytes=max_output_bytes,
@@ -153,11 +161,12 @@ def execute_notebook(
         # The outputs are in once the last cell replies: killing the kernel saves the ~1 s a
         # graceful shutdown waits (bench/grading.py measures it), and runs none of its exit hooks.
         shutdown_kernel=shutdown,
+        extra_arguments=list(KERNEL_ARGUMENTS) if environment is not None else [],
     )
     started = time.perf_counter()
     failure = None
     try:
-        client.execute(env={**os.environ, **KERNEL_ENV, **(env or {})})
+        client.execute(env={**os.environ, **KERNEL_ENV, **(env or {}), **guard})
     except CellTimeoutError as error:
         failure = (
             f"Temps dépassé : une cellule a tourné plus de {cell_timeout} s (boucle infinie ? attente ?) "

@@ -27,9 +27,11 @@ from nbgrader.utils import parse_utc
 from tdkit.artifacts import read_artifact
 from tdkit.checks import ChecksCrashed, run_checks
 from tdkit.course import Course
+from tdkit.environment import CourseEnvironment, grading_environment
 from tdkit.errors import TdkitError
 from tdkit.execute import CellError
 from tdkit.gradebook import record_grades
+from tdkit.import_guard import module_names
 from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.prepare import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
 from tdkit.results import (
@@ -108,13 +110,20 @@ def course_limits(course: Course) -> Limits:
 
 
 def prepare_job(
-    course: Course, student_id: str, limits: Limits | None = None, profile: GradingProfile = DEFAULT_PROFILE
+    course: Course,
+    student_id: str,
+    limits: Limits | None = None,
+    profile: GradingProfile = DEFAULT_PROFILE,
+    environment: CourseEnvironment | None = None,
 ) -> SandboxJob:
     """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
     limits = limits or course_limits(course)
+    environment = environment or grading_environment(course.root)
     nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
     prepared = prepare_submission(course, nb, student_id, profile)
-    return SandboxJob(student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())))
+    return SandboxJob(
+        student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())), environment.kernel_json()
+    )
 
 
 def _submitted_at(course: Course, student_id: str) -> str | None:
@@ -210,6 +219,7 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         curves={"student": history, "reference": reference_history},
         confusion={"student": confusion, "reference": reference_confusion},
         manual=_manual_cells(executed),
+        missing_modules=module_names(outcome.record.get("missing_modules")),
     )
 
 
@@ -285,10 +295,12 @@ def grade_all(
     if not students:
         raise TdkitError(f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first.")
     limits = limits or course_limits(course)
+    environment = grading_environment(course.root)  # an uninstalled package is the grader's fault: stop
     results_path = course.reports / "results.json"
     results = AssignmentResults(course.assignment)
     if student is not None and results_path.is_file():
         results = read_results_json(results_path)
+    results.environment = list(environment.packages)
     started = time.perf_counter()
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
@@ -297,7 +309,7 @@ def grade_all(
     done: list[SandboxOutcome] = []
     for sid in students:
         try:
-            pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile))] = sid
+            pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))] = sid
         except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
             done.append(failed_outcome(sid, _unreadable(error)))
     try:

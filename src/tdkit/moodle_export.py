@@ -138,7 +138,9 @@ def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for sid in graded:
             name = str(roster.participants.get(sid, {}).get("full_name") or "")
-            page = render_student(results.students[sid], results.assignment, plotter, summary_href=None)
+            page = render_student(
+                results.students[sid], results.assignment, plotter, summary_href=None, packages=results.environment
+            )
             info = zipfile.ZipInfo(zip_entry_name(name, sid, results.assignment), date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o100644 << 16

@@ -1,8 +1,10 @@
 """``tdkit release``: check the solution, generate the student notebook, prove it leaks nothing.
 
-1. Sync the jupytext pair from the Markdown source.
-2. Execute the solution notebook top to bottom on synthetic data: every visible and hidden
-   test must pass (hidden tests call the hidden checks against the reference).
+1. Read the course environment (``td-requirements.txt``): every package installed here, the
+   notebook's listing of it rewritten; then sync the jupytext pair from the Markdown source.
+2. Refuse a solution that imports a module outside the environment, then execute it top to
+   bottom on synthetic data with its imports held to the environment (as in grading): every
+   visible and hidden test must pass (hidden tests call the hidden checks against the reference).
 3. Generate the release with nbgrader's ``generate_assignment`` (configured pipeline) into a
    scratch directory.
 4. Refuse it if any solution or hidden-test line leaks, or if the buggy ``train`` stub is
@@ -19,10 +21,18 @@ import nbformat
 from nbgrader.apps import NbGraderAPI
 
 from tdkit.course import Course, ensure_nbgrader_scripts
+from tdkit.environment import (
+    ENVIRONMENT_FILE,
+    CourseEnvironment,
+    grading_environment,
+    imports_outside,
+    with_listing,
+)
 from tdkit.errors import TdkitError
 from tdkit.execute import execute_notebook
 from tdkit.files import write_atomically
 from tdkit.hidden import GRADER_TESTS_ENV
+from tdkit.import_guard import notebook_outputs, recorded_modules
 from tdkit.leaks import find_leaks, missing_stub_lines
 from tdkit.notebooks import read_source, stable_ids, sync_pair
 from tdkit.parameters import inject_parameters
@@ -45,17 +55,36 @@ class ReleaseResult:
     changed: bool  # the release file was rewritten with new content
     verified: bool  # the solution ran and passed every test before writing
     verify_seconds: float
+    packages: tuple[str, ...] = ()  # the course environment, as listed in the notebook
 
 
-def verify_solution(course: Course, source: nbformat.NotebookNode) -> float:
-    """Run the solution on synthetic data; raise listing every failing cell. Returns seconds."""
+def check_imports(course: Course, source: nbformat.NotebookNode, environment: CourseEnvironment) -> None:
+    """Refuse a solution that imports a module the students' environment does not provide."""
+    outside = imports_outside(source, environment)
+    if outside:
+        listed = "\n  ".join(f"cell {index}: {module}" for index, module in outside)
+        raise TdkitError(
+            f"The solution imports modules outside the course environment ({ENVIRONMENT_FILE}), so nothing was "
+            f"released:\n  {listed}\nAdd their packages to {environment.path} (one a line) and run 'make release', "
+            f"or remove these imports from {course.source_md}."
+        )
+
+
+def verify_solution(
+    course: Course, source: nbformat.NotebookNode, environment: CourseEnvironment | None = None
+) -> float:
+    """Run the solution on synthetic data, its imports held to ``environment``; raise listing every
+    failing cell. Returns seconds."""
     nb = inject_parameters(source, VERIFY_PARAMETERS)
     with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
         run = execute_notebook(
-            nb, scratch, allow_errors=True, env={GRADER_TESTS_ENV: str(course.grader_tests)}
+            nb, scratch, allow_errors=True, env={GRADER_TESTS_ENV: str(course.grader_tests)},
+            environment=environment.kernel_json() if environment is not None else None,
         )
-    if not run.ok:
+    missing = recorded_modules(notebook_outputs(run.notebook))
+    if not run.ok or missing:
         details = [f"cell {e.index} ({e.cell_id}): {e.ename}: {e.evalue}" for e in run.errors]
+        details += [f"imports {module}, outside {ENVIRONMENT_FILE}" for module in missing]
         if run.failure:
             details.append(run.failure)
         raise TdkitError(
@@ -91,9 +120,15 @@ def generate_release(course: Course) -> nbformat.NotebookNode:
 
 
 def release(course: Course, *, verify: bool = True) -> ReleaseResult:
+    environment = grading_environment(course.root)
+    markdown = course.source_md.read_text(encoding="utf-8")
+    listed = with_listing(markdown, environment)
+    if listed != markdown:
+        write_atomically(course.source_md, listed)
     pair = sync_pair(course.source_md)
     source = read_source(course.source_md)
-    seconds = verify_solution(course, source) if verify else 0.0
+    check_imports(course, source, environment)
+    seconds = verify_solution(course, source, environment) if verify else 0.0
     released = stable_ids(generate_release(course))
     leaks = find_leaks(source, released)
     if leaks:
@@ -113,4 +148,4 @@ def release(course: Course, *, verify: bool = True) -> ReleaseResult:
     changed = not target.is_file() or target.read_text(encoding="utf-8") != text
     if changed:
         write_atomically(target, text)
-    return ReleaseResult(target, pair, changed, verify, seconds)
+    return ReleaseResult(target, pair, changed, verify, seconds, environment.packages)

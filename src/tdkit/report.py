@@ -14,6 +14,7 @@ import io
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,7 @@ from PIL import Image
 
 from tdkit.checks import CheckResult
 from tdkit.execute import strip_ansi
+from tdkit.import_guard import missing_module_note
 from tdkit.results import AssignmentResults, StudentResult
 
 # The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
@@ -421,9 +423,14 @@ def _environment() -> Environment:
 
 
 def render_student(
-    student: StudentResult, assignment: str, plotter: Plotter | None = None, summary_href: str | None = "index.html"
+    student: StudentResult,
+    assignment: str,
+    plotter: Plotter | None = None,
+    summary_href: str | None = "index.html",
+    packages: Sequence[str] = (),
 ) -> str:
-    """The HTML page of one student; pass one ``plotter`` to all the students of a run.
+    """The HTML page of one student; pass one ``plotter`` to all the students of a run, and the
+    course environment's ``packages`` for the note on modules outside it.
     ``summary_href=None``: no link to the class summary (the page is sent on its own)."""
     groups = group_checks(student.checks)
     return (
@@ -438,6 +445,7 @@ def render_student(
             figures=_figures(student, plotter or Plotter()),
             summary_href=summary_href,
             delay=format_delay(student.seconds_late),
+            environment_notes=[missing_module_note(m, packages) for m in student.missing_modules],
         )
     )
 
@@ -464,6 +472,21 @@ def frequent_failures(results: AssignmentResults) -> list[FailedCheck]:
     return sorted(rows, key=lambda r: (-r.count, r.check_id))
 
 
+@dataclass(frozen=True)
+class MissingModule:
+    module: str
+    students: list[str]  # the copies that import it
+
+
+def missing_modules(results: AssignmentResults) -> list[MissingModule]:
+    """Each module imported from outside the course environment, with its copies, most frequent first."""
+    by_module: dict[str, list[str]] = {}
+    for sid in sorted(results.students):
+        for module in results.students[sid].missing_modules:
+            by_module.setdefault(module, []).append(sid)
+    return [MissingModule(m, s) for m, s in sorted(by_module.items(), key=lambda item: (-len(item[1]), item[0]))]
+
+
 def render_summary(results: AssignmentResults) -> str:
     students = [results.students[sid] for sid in sorted(results.students)]
     scores = [s.score for s in students]
@@ -486,6 +509,9 @@ def render_summary(results: AssignmentResults) -> str:
             late=[(s, format_delay(s.seconds_late)) for s in students if s.seconds_late > 0],
             without_timestamp=results.without_timestamp,
             conflicts=results.conflicts,
+            missing=missing_modules(results),
+            n_missing=sum(bool(s.missing_modules) for s in students),
+            packages=results.environment,
         )
     )
 
@@ -499,7 +525,8 @@ def render_reports(results: AssignmentResults, out_dir: Path) -> ReportFiles:
     for sid in sorted(results.students):
         pages[sid] = out_dir / names[sid]
         pages[sid].write_text(
-            render_student(results.students[sid], results.assignment, plotter), encoding="utf-8"
+            render_student(results.students[sid], results.assignment, plotter, packages=results.environment),
+            encoding="utf-8",
         )
     summary = out_dir / "index.html"
     summary.write_text(render_summary(results), encoding="utf-8")

@@ -6,7 +6,9 @@
      "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
-                                   curves, confusion}}}
+                                   curves, confusion, manual, missing_modules, submitted_at,
+                                   seconds_late, late_penalty, final_score, group, graded_with}},
+     ...extra keys: conflicts, environment}
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class StudentResult:
     late_penalty: float = 0.0  # points taken off by the late-submission plugin
     group: str | None = None  # the student's group (binôme), if any
     graded_with: str | None = None  # the group member whose notebook was graded, when not this student
+    # Modules the notebook imported from outside the course environment (td-requirements.txt).
+    missing_modules: list[str] = field(default_factory=list)
 
     @property
     def final_score(self) -> float:
@@ -71,6 +75,7 @@ class StudentResult:
             "final_score": self.final_score,
             "group": self.group,
             "graded_with": self.graded_with,
+            "missing_modules": self.missing_modules,
         }
 
     @classmethod
@@ -89,6 +94,7 @@ class StudentResult:
             late_penalty=float(record.get("late_penalty", 0.0)),
             group=record.get("group"),
             graded_with=record.get("graded_with"),
+            missing_modules=record.get("missing_modules", []),
         )
 
 
@@ -97,6 +103,7 @@ class AssignmentResults:
     assignment: str
     students: dict[str, StudentResult] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)  # group conflicts, one French line each
+    environment: list[str] = field(default_factory=list)  # the declared packages graded against
 
     @property
     def without_timestamp(self) -> list[str]:
@@ -108,6 +115,7 @@ class AssignmentResults:
             "assignment": self.assignment,
             "students": {sid: self.students[sid].to_json() for sid in sorted(self.students)},
             "conflicts": self.conflicts,
+            "environment": self.environment,
         }
 
     @classmethod
@@ -116,6 +124,7 @@ class AssignmentResults:
             record["assignment"],
             {sid: StudentResult.from_json(sid, r) for sid, r in record["students"].items()},
             conflicts=record.get("conflicts", []),
+            environment=record.get("environment", []),
         )
 
 

@@ -6,7 +6,9 @@ appended) in a Jupyter kernel, and writes ``executed.ipynb``, ``run.json`` and t
 probe refuses to run (the notebook replaced the tools it relies on), a second kernel runs only
 the cells that define the API, then the probe, so every function is still tried. The probe
 writes into a folder with a random name, moved to ``artifacts/`` at the end in place of
-whatever the notebook wrote there. It imports neither ``reference`` nor ``grader_tests``.
+whatever the notebook wrote there. Both kernels hold the notebook's imports to the course
+environment of ``environment.json`` (``tdkit.import_guard``), read before any student code runs.
+It imports neither ``reference`` nor ``grader_tests``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 
 from tdkit.execute import DEFAULT_MAX_OUTPUT_BYTES, Execution, execute_notebook
+from tdkit.import_guard import notebook_outputs, recorded_modules
 
 SUBMISSION = "submission.ipynb"
 EXECUTED = "executed.ipynb"
 RUN_RECORD = "run.json"
+ENVIRONMENT = "environment.json"  # written by the grader: CourseEnvironment.kernel_json()
 ARTIFACTS = "artifacts"
 PROBE_TAG = "tdkit-probe"
 
@@ -193,13 +197,17 @@ class Watchdog:
 
 def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> dict[str, object]:
     nb = nbformat.read(scratch / SUBMISSION, as_version=4)
+    declared = scratch / ENVIRONMENT
+    environment = declared.read_text(encoding="utf-8") if declared.is_file() else None
     out_dir = _fresh_out_dir()
     with Watchdog() as watchdog:
         execution = execute_notebook(
-            _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes
+            _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes,
+            environment=environment,
         )
     nbformat.write(execution.notebook, scratch / EXECUTED)
     record: dict[str, object] = _record(execution)
+    outputs = notebook_outputs(execution.notebook)
     if watchdog.fired:
         record["failure"] = TOO_MANY_PROCESSES.format(n=watchdog.limit)
     refusal = _probe_refusal(execution.notebook)
@@ -214,12 +222,14 @@ def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OU
         with Watchdog():
             recovery = execute_notebook(
                 _with_probe_into(definitions_only(nb), out_dir), scratch, cell_timeout=cell_timeout,
-                max_output_bytes=max_output_bytes,
+                max_output_bytes=max_output_bytes, environment=environment,
             )
         record["recovery"] = _record(recovery)
+        outputs += notebook_outputs(recovery.notebook)
         again = _probe_refusal(recovery.notebook)
         if again is not None:
             record["failure"] = again
+    record["missing_modules"] = recorded_modules(outputs)
     _kill_leftovers()
     _publish(scratch, out_dir)
     (scratch / RUN_RECORD).write_text(json.dumps(record, ensure_ascii=False))

@@ -2,7 +2,9 @@
 
 The notebook runs on a small synthetic profile (the grading profile), so the check takes
 seconds and needs no download. Hidden tests are not in reach: the release has none, and
-``tdkit.hidden.check`` does nothing in this mode.
+``tdkit.hidden.check`` does nothing in this mode. Its imports are held to the course
+environment (``td-requirements.txt`` beside the notebook or given), as in grading: a module
+outside it is named, and only the code that uses it fails.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import nbformat
 
+from tdkit.environment import find_environment_file, read_environment
 from tdkit.errors import TdkitError
 from tdkit.execute import CellError, execute_notebook
+from tdkit.import_guard import missing_module_note, notebook_outputs, recorded_modules
 from tdkit.parameters import inject_parameters
 from tdkit.prepare import GRADING_PARAMETERS
 from tdkit.sandbox import SANDBOX_ENV
@@ -35,13 +39,26 @@ class SelfCheck:
     other_errors: list[CellError] = field(default_factory=list)  # errors outside test cells
     failure: str | None = None
     seconds: float = 0.0
+    packages: tuple[str, ...] = ()  # the course environment's declared packages
+    missing_modules: list[str] = field(default_factory=list)  # imported from outside the environment
+    not_installed: tuple[str, ...] = ()  # declared packages this Python lacks (or has at another version)
 
     @property
     def passed(self) -> bool:
         return self.failure is None and all(t.passed for t in self.tests)
 
+    def environment_notes(self) -> list[str]:
+        """What the grader's page will say about the environment, first."""
+        notes = [missing_module_note(m, self.packages) for m in self.missing_modules]
+        if self.not_installed:
+            notes.append(
+                f"Paquets du cours absents ou d'une autre version ici : {', '.join(self.not_installed)}. "
+                "Installez-les : pip install -r td-requirements.txt"
+            )
+        return notes
 
-def self_check(notebook: Path, cell_timeout: int = 300) -> SelfCheck:
+
+def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | None = None) -> SelfCheck:
     try:
         nb = nbformat.read(notebook, as_version=4)
     except FileNotFoundError:
@@ -51,11 +68,21 @@ def self_check(notebook: Path, cell_timeout: int = 300) -> SelfCheck:
             f"{notebook} is not a readable notebook ({type(error).__name__}: {error}). Open it in Jupyter and "
             "save it again, or start again from the released td_cnn.ipynb."
         ) from None
+    environment = read_environment(requirements or find_environment_file(notebook))
     prepared = inject_parameters(nb, GRADING_PARAMETERS, strict=False)
     with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
-        run = execute_notebook(prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"})
+        run = execute_notebook(
+            prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"}, environment=environment.kernel_json()
+        )
     errors_by_cell = {e.index: e for e in run.errors}
-    report = SelfCheck(notebook, failure=run.failure, seconds=run.seconds)
+    report = SelfCheck(
+        notebook,
+        failure=run.failure,
+        seconds=run.seconds,
+        packages=environment.packages,
+        missing_modules=recorded_modules(notebook_outputs(run.notebook)),
+        not_installed=environment.not_installed,
+    )
     for index, cell in enumerate(run.notebook.cells):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):

@@ -31,6 +31,7 @@ class SandboxJob:
     notebook: str  # the prepared notebook (nbformat JSON)
     limits: Limits
     data_dirs: tuple[str, ...] = ()  # local data the run reads, bound read-only
+    environment: str | None = None  # the course environment the kernel holds imports to (kernel_json)
 
 
 @dataclass
@@ -91,6 +92,8 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
     scratch = Path(tempfile.mkdtemp(prefix=f"tdkit-{job.student_id}-"))
     try:
         (scratch / runner.SUBMISSION).write_text(job.notebook, encoding="utf-8")
+        if job.environment is not None:
+            (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
         run = run_sandboxed(
             [sys.executable, "-m", "tdkit.runner", str(scratch), str(job.limits.cell_timeout),
              str(job.limits.max_output_mb * 1024 * 1024)],
