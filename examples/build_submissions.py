@@ -427,37 +427,6 @@ PREDICT_WAS_TRAINING = code('''
         return outputs.argmax(dim=1).numpy().astype(np.int32)
 ''')
 
-CONFUSION_REQUIRES_GRAD = code('''
-    def confusion_matrix(model, dataset):
-        """Matrice (10, 10) d'entiers : lignes = classe vraie, colonnes = classe prédite."""
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        confusion = np.zeros((10, 10), dtype=int)
-        for true, guess in zip(dataset["label"], predict(model, dataset)):
-            confusion[true, guess] += 1
-        return confusion
-
-
-    def per_class_accuracy(confusion):
-        """Exactitude de chaque classe vraie (array de 10 floats)."""
-        return np.diag(confusion) / confusion.sum(axis=1)
-''')
-
-CONFUSION_TENSOR = code('''
-    def confusion_matrix(model, dataset):
-        """Matrice (10, 10) d'entiers : lignes = classe vraie, colonnes = classe prédite."""
-        confusion = torch.zeros((10, 10), dtype=torch.int64)
-        for true, guess in zip(dataset["label"], predict(model, dataset)):
-            confusion[true, guess] += 1
-        return confusion
-
-
-    def per_class_accuracy(confusion):
-        """Exactitude de chaque classe vraie (array de 10 floats)."""
-        confusion = np.asarray(confusion, dtype=float)
-        return np.diag(confusion) / confusion.sum(axis=1)
-''')
-
 # Recall computed right, but the caller's matrix loses its diagonal on the way.
 PER_CLASS_IN_PLACE = '''
 
@@ -474,24 +443,6 @@ PER_CLASS_LIST = '''
         """Exactitude de chaque classe vraie (array de 10 floats)."""
         return [confusion[i, i] / confusion[i].sum() if confusion[i].sum() else float("nan") for i in range(10)]
 '''
-
-TRAIN_SET_FORMAT = code('''
-    def train(model, optimizer, dataset, n_epochs):
-        """Entraîne `model` échantillon par échantillon ; renvoie la perte moyenne de chaque époque."""
-        dataset.set_format("torch")
-        loss_history = []
-        for epoch in range(n_epochs):
-            epoch_loss = 0.0
-            for row in dataset:
-                optimizer.zero_grad()
-                output = model(row["zdata"].to(torch.float32).unsqueeze(0))
-                loss = torch.nn.functional.cross_entropy(output, row["label"].reshape(1))
-                loss.backward()
-                optimizer.step()
-                epoch_loss += loss.item()
-            loss_history.append(epoch_loss / len(dataset))
-        return loss_history
-''')
 
 # The forward hook is never removed: every later call of the model runs it again.
 ACTIVATION_HOOK_LEFT = code('''
@@ -523,6 +474,27 @@ ACTIVATION_EVAL_RESTORED = code('''
         maps = torch.relu(captured["conv1"]).sum(dim=1)
         return maps / maps.amax(dim=(1, 2), keepdim=True)
 ''')
+
+def confusion_requires_grad() -> str:
+    """The loop version, with requires_grad turned off on the model instead of torch.no_grad()."""
+    return swap(
+        confusion_cell(),
+        "    confusion = np.zeros",
+        "    for parameter in model.parameters():\n        parameter.requires_grad_(False)\n    confusion = np.zeros",
+    )
+
+
+def confusion_tensor() -> str:
+    """The loop version, counted in a torch tensor (per-class accuracy converts it)."""
+    cell = swap(confusion_cell(), "np.zeros((10, 10), dtype=int)", "torch.zeros((10, 10), dtype=torch.int64)")
+    return swap(cell, "    return np.diag(confusion)", "    confusion = np.asarray(confusion, dtype=float)\n    return np.diag(confusion)")
+
+
+def train_set_format() -> str:
+    """The TD's loop, iterating the caller's dataset switched to torch in place."""
+    loop = swap(train_loop(), 'dataset.with_format("torch")', "dataset")
+    return swap(loop, "    loss_history = []", '    dataset.set_format("torch")\n    loss_history = []')
+
 
 ANSWERS = {
     "answer_examples": "Sur 8 images le modèle en reconnaît 3 : mieux que le hasard, mais on ne peut "
@@ -586,7 +558,9 @@ def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Su
         Submission(
             "chloe_unanswered",
             "The release as is: the TD's loop, every other function still raising "
-            "NotImplementedError, no answer. Everything the grader calls still gets a message.",
+            "NotImplementedError, no answer. tdkit grade gives it 0 with one message, « Rien n'a été "
+            "modifié » (tdkit.identify); function by function, everything the grader calls still "
+            "gets a message.",
             {},
             {
                 **TD_LOOP_FAILS,
@@ -677,6 +651,10 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         return {**base, "train": train_loop(body, **options)}
 
     frozen = {"train/matches_reference": "poids", "train/loss_history": "modèle de départ"}
+    # H and W swapped in predict: the TD's own trap, in the evaluation.
+    transposed_predict = swap(
+        solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)'
+    )
     moving = {"train/matches_reference": "poids", "train/loss_history": "référence"}
     return [
         # Training traps
@@ -816,7 +794,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "predict transposes H and W (the TD's own trap); accuracy and confusion_matrix are the "
             "solution's, written on top of predict: only predict loses points, the others say why "
             "their values are wrong with the student's predict.",
-            {**base, "predict": swap(solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)')},
+            {**base, "predict": transposed_predict},
             {"predict/matches_reference": "référence"},
             notes={"accuracy/matches_reference": "votre propre `predict`", "confusion_matrix/orientation": "votre propre `predict`"},
         ),
@@ -834,7 +812,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "predict loses points.",
             {
                 **base,
-                "predict": swap(solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)'),
+                "predict": transposed_predict,
                 "accuracy": ACCURACY_VIA_CONFUSION,
             },
             {"predict/matches_reference": "référence"},
@@ -846,7 +824,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "right on its own.",
             {
                 **base,
-                "predict": swap(solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)'),
+                "predict": transposed_predict,
                 "accuracy": ACCURACY_OWN_ARGMAX,
             },
             {"predict/matches_reference": "référence"},
@@ -890,7 +868,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "confusion_tensor",
             "Confusion matrix returned as a torch tensor.",
-            {**base, "confusion_matrix": CONFUSION_TENSOR},
+            {**base, "confusion_matrix": confusion_tensor()},
             {"confusion_matrix/shape": "np.ndarray"},
         ),
         Submission(
@@ -950,7 +928,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "train_set_format",
             "train switches the caller's dataset to torch with set_format.",
-            {**base, "train": TRAIN_SET_FORMAT},
+            {**base, "train": train_set_format()},
             {"train/uses_arguments": "set_format"},
         ),
         Submission(
@@ -962,7 +940,7 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "confusion_requires_grad",
             "confusion_matrix turns requires_grad off on the model's parameters instead of torch.no_grad().",
-            {**base, "confusion_matrix": CONFUSION_REQUIRES_GRAD},
+            {**base, "confusion_matrix": confusion_requires_grad()},
             {"confusion_matrix/leaves_arguments": "requires_grad"},
         ),
         Submission(

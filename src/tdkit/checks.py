@@ -20,6 +20,7 @@ import torch
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
 NOT_EVALUATED = "Non évalué : le notebook rendu n'a pas été exécuté (la raison est en haut de la page)."
+UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
 
 
 def check(check_id: str, points: float) -> Callable[[F], F]:
@@ -58,9 +59,9 @@ class CheckResult:
         return record
 
 
-def not_evaluated(result: CheckResult) -> CheckResult:
-    """``result`` failed with a pointer to the one message that says why nothing was run."""
-    return CheckResult(result.check_id, False, 0.0, result.max_points, NOT_EVALUATED)
+def not_evaluated(result: CheckResult, message: str = NOT_EVALUATED) -> CheckResult:
+    """``result`` failed with ``message``, a pointer to the one message at the top that says why."""
+    return CheckResult(result.check_id, False, 0.0, result.max_points, message)
 
 
 def _message(excinfo: pytest.ExceptionInfo[BaseException] | None, notes: list[str]) -> str:

@@ -6,7 +6,7 @@
      "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
-                                   curves, confusion}}}
+                                   curves, confusion, refused, notice}}}
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class StudentResult:
     confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
     # Manually graded cells (free-text answers): grade_id -> max points.
     manual: dict[str, float] = field(default_factory=dict)
+    refused: bool = False  # never run (unreadable, not the TD): ``failure`` says why
+    notice: str | None = None  # what is wrong with the notebook as a whole (the release unchanged)
 
     @property
     def score(self) -> float:
@@ -55,6 +57,8 @@ class StudentResult:
             "curves": self.curves,
             "confusion": self.confusion,
             "manual": self.manual,
+            "refused": self.refused,
+            "notice": self.notice,
         }
 
     @classmethod
@@ -68,6 +72,8 @@ class StudentResult:
             curves=record.get("curves", {}),
             confusion=record.get("confusion", {}),
             manual=record.get("manual", {}),
+            refused=bool(record.get("refused", False)),
+            notice=record.get("notice"),
         )
 
 
