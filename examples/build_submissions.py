@@ -496,6 +496,37 @@ def train_set_format() -> str:
     return swap(loop, "    loss_history = []", '    dataset.set_format("torch")\n    loss_history = []')
 
 
+# Correct styles at the edge of the new checks: no model.eval() (no_grad only), NumPy scalars
+# and counts from np.bincount, epoch means from np.mean.
+PREDICT_NO_EVAL = code('''
+    def predict(model, dataset):
+        """Classe prédite (entier de 0 à 9) de chaque image de `dataset`, dans l'ordre."""
+        inputs = torch.from_numpy(np.asarray(dataset.with_format("numpy")[:]["zdata"], dtype=np.float32))
+        with torch.no_grad():
+            logits = model(inputs).numpy()
+        return np.argmax(logits, axis=1)
+''')
+
+ACCURACY_NUMPY_SCALAR = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        return np.mean(predict(model, dataset) == np.asarray(dataset["label"]))
+''')
+
+CONFUSION_BINCOUNT = code('''
+    def confusion_matrix(model, dataset):
+        """Matrice (10, 10) d'entiers : lignes = classe vraie, colonnes = classe prédite."""
+        pairs = 10 * np.asarray(dataset["label"]) + predict(model, dataset)
+        return np.bincount(pairs, minlength=100).reshape(10, 10)
+
+
+    def per_class_accuracy(confusion):
+        """Exactitude de chaque classe vraie (array de 10 floats)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return confusion.diagonal() / confusion.sum(axis=1)
+''')
+
+
 ANSWERS = {
     "answer_examples": "Sur 8 images le modèle en reconnaît 3 : mieux que le hasard, mais on ne peut "
     "rien conclure sur si peu d'exemples.",
@@ -904,6 +935,18 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
                 "accuracy": ACCURACY_VIA_CONFUSION,
                 "confusion_matrix": confusion_cell(per_class=PER_CLASS_LIST),
                 "activation_maps": ACTIVATION_EVAL_RESTORED,
+            },
+        ),
+        Submission(
+            "ok_evaluation_styles",
+            "predict without model.eval() (torch.no_grad() only, the model's mode untouched), accuracy "
+            "returning np.float64 (a float), confusion matrix from np.bincount, epoch means from np.mean.",
+            {
+                **base,
+                "train": train_loop(append="np.mean([epoch_loss / epoch_length])"),
+                "predict": PREDICT_NO_EVAL,
+                "accuracy": ACCURACY_NUMPY_SCALAR,
+                "confusion_matrix": CONFUSION_BINCOUNT,
             },
         ),
         # What the statement says not to do
