@@ -57,8 +57,9 @@ class StudentResult:
             "curves": self.curves,
             "confusion": self.confusion,
             "manual": self.manual,
-            "refused": self.refused,
-            "notice": self.notice,
+            # Only when set: most students have neither, and older results.json files lack them.
+            **({"refused": True} if self.refused else {}),
+            **({"notice": self.notice} if self.notice else {}),
         }
 
     @classmethod
