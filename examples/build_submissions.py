@@ -26,7 +26,8 @@ Writes, with no outputs and the same bytes on every run:
 expected to fail, with a French keyword its message must contain (case-insensitive). Every
 other check must pass. ``cell_errors`` lists the exceptions its cells raise (none if absent);
 ``known_gap``, where present, says why the hidden checks cannot catch that trap yet (its test
-is an expected failure until they do).
+is an expected failure until they do). ``notes`` maps a check that must pass to a keyword of
+the note its message must carry (a function judged right on its own, made wrong by another).
 
 Run it again after changing the source notebook (after ``tdkit release``):
 ``tests/test_traps.py`` fails while the committed files are stale.
@@ -378,6 +379,154 @@ ACTIVATION_NOT_NORMALISED = code('''
         return torch.relu(captured[0]).sum(dim=1)
 ''')
 
+# Judged on their own: `accuracy` and `confusion_matrix` written on top of `predict`.
+ACCURACY_VIA_CONFUSION = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        confusion = confusion_matrix(model, dataset)
+        return float(np.trace(confusion) / confusion.sum())
+''')
+
+ACCURACY_OWN_ARGMAX = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        inputs = torch.as_tensor(dataset.with_format("numpy")[:]["zdata"], dtype=torch.float32)
+        with torch.no_grad():
+            guesses = model(inputs).argmax(dim=1).numpy()
+        return float(np.mean(guesses == np.asarray(dataset["label"])))
+''')
+
+# Written for a `predict` that returns a tensor: right with the student's own predict only.
+ACCURACY_FOR_TENSOR_PREDICT = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        predictions = predict(model, dataset)
+        return (predictions == torch.as_tensor(np.asarray(dataset["label"]))).float().mean().item()
+''')
+
+# The model left in eval mode, and the caller's dataset switched to torch in place.
+PREDICT_SET_FORMAT = code('''
+    def predict(model, dataset):
+        """Classe prédite (entier de 0 à 9) de chaque image de `dataset`, dans l'ordre."""
+        dataset.set_format("torch", columns=["zdata"])
+        inputs = dataset[:]["zdata"].to(torch.float32)
+        with torch.no_grad():
+            return model(inputs).argmax(dim=1).numpy()
+''')
+
+PREDICT_WAS_TRAINING = code('''
+    def predict(model, dataset):
+        """Classe prédite (entier de 0 à 9) de chaque image de `dataset`, dans l'ordre."""
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                outputs = model(torch.tensor(dataset.with_format("numpy")[:]["zdata"]))
+        finally:
+            model.train(was_training)
+        return outputs.argmax(dim=1).numpy().astype(np.int32)
+''')
+
+# Recall computed right, but the caller's matrix loses its diagonal on the way.
+PER_CLASS_IN_PLACE = '''
+
+    def per_class_accuracy(confusion):
+        """Exactitude de chaque classe vraie (array de 10 floats)."""
+        correct = np.diag(confusion).copy()
+        np.fill_diagonal(confusion, 0)
+        return correct / (confusion.sum(axis=1) + correct)
+'''
+
+PER_CLASS_LIST = '''
+
+    def per_class_accuracy(confusion):
+        """Exactitude de chaque classe vraie (array de 10 floats)."""
+        return [confusion[i, i] / confusion[i].sum() if confusion[i].sum() else float("nan") for i in range(10)]
+'''
+
+# The forward hook is never removed: every later call of the model runs it again.
+ACTIVATION_HOOK_LEFT = code('''
+    def activation_maps(model, images):
+        """Cartes d'activation de `model.conv1` : tenseur (N, H', W') à valeurs dans [0, 1]."""
+        captured = []
+        model.conv1.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+        with torch.no_grad():
+            model(images.to(torch.float32))
+        maps = captured[-1].clamp(min=0).sum(dim=1)
+        return maps / maps.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
+''')
+
+ACTIVATION_EVAL_RESTORED = code('''
+    def activation_maps(model, images):
+        """Cartes d'activation de `model.conv1` : tenseur (N, H', W') à valeurs dans [0, 1]."""
+        captured = {}
+
+        def keep(module, inputs, output):
+            captured["conv1"] = output
+
+        handle = model.conv1.register_forward_hook(keep)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            model(images.float())
+        handle.remove()
+        model.train(was_training)
+        maps = torch.relu(captured["conv1"]).sum(dim=1)
+        return maps / maps.amax(dim=(1, 2), keepdim=True)
+''')
+
+def confusion_requires_grad() -> str:
+    """The loop version, with requires_grad turned off on the model instead of torch.no_grad()."""
+    return swap(
+        confusion_cell(),
+        "    confusion = np.zeros",
+        "    for parameter in model.parameters():\n        parameter.requires_grad_(False)\n    confusion = np.zeros",
+    )
+
+
+def confusion_tensor() -> str:
+    """The loop version, counted in a torch tensor (per-class accuracy converts it)."""
+    cell = swap(confusion_cell(), "np.zeros((10, 10), dtype=int)", "torch.zeros((10, 10), dtype=torch.int64)")
+    return swap(cell, "    return np.diag(confusion)", "    confusion = np.asarray(confusion, dtype=float)\n    return np.diag(confusion)")
+
+
+def train_set_format() -> str:
+    """The TD's loop, iterating the caller's dataset switched to torch in place."""
+    loop = swap(train_loop(), 'dataset.with_format("torch")', "dataset")
+    return swap(loop, "    loss_history = []", '    dataset.set_format("torch")\n    loss_history = []')
+
+
+# Correct styles at the edge of the new checks: no model.eval() (no_grad only), NumPy scalars
+# and counts from np.bincount, epoch means from np.mean.
+PREDICT_NO_EVAL = code('''
+    def predict(model, dataset):
+        """Classe prédite (entier de 0 à 9) de chaque image de `dataset`, dans l'ordre."""
+        inputs = torch.from_numpy(np.asarray(dataset.with_format("numpy")[:]["zdata"], dtype=np.float32))
+        with torch.no_grad():
+            logits = model(inputs).numpy()
+        return np.argmax(logits, axis=1)
+''')
+
+ACCURACY_NUMPY_SCALAR = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        return np.mean(predict(model, dataset) == np.asarray(dataset["label"]))
+''')
+
+CONFUSION_BINCOUNT = code('''
+    def confusion_matrix(model, dataset):
+        """Matrice (10, 10) d'entiers : lignes = classe vraie, colonnes = classe prédite."""
+        pairs = 10 * np.asarray(dataset["label"]) + predict(model, dataset)
+        return np.bincount(pairs, minlength=100).reshape(10, 10)
+
+
+    def per_class_accuracy(confusion):
+        """Exactitude de chaque classe vraie (array de 10 floats)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return confusion.diagonal() / confusion.sum(axis=1)
+''')
+
+
 ANSWERS = {
     "answer_examples": "Sur 8 images le modèle en reconnaît 3 : mieux que le hasard, mais on ne peut "
     "rien conclure sur si peu d'exemples.",
@@ -402,6 +551,8 @@ class Submission:
     cell_errors: tuple[str, ...] = ()
     # Why the hidden checks cannot catch this trap yet (the test is then an expected failure).
     known_gap: str = ""
+    # check id -> keyword of the note a passed check adds (e.g. "your own predict is wrong").
+    notes: Mapping[str, str] = field(default_factory=dict)
 
 
 TD_LOOP_FAILS = {
@@ -438,7 +589,9 @@ def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Su
         Submission(
             "chloe_unanswered",
             "The release as is: the TD's loop, every other function still raising "
-            "NotImplementedError, no answer. Everything the grader calls still gets a message.",
+            "NotImplementedError, no answer. tdkit grade gives it 0 with one message, « Rien n'a été "
+            "modifié » (tdkit.identify); function by function, everything the grader calls still "
+            "gets a message.",
             {},
             {
                 **TD_LOOP_FAILS,
@@ -448,14 +601,18 @@ def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Su
                     "learning_curve/labels",
                     "predict/returns_int_array",
                     "predict/matches_reference",
+                    "predict/leaves_arguments",
                     "accuracy/range",
                     "accuracy/matches_reference",
+                    "accuracy/leaves_arguments",
                     "confusion_matrix/shape",
                     "confusion_matrix/counts",
                     "confusion_matrix/orientation",
+                    "confusion_matrix/leaves_arguments",
                     "per_class_accuracy/matches_reference",
                     "activation_maps/shape_range",
                     "activation_maps/matches_reference",
+                    "activation_maps/hook_removed",
                 ),
             },
         ),
@@ -508,7 +665,11 @@ def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Su
             "A typo (NameError) at the top of the accuracy cell stops that cell before `accuracy` is "
             "defined; the cells after it run, so every later function is still graded.",
             {**student, "accuracy": accuracy_crash + solution["accuracy"]},
-            {"accuracy/range": "erreur", "accuracy/matches_reference": "erreur"},
+            {
+                "accuracy/range": "erreur",
+                "accuracy/matches_reference": "erreur",
+                "accuracy/leaves_arguments": "erreur",
+            },
             cell_errors=("NameError",),
         ),
     ]
@@ -521,6 +682,10 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         return {**base, "train": train_loop(body, **options)}
 
     frozen = {"train/matches_reference": "poids", "train/loss_history": "modèle de départ"}
+    # H and W swapped in predict: the TD's own trap, in the evaluation.
+    transposed_predict = swap(
+        solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)'
+    )
     moving = {"train/matches_reference": "poids", "train/loss_history": "référence"}
     return [
         # Training traps
@@ -654,6 +819,179 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "Confusion matrix counted in a Python loop; per-class accuracy 0 for an absent class.",
             {**base, "confusion_matrix": confusion_cell(per_class=PER_CLASS_ZERO_FOR_ABSENT)},
         ),
+        # One bug charged once: accuracy and confusion_matrix judged with the grader's predict
+        Submission(
+            "cascade_predict_transposed",
+            "predict transposes H and W (the TD's own trap); accuracy and confusion_matrix are the "
+            "solution's, written on top of predict: only predict loses points, the others say why "
+            "their values are wrong with the student's predict.",
+            {**base, "predict": transposed_predict},
+            {"predict/matches_reference": "référence"},
+            notes={"accuracy/matches_reference": "votre propre `predict`", "confusion_matrix/orientation": "votre propre `predict`"},
+        ),
+        Submission(
+            "cascade_predict_global_data",
+            "predict ignores its dataset argument (the notebook's global test_dataset); accuracy and "
+            "confusion_matrix call it correctly: with the student's predict they even raise.",
+            {**base, "predict": swap(solution["predict"], 'torch.as_tensor(dataset.with_format', 'torch.as_tensor(test_dataset.with_format')},
+            {"predict/matches_reference": "argument", "predict/returns_int_array": "forme (120,)"},
+            notes={"accuracy/matches_reference": "erreur", "confusion_matrix/orientation": "votre propre `predict`"},
+        ),
+        Submission(
+            "cascade_accuracy_via_confusion",
+            "accuracy = trace of the student's confusion_matrix, itself built on a wrong predict: only "
+            "predict loses points.",
+            {
+                **base,
+                "predict": transposed_predict,
+                "accuracy": ACCURACY_VIA_CONFUSION,
+            },
+            {"predict/matches_reference": "référence"},
+            notes={"accuracy/matches_reference": "votre propre `predict`"},
+        ),
+        Submission(
+            "cascade_accuracy_own_argmax",
+            "A wrong predict beside an accuracy that does its own argmax (no predict call): accuracy is "
+            "right on its own.",
+            {
+                **base,
+                "predict": transposed_predict,
+                "accuracy": ACCURACY_OWN_ARGMAX,
+            },
+            {"predict/matches_reference": "référence"},
+        ),
+        Submission(
+            "cascade_predict_tensor",
+            "predict returns a torch tensor; accuracy written for that tensor (.float().mean().item()), "
+            "right with the student's own predict: only predict's type costs a point.",
+            {
+                **base,
+                "predict": swap(solution["predict"], "torch.cat(predictions).numpy()", "torch.cat(predictions)"),
+                "accuracy": ACCURACY_FOR_TENSOR_PREDICT,
+            },
+            {"predict/returns_int_array": "tenseur"},
+        ),
+        # Types the statement and the visible tests require
+        Submission(
+            "predict_returns_list",
+            "predict returns a Python list of ints.",
+            {**base, "predict": swap(solution["predict"], "torch.cat(predictions).numpy()", "torch.cat(predictions).tolist()")},
+            {"predict/returns_int_array": "np.ndarray"},
+        ),
+        Submission(
+            "accuracy_returns_float32",
+            "accuracy returns a numpy.float32 (not a Python float: the visible test fails).",
+            {**base, "accuracy": swap(solution["accuracy"], "return float(", "return np.float32(")},
+            {"accuracy/range": "float"},
+        ),
+        Submission(
+            "accuracy_returns_tensor",
+            "accuracy returns a 0-d torch tensor.",
+            {**base, "accuracy": swap(solution["accuracy"], "return float(np.mean(predict(model, dataset) == labels))", "return torch.as_tensor(predict(model, dataset) == labels).double().mean()")},
+            {"accuracy/range": "float"},
+        ),
+        Submission(
+            "confusion_float_counts",
+            "Confusion matrix of float counts (np.zeros without dtype): the visible test asks for ints.",
+            {**base, "confusion_matrix": swap(solution["confusion_matrix"], "np.zeros((10, 10), dtype=np.int64)", "np.zeros((10, 10))")},
+            {"confusion_matrix/counts": "entier"},
+        ),
+        Submission(
+            "confusion_tensor",
+            "Confusion matrix returned as a torch tensor.",
+            {**base, "confusion_matrix": confusion_tensor()},
+            {"confusion_matrix/shape": "np.ndarray"},
+        ),
+        Submission(
+            "activation_returns_numpy",
+            "Activation maps returned as a NumPy array.",
+            {
+                **base,
+                "activation_maps": swap(solution["activation_maps"], "return maps / maps.flatten", "maps = maps / maps.flatten")
+                + "\n    return maps.numpy()",
+            },
+            {"activation_maps/shape_range": "tenseur"},
+        ),
+        Submission(
+            "train_returns_tuple",
+            "Correct loop, returns a tuple of losses.",
+            {**base, "train": swap(train_loop(), "return loss_history", "return tuple(loss_history)")},
+            {"train/returns_history": "liste"},
+        ),
+        Submission(
+            "train_returns_tensors",
+            "Correct loop, the epoch loss summed as tensors (loss, not loss.item()): tensors with a graph.",
+            {**base, "train": swap(train_loop(), "epoch_loss += loss.item()", "epoch_loss += loss")},
+            {"train/returns_history": "item()"},
+        ),
+        Submission(
+            "ok_types",
+            "Return types at the edge of what the statement allows: predict int32 (eval mode restored, "
+            "inference_mode), accuracy through the confusion matrix, per-class accuracy as a list, "
+            "activation maps with eval mode restored.",
+            {
+                **base,
+                "predict": PREDICT_WAS_TRAINING,
+                "accuracy": ACCURACY_VIA_CONFUSION,
+                "confusion_matrix": confusion_cell(per_class=PER_CLASS_LIST),
+                "activation_maps": ACTIVATION_EVAL_RESTORED,
+            },
+        ),
+        Submission(
+            "ok_evaluation_styles",
+            "predict without model.eval() (torch.no_grad() only, the model's mode untouched), accuracy "
+            "returning np.float64 (a float), confusion matrix from np.bincount, epoch means from np.mean.",
+            {
+                **base,
+                "train": train_loop(append="np.mean([epoch_loss / epoch_length])"),
+                "predict": PREDICT_NO_EVAL,
+                "accuracy": ACCURACY_NUMPY_SCALAR,
+                "confusion_matrix": CONFUSION_BINCOUNT,
+            },
+        ),
+        # What the statement says not to do
+        Submission(
+            "activation_hook_left",
+            "The forward hook is never removed (no handle.remove()).",
+            {**base, "activation_maps": ACTIVATION_HOOK_LEFT},
+            {"activation_maps/hook_removed": "handle.remove()"},
+        ),
+        Submission(
+            "predict_leaves_eval",
+            "predict calls model.eval() and never puts the model back in training mode.",
+            {**base, "predict": swap(solution["predict"], "    model.train()\n", "")},
+            {"predict/leaves_arguments": "model.train"},
+        ),
+        Submission(
+            "predict_set_format",
+            "predict switches the caller's dataset to torch with set_format (and forgets model.eval()).",
+            {**base, "predict": PREDICT_SET_FORMAT},
+            {"predict/leaves_arguments": "set_format"},
+        ),
+        Submission(
+            "train_set_format",
+            "train switches the caller's dataset to torch with set_format.",
+            {**base, "train": train_set_format()},
+            {"train/uses_arguments": "set_format"},
+        ),
+        Submission(
+            "accuracy_leaves_eval",
+            "accuracy puts the model in eval mode and leaves it there.",
+            {**base, "accuracy": swap(solution["accuracy"], "    labels = ", "    model.eval()\n    labels = ")},
+            {"accuracy/leaves_arguments": "model.train"},
+        ),
+        Submission(
+            "confusion_requires_grad",
+            "confusion_matrix turns requires_grad off on the model's parameters instead of torch.no_grad().",
+            {**base, "confusion_matrix": confusion_requires_grad()},
+            {"confusion_matrix/leaves_arguments": "requires_grad"},
+        ),
+        Submission(
+            "per_class_in_place",
+            "per_class_accuracy computes the recall right but zeroes the caller's diagonal.",
+            {**base, "confusion_matrix": confusion_cell(per_class=PER_CLASS_IN_PLACE)},
+            {"per_class_accuracy/matches_reference": "en place"},
+        ),
         # Evaluation and plotting traps
         Submission(
             "accuracy_percent",
@@ -763,6 +1101,8 @@ def expected_json(submissions: list[Submission]) -> str:
             table[s.name]["cell_errors"] = list(s.cell_errors)
         if s.known_gap:
             table[s.name]["known_gap"] = s.known_gap
+        if s.notes:
+            table[s.name]["notes"] = dict(sorted(s.notes.items()))
     return json.dumps(table, ensure_ascii=False, indent=2) + "\n"
 
 

@@ -1,9 +1,19 @@
-"""Hidden checks of ``activation_maps``: the PyTorch port of the TD's Keras section IV."""
+"""Hidden checks of ``activation_maps``: the PyTorch port of the TD's Keras section IV.
+
+The statement asks for the forward hook to be removed at the end (``handle.remove()``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from oracle import INPUTS, grading_data, reference_eval_model, returned_array
+from oracle import (
+    INPUTS,
+    described,
+    grading_data,
+    reference_eval_model,
+    require_untouched,
+    returned_array,
+)
 
 import reference
 from tdkit.artifacts import Artifact
@@ -12,6 +22,11 @@ from tdkit.checks import check, require
 
 @check("activation_maps/shape_range", points=0.5)
 def test_shape_range(artifact: Artifact) -> None:
+    require(
+        artifact["returned"].get("tensor"),
+        f"`activation_maps` doit renvoyer un tenseur torch (l'énoncé et le test visible le demandent) ; reçu : "
+        f"{described(artifact)}. Gardez le calcul en torch (ou `torch.as_tensor(...)` à la fin).",
+    )
     maps = returned_array(artifact, "`activation_maps`")
     require(
         maps.shape == (INPUTS.n_maps, 28, 28),
@@ -25,7 +40,7 @@ def test_shape_range(artifact: Artifact) -> None:
     )
 
 
-@check("activation_maps/matches_reference", points=1.5)
+@check("activation_maps/matches_reference", points=1)
 def test_matches_reference(artifact: Artifact) -> None:
     maps = returned_array(artifact, "`activation_maps`")
     expected = reference.activation_maps(reference_eval_model(), grading_data().images).numpy()
@@ -35,3 +50,8 @@ def test_matches_reference(artifact: Artifact) -> None:
         "Les cartes diffèrent de la référence : sortie de `model.conv1` (avec un forward hook), partie "
         "positive, somme sur les canaux, puis division par le maximum de chaque carte.",
     )
+
+
+@check("activation_maps/hook_removed", points=0.5)
+def test_hook_removed(artifact: Artifact) -> None:
+    require_untouched(artifact, "activation_maps", ("hooks", "weights", "requires_grad", "images"))

@@ -1,24 +1,52 @@
 """Hidden checks of ``predict``, ``accuracy``, ``confusion_matrix`` and ``per_class_accuracy``.
 
-All run on a fixed model (fixed seed) and fixed rows in which one class is absent.
+All run on a fixed model (fixed seed) and fixed rows in which one class is absent. What each
+function must return and accept is in ``REQUIREMENTS.md``. ``accuracy`` and
+``confusion_matrix`` are judged on their own: the probe ran them with the grader's ``predict``
+in place of the student's (see ``tdkit.probe``), and also as written, for the feedback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from oracle import INPUTS, grading_data, reference_eval_model, returned_array
+from oracle import (
+    INPUTS,
+    described,
+    eval_datasets,
+    grader_accuracies,
+    grader_confusion,
+    grading_data,
+    reference_eval_model,
+    require_untouched,
+    returned_array,
+)
 
 import reference
 from tdkit.artifacts import Artifact
 from tdkit.checks import check, fail, require
 
+# What predict, accuracy and confusion_matrix must leave as they found it.
+EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")
 
-def _reference_predictions() -> np.ndarray:
-    return reference.predict(reference_eval_model(), grading_data().eval)
+
+def _reference_predictions() -> list[np.ndarray]:
+    return [reference.predict(reference_eval_model(), d) for d in eval_datasets()]
 
 
 @check("predict/returns_int_array", points=0.5)
 def test_predict_returns_int_array(artifact: Artifact) -> None:
+    returned = artifact["returned"]
+    if returned.get("tensor"):
+        fail(
+            f"`predict` renvoie un tenseur torch ({described(artifact)}) : l'énoncé et le test visible "
+            "attendent un tableau NumPy. Convertissez à la fin avec `.numpy()`."
+        )
+    require(
+        returned.get("ndarray"),
+        f"`predict` doit renvoyer un tableau NumPy (`np.ndarray`) d'entiers ; reçu : {described(artifact)}.",
+    )
     predicted = returned_array(artifact, "`predict`")
     n = grading_data().eval.num_rows
     require(
@@ -32,35 +60,69 @@ def test_predict_returns_int_array(artifact: Artifact) -> None:
     )
 
 
-@check("predict/matches_reference", points=1.5)
+@check("predict/matches_reference", points=1)
 def test_predict_matches_reference(artifact: Artifact) -> None:
-    predicted = returned_array(artifact, "`predict`")
-    expected = _reference_predictions()
-    require(
-        predicted.shape == expected.shape,
-        "Une prédiction par image du dataset passé en argument est attendue.",
-    )
-    agreement = float(np.mean(predicted == expected))
-    require(
-        agreement == 1.0,
-        f"Les prédictions ne correspondent à celles de la référence que pour {agreement:.0%} des images "
-        "(même modèle, mêmes images) : prédisez sur le `dataset` passé en argument, dans l'ordre, avec "
-        "`model.eval()`.",
-    )
+    predicted = [returned_array(artifact, "`predict`")]
+    predicted += [artifact.arrays.get(f"subset_{n}") for n in INPUTS.accuracy_subsets]
+    for got, expected in zip(predicted, _reference_predictions()):
+        require(
+            got is not None and got.shape == expected.shape,
+            f"Sur un dataset de {len(expected)} images, `predict` doit renvoyer {len(expected)} prédictions : "
+            "prédisez sur le `dataset` passé en argument (pas sur une variable globale).",
+        )
+        agreement = float(np.mean(got == expected))
+        require(
+            agreement == 1.0,
+            f"Les prédictions ne correspondent à celles de la référence que pour {agreement:.0%} des images "
+            "(même modèle, mêmes images) : prédisez sur le `dataset` passé en argument, dans l'ordre, avec "
+            "le `model` passé en argument.",
+        )
 
 
-def _accuracy_value(artifact: Artifact) -> float:
-    value = artifact["value"]
-    require(
-        value is not None,
-        f"`accuracy` doit renvoyer un nombre ; reçu : {artifact['returned']['type']}.",
-    )
-    return float(value)
+@check("predict/leaves_arguments", points=0.5)
+def test_predict_leaves_arguments(artifact: Artifact) -> None:
+    require_untouched(artifact, "predict", EVALUATION_EFFECTS)
+
+
+def _matches(values: list, expected: list[float]) -> bool:
+    """Every value equals its expected one, all in proportions or all in percent."""
+    if len(values) != len(expected) or any(v is None for v in values):
+        return False
+    got = np.asarray(values, dtype=np.float64)
+    return bool(np.allclose(got, expected, atol=1e-9) or np.allclose(got, np.multiply(expected, 100), atol=1e-7))
+
+
+def _accuracy_values(artifact: Artifact) -> list:
+    return [artifact["value"], *(artifact["subset_values"] or [])]
+
+
+def _predict_note(artifact: Artifact, what: str, expected_here: str) -> str | None:
+    """When the function is right but the student's own ``predict`` makes it wrong, say so."""
+    written = artifact["written"] or {}
+    if written.get("error"):
+        return (
+            f"{what} est juste (vérifiée avec un `predict` correct, celui du correcteur), mais avec votre propre "
+            f"`predict` elle lève une erreur : {written['error']}. C'est `predict` qu'il faut corriger "
+            "(voir ses vérifications)."
+        )
+    if expected_here:
+        return (
+            f"{what} est juste (vérifiée avec un `predict` correct, celui du correcteur), mais avec votre propre "
+            f"`predict` elle donne {expected_here} : c'est `predict` qu'il faut corriger (voir ses "
+            "vérifications), pas cette fonction."
+        )
+    return None
 
 
 @check("accuracy/range", points=0.5)
 def test_accuracy_range(artifact: Artifact) -> None:
-    value = _accuracy_value(artifact)
+    value = artifact["value"]
+    require(value is not None, f"`accuracy` doit renvoyer un nombre ; reçu : {described(artifact)}.")
+    require(
+        artifact["returned"].get("float"),
+        f"`accuracy` doit renvoyer un `float` Python (le test visible le vérifie) ; reçu : {described(artifact)}. "
+        "Convertissez le résultat avec `float(...)` (ou `.item()` pour un tenseur).",
+    )
     if 1.0 < value <= 100.0:
         fail(
             f"`accuracy` a renvoyé {value:g} : l'exactitude est une proportion entre 0 et 1, pas un pourcentage."
@@ -68,25 +130,44 @@ def test_accuracy_range(artifact: Artifact) -> None:
     require(0.0 <= value <= 1.0, f"`accuracy` a renvoyé {value!r}, hors de [0, 1].")
 
 
-@check("accuracy/matches_reference", points=1.5)
-def test_accuracy_matches_reference(artifact: Artifact) -> None:
-    value = _accuracy_value(artifact)
-    data = grading_data()
-    values = [value, *(artifact["subset_values"] or [])]
-    datasets = [data.eval, *data.eval_subsets]
+@check("accuracy/matches_reference", points=1)
+def test_accuracy_matches_reference(artifact: Artifact, record_property: Callable[[str, object], None]) -> None:
+    datasets = eval_datasets()
+    direct = [reference.accuracy(reference_eval_model(), d) for d in datasets]
+    values = _accuracy_values(artifact)
+    written = (artifact["written"] or {}).get("values")
+    alone = artifact["judged"] == "alone"
+    # The right computation in percent passes here: accuracy/range already costs the unit.
+    if alone and (_matches(values, direct) or _matches(values, grader_accuracies())):
+        if written is not None and _matches(written, direct):
+            return
+        got = "" if written is None else f"{written[0]:.4f} au lieu de {direct[0]:.4f} sur {datasets[0].num_rows} images"
+        note = _predict_note(artifact, "Votre `accuracy`", got)
+        if note:
+            record_property("note", note)
+        return
+    if written is not None and _matches(written, direct):
+        return
+    with_grader = bool({"predict", "confusion_matrix"} & set(artifact["stand_ins_called"] or []))
+    expected = grader_accuracies() if alone and with_grader else direct
     require(
         len(values) == len(datasets) and all(v is not None for v in values),
         "`accuracy` doit renvoyer un nombre pour chaque dataset qu'on lui passe.",
     )
-    expected = [reference.accuracy(reference_eval_model(), d) for d in datasets]
-    # The right computation in percent passes here: accuracy/range already costs the unit.
-    scale = 100.0 if value > 1.0 and np.allclose(values, np.multiply(expected, 100), atol=1e-7) else 1.0
+    context = " (avec un `predict` correct, celui du correcteur)" if alone and with_grader else " avec le même modèle"
     for got, want, rows in zip(values, expected, datasets):
+        scale = 100.0 if got > 1.0 else 1.0
         require(
             np.isclose(got / scale, want, atol=1e-9),
-            f"Sur {rows.num_rows} images, `accuracy` a renvoyé {got:.4f} alors que la référence trouve {want:.4f} "
-            "avec le même modèle : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
+            f"Sur {rows.num_rows} images, `accuracy` a renvoyé {got:.4f} alors que la référence trouve {want:.4f}"
+            f"{context} : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
         )
+    fail("`accuracy` ne renvoie pas les mêmes valeurs selon le `predict` utilisé : calculez-la sur le `dataset` passé.")
+
+
+@check("accuracy/leaves_arguments", points=0.5)
+def test_accuracy_leaves_arguments(artifact: Artifact) -> None:
+    require_untouched(artifact, "accuracy", EVALUATION_EFFECTS)
 
 
 def _expected_confusion() -> np.ndarray:
@@ -95,6 +176,11 @@ def _expected_confusion() -> np.ndarray:
 
 @check("confusion_matrix/shape", points=0.5)
 def test_confusion_shape(artifact: Artifact) -> None:
+    require(
+        artifact["returned"].get("ndarray"),
+        f"`confusion_matrix` doit renvoyer un tableau NumPy (`np.ndarray`, le test visible le vérifie) ; reçu : "
+        f"{described(artifact)}. Construisez-la avec `np.zeros((10, 10), dtype=int)`.",
+    )
     confusion = returned_array(artifact, "`confusion_matrix`")
     require(
         confusion.shape == (10, 10),
@@ -113,7 +199,7 @@ def _row_normalised(confusion: np.ndarray) -> bool:
     return filled.size > 0 and bool(np.allclose(filled, 1.0))
 
 
-@check("confusion_matrix/counts", points=0.5)
+@check("confusion_matrix/counts", points=0.25)
 def test_confusion_counts(artifact: Artifact) -> None:
     confusion = returned_array(artifact, "`confusion_matrix`")
     n = grading_data().eval.num_rows
@@ -127,35 +213,62 @@ def test_confusion_counts(artifact: Artifact) -> None:
         "La matrice de confusion doit contenir des nombres d'images (entiers).",
     )
     require(
-        np.isclose(confusion.sum(), n),
+        np.issubdtype(confusion.dtype, np.integer),
+        f"La matrice de confusion doit être de type entier (le test visible le vérifie) ; reçu le dtype "
+        f"{confusion.dtype} : créez-la avec `np.zeros((10, 10), dtype=int)`.",
+    )
+    # A matrix without a row for the absent class loses its images: confusion_matrix/shape says so.
+    require(
+        confusion.shape != (10, 10) or np.isclose(confusion.sum(), n),
         f"La matrice de confusion compte {confusion.sum():g} images au lieu de {n} : chaque image du "
         "dataset passé en argument compte exactement une fois.",
     )
 
 
-@check("confusion_matrix/orientation", points=1)
-def test_confusion_orientation(artifact: Artifact) -> None:
-    confusion = returned_array(artifact, "`confusion_matrix`")
-    expected = _expected_confusion()
-    require(confusion.shape == expected.shape, "Forme incorrecte (voir la vérification de forme).")
+def _same_matrix(confusion: np.ndarray | None, expected: np.ndarray) -> bool:
+    """Equal counts, or equal proportions for a row-normalised matrix (judged by confusion_matrix/counts)."""
+    if confusion is None or confusion.shape != expected.shape:
+        return False
     if _row_normalised(confusion):
-        # Proportions are judged by confusion_matrix/counts; here only rows and columns matter.
         totals = expected.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            expected = np.where(totals > 0, expected / totals, np.nan)
+            proportions = np.where(totals > 0, expected / totals, np.nan)
         confusion = np.where(np.isfinite(confusion) & (totals > 0), confusion, np.nan)
-        if np.allclose(confusion, expected, equal_nan=True):
-            return
-    if not np.array_equal(confusion, expected) and np.array_equal(confusion, expected.T):
+        return bool(np.allclose(confusion, proportions, equal_nan=True))
+    return bool(np.array_equal(confusion, expected))
+
+
+@check("confusion_matrix/orientation", points=1)
+def test_confusion_orientation(artifact: Artifact, record_property: Callable[[str, object], None]) -> None:
+    confusion = returned_array(artifact, "`confusion_matrix`")
+    direct = _expected_confusion()
+    written = artifact.arrays.get("written")
+    alone = artifact["judged"] == "alone"
+    if alone and (_same_matrix(confusion, direct) or _same_matrix(confusion, grader_confusion())):
+        if not _same_matrix(written, direct):
+            got = "" if written is None else "une autre matrice que la référence (même modèle, mêmes images)"
+            note = _predict_note(artifact, "Votre `confusion_matrix`", got)
+            if note:
+                record_property("note", note)
+        return
+    if _same_matrix(written, direct):
+        return
+    require(confusion.shape == direct.shape, "Forme incorrecte (voir la vérification de forme).")
+    expected = grader_confusion() if alone and "predict" in (artifact["stand_ins_called"] or []) else direct
+    if np.array_equal(confusion, expected.T):
         fail(
             "La matrice de confusion est transposée : la ligne i doit être la classe vraie i et la colonne j "
             "la classe prédite j (`confusion[vrai, prédit] += 1`)."
         )
-    require(
-        np.array_equal(confusion, expected, equal_nan=True),
+    fail(
         "La matrice de confusion diffère de celle de la référence (même modèle, mêmes images) : lignes = "
-        "classe vraie, colonnes = classe prédite, une case par couple.",
+        "classe vraie, colonnes = classe prédite, une case par couple."
     )
+
+
+@check("confusion_matrix/leaves_arguments", points=0.25)
+def test_confusion_leaves_arguments(artifact: Artifact) -> None:
+    require_untouched(artifact, "confusion_matrix", EVALUATION_EFFECTS)
 
 
 @check("per_class_accuracy/matches_reference", points=1)
@@ -192,3 +305,4 @@ def test_per_class_accuracy(artifact: Artifact) -> None:
         np.all(np.isnan(absent) | (absent == 0)),
         "Pour une classe absente des données, l'exactitude n'est pas définie : renvoyez `nan` (ou 0).",
     )
+    require_untouched(artifact, "per_class_accuracy", ("confusion",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from oracle import INPUTS, initial_weights, reference_training
+from oracle import INPUTS, described, initial_weights, reference_training, require_untouched
 
 from tdkit.artifacts import Artifact
 from tdkit.checks import check, fail, require
@@ -37,6 +37,19 @@ def _history(artifact: Artifact) -> list[float]:
 @check("train/returns_history", points=1)
 def test_returns_history(artifact: Artifact) -> None:
     history = _history(artifact)
+    returned = artifact["returned"]
+    require(
+        returned.get("list"),
+        f"`train` doit renvoyer une liste Python de pertes (le test visible le vérifie) ; reçu : {described(artifact)}. "
+        "Construisez `loss_history = []` et faites un `append` par époque.",
+    )
+    items = set(returned.get("items") or [])
+    require(
+        "tensor_grad" not in items,
+        "`train` renvoie des tenseurs encore attachés au graphe de calcul : ajoutez les pertes avec "
+        "`loss.item()`, qui donne un nombre Python (et libère le graphe).",
+    )
+    require(items <= {"number", "tensor"}, "Les pertes renvoyées par `train` doivent être des nombres.")
     require(
         len(history) == INPUTS.train_epochs,
         f"`train` a renvoyé {len(history)} valeurs pour {INPUTS.train_epochs} époques : "
@@ -121,6 +134,7 @@ def test_uses_arguments(artifact: Artifact) -> None:
         f"{INPUTS.train_epochs} époques : utilisez le `dataset` et le `n_epochs` passés en argument, pas des "
         "variables globales ni des valeurs écrites en dur.",
     )
+    require_untouched(artifact, "train", ("dataset",))
     require(
         set(artifact["batch_sizes"] or []) <= {1},
         "`train` doit parcourir les données échantillon par échantillon (lots de taille 1) comme dans le TD.",

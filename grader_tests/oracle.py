@@ -19,7 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import reference
 from tdkit.artifacts import Artifact
 from tdkit.checks import fail
-from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
+from tdkit.inputs import (
+    N_CLASSES,
+    GradingData,
+    GradingInputs,
+    eval_model,
+    grader_predictions,
+    train_model,
+)
 
 INPUTS = GradingInputs()
 
@@ -110,3 +117,63 @@ def returned_array(artifact: Artifact, what: str) -> np.ndarray:
             f"{what} doit renvoyer un tableau Numpy ou un tenseur ; reçu : {artifact['returned']['type']}."
         )
     return artifact.arrays["value"]
+
+
+def described(artifact: Artifact) -> str:
+    """The returned value's type (with shape and dtype for arrays), as the student reads it."""
+    returned = artifact["returned"] or {}
+    text = str(returned.get("type", "?")).removeprefix("builtins.")
+    if "shape" in returned:
+        text += f" de forme {tuple(returned['shape'])} et de dtype {returned['dtype']}"
+    return text
+
+
+# What a function must leave as it found it, and what to say when it does not.
+SIDE_EFFECTS = {
+    "weights": "`{f}` a modifié les poids du modèle passé en argument : elle doit seulement s'en servir "
+    "(pas d'entraînement ni de `optimizer.step()` ici).",
+    "mode": "`{f}` rend le modèle dans un autre mode que celui où elle l'a reçu (par exemple `model.eval()` "
+    "sans `model.train()` à la fin) : notez `was_training = model.training` au début et finissez par "
+    "`model.train(was_training)`.",
+    "requires_grad": "`{f}` a changé `requires_grad` des paramètres du modèle : pour ne pas calculer de "
+    "gradients, utilisez `with torch.no_grad():`, qui ne touche pas au modèle.",
+    "hooks": "`{f}` laisse un hook enregistré sur le modèle : retirez-le à la fin (`handle.remove()`, de "
+    "préférence dans un `finally`), sinon chaque appel suivant du modèle l'exécute encore.",
+    "dataset": "`{f}` a modifié le dataset passé en argument (son format, avec `set_format` par exemple) : "
+    "utilisez `dataset.with_format(...)`, qui renvoie une copie, et laissez celui de l'appelant tel quel.",
+    "images": "`{f}` a modifié le tenseur `images` passé en argument (opération en place) : travaillez sur "
+    "une copie, ou avec des opérations qui créent un nouveau tenseur.",
+    "confusion": "`{f}` a modifié la matrice passée en argument (opération en place) : `confusion / ...` crée "
+    "un nouveau tableau, `confusion /= ...` écrase celui de l'appelant.",
+}
+
+
+def require_untouched(artifact: Artifact, function: str, effects: tuple[str, ...]) -> None:
+    """Fail with the message of the first of ``effects`` the function left behind."""
+    found = artifact["side_effects"] or []
+    for effect in effects:
+        if effect in found:
+            fail(SIDE_EFFECTS[effect].format(f=function))
+
+
+def eval_datasets() -> list:
+    """The rows the evaluation functions are called on: all of them, then the first rows."""
+    data = grading_data()
+    return [data.eval, *data.eval_subsets]
+
+
+def _labels(dataset) -> np.ndarray:
+    return np.asarray(dataset["label"], dtype=np.int64)
+
+
+def grader_accuracies() -> list[float]:
+    """What a correct ``accuracy`` returns with the grader's stand-in ``predict``."""
+    return [float(np.mean(grader_predictions(d) == _labels(d))) for d in eval_datasets()]
+
+
+def grader_confusion() -> np.ndarray:
+    """What a correct ``confusion_matrix`` returns with the grader's stand-in ``predict``."""
+    data = grading_data()
+    confusion = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    np.add.at(confusion, (_labels(data.eval), grader_predictions(data.eval)), 1)
+    return confusion

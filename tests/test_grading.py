@@ -12,18 +12,29 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
+from tdkit.checks import NOT_EVALUATED, UNCHANGED
 from tdkit.course import Course
 from tdkit.grade import GradeRun, grade_all
 from tdkit.release import release
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
+LAST_YEAR = REPO / "tests/files/not_td/td_cnn_last_year.ipynb"
+STUDENTS = {"sol", "td", "crash", "untouched", "last_year"}
 
 
 def _submit(course: Course, student: str, nb: nbformat.NotebookNode) -> None:
     target = course.submitted_notebook(student)
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
+
+
+def _td_answered() -> nbformat.NotebookNode:
+    """The release with the TD's loop as distributed and one question answered: work to grade."""
+    nb = nbformat.read(RELEASE, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_examples")
+    cell.source = "Sur huit images, trois sont bien classées : on ne peut rien conclure."
+    return nb
 
 
 def _crashing_solution() -> nbformat.NotebookNode:
@@ -39,8 +50,10 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
     course = Course(copy_course(tmp_path_factory.mktemp("graded")))
     release(course, verify=False)
     _submit(course, "sol", nbformat.read(SOLUTION, as_version=4))
-    _submit(course, "td", nbformat.read(RELEASE, as_version=4))
+    _submit(course, "td", _td_answered())
     _submit(course, "crash", _crashing_solution())
+    _submit(course, "untouched", nbformat.read(RELEASE, as_version=4))
+    _submit(course, "last_year", nbformat.read(LAST_YEAR, as_version=4))
     return course, grade_all(course, progress=lambda line: None)
 
 
@@ -49,7 +62,7 @@ def test_results_json_has_the_contract_shape(graded: tuple[Course, GradeRun]) ->
     course, _ = graded
     record = json.loads((course.reports / "results.json").read_text(encoding="utf-8"))
     assert record["assignment"] == "td_cnn"
-    assert set(record["students"]) == {"sol", "td", "crash"}
+    assert set(record["students"]) == STUDENTS
     for student in record["students"].values():
         assert student["checks"], "every student has checks"
         for check_id, check in student["checks"].items():
@@ -58,7 +71,7 @@ def test_results_json_has_the_contract_shape(graded: tuple[Course, GradeRun]) ->
             assert isinstance(check["points"], float) and isinstance(check["max_points"], float)
             assert isinstance(check["message"], str) and check["message"]
     csv = (course.reports / "grades.csv").read_text(encoding="utf-8").splitlines()
-    assert csv[0].startswith("student_id,") and len(csv) == 4
+    assert csv[0].startswith("student_id,") and len(csv) == len(STUDENTS) + 1
 
 
 def test_solution_gets_full_marks(graded: tuple[Course, GradeRun]) -> None:
@@ -119,7 +132,7 @@ def test_regrading_gives_identical_results(graded: tuple[Course, GradeRun]) -> N
         assert again.results.students[sid].checks == student.checks
     only = grade_all(course, student="td", progress=lambda line: None)
     assert only.graded == ["td"]
-    assert set(only.results.students) == {"sol", "td", "crash"}
+    assert set(only.results.students) == STUDENTS
     assert only.results.students["td"].checks == first.results.students["td"].checks
     assert only.results.students["sol"].checks == first.results.students["sol"].checks
 
@@ -128,4 +141,29 @@ def test_reports_are_written(graded: tuple[Course, GradeRun]) -> None:
     """Is there one HTML report per student and a class summary?"""
     course, _ = graded
     html = course.reports / "html"
-    assert {p.name for p in html.glob("*.html")} >= {"index.html", "sol.html", "td.html", "crash.html"}
+    assert {p.name for p in html.glob("*.html")} >= {"index.html", *(f"{sid}.html" for sid in STUDENTS)}
+
+
+def test_not_the_td_gets_one_message_at_the_top(graded: tuple[Course, GradeRun]) -> None:
+    """Is last year's TD given 0 with one French message at the top (the graded cells it lacks), not twenty?"""
+    course, run = graded
+    result = run.results.students["last_year"]
+    assert result.refused and result.failure and "n'est pas celui distribué" in result.failure
+    assert "`train`" in result.failure and "`td_cnn.ipynb`" in result.failure
+    assert result.score == 0 and result.max_score == 21.0
+    assert {c.message for c in result.checks} == {NOT_EVALUATED}
+    page = (course.reports / "html" / "last_year.html").read_text(encoding="utf-8")
+    assert page.count("n&#39;est pas celui distribué") == 1
+    assert "Notebook non évalué" in page and "Arrêt de l&#39;exécution" not in page
+
+
+def test_untouched_release_says_nothing_was_changed(graded: tuple[Course, GradeRun]) -> None:
+    """Is the release submitted as distributed graded as such, with « Rien n'a été modifié » once at the top?"""
+    course, run = graded
+    result, td = run.results.students["untouched"], run.results.students["td"]
+    assert result.notice and result.notice.startswith("Rien n'a été modifié") and result.failure is None
+    assert [(c.check_id, c.passed) for c in result.checks] == [(c.check_id, c.passed) for c in td.checks]
+    assert {c.message for c in result.checks if not c.passed} == {UNCHANGED}
+    assert td.notice is None and "NotImplementedError" in {c.check_id: c.message for c in td.checks}["predict/matches_reference"]
+    page = (course.reports / "html" / "untouched.html").read_text(encoding="utf-8")
+    assert page.count("Rien n&#39;a été modifié :") == 1

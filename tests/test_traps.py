@@ -94,6 +94,11 @@ def test_outcome(
         assert keyword.lower() in failed[check_id].lower(), (
             f"{notebook.name}: the message of {check_id} should mention {keyword!r}:\n  {failed[check_id]}"
         )
+    passed = {r.check_id: r.message for r in results if r.passed}
+    for check_id, keyword in outcome.get("notes", {}).items():
+        assert keyword.lower() in passed.get(check_id, "").lower(), (
+            f"{notebook.name}: {check_id} should pass with a note mentioning {keyword!r}:\n  {passed.get(check_id)}"
+        )
     for result in results:
         assert result.points == (result.max_points if result.passed else 0.0)
         assert result.message, f"{result.check_id} has no message"

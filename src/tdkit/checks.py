@@ -19,6 +19,8 @@ import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
+NOT_EVALUATED = "Non évalué : le notebook rendu n'a pas été exécuté (la raison est en haut de la page)."
+UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
 
 
 def check(check_id: str, points: float) -> Callable[[F], F]:
@@ -34,6 +36,7 @@ def fail(message: str) -> NoReturn:
 
 
 def require(condition: object, message: str) -> None:
+    """Fail the current check with ``message`` unless ``condition`` holds."""
     if not condition:
         fail(message)
 
@@ -56,9 +59,15 @@ class CheckResult:
         return record
 
 
-def _message(excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
+def not_evaluated(result: CheckResult, message: str = NOT_EVALUATED) -> CheckResult:
+    """``result`` failed with ``message``, a pointer to the one message at the top that says why."""
+    return CheckResult(result.check_id, False, 0.0, result.max_points, message)
+
+
+def _message(excinfo: pytest.ExceptionInfo[BaseException] | None, notes: list[str]) -> str:
     if excinfo is None:
-        return PASSED_MESSAGE
+        # A passed check may still have something to say (e.g. another function is at fault).
+        return " ".join([PASSED_MESSAGE, *notes])
     error = excinfo.value
     if isinstance(error, pytest.fail.Exception):
         return str(error.msg)
@@ -99,8 +108,9 @@ class _Collector:
         if check_id in self.results and self.results[check_id].passed is False:
             return
         passed = report.passed and report.when == "call"
+        notes = [str(value) for name, value in item.user_properties if name == "note"]
         self.results[check_id] = CheckResult(
-            check_id, passed, max_points if passed else 0.0, max_points, _message(call.excinfo)
+            check_id, passed, max_points if passed else 0.0, max_points, _message(call.excinfo, notes)
         )
 
 

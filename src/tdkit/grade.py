@@ -25,12 +25,13 @@ import torch
 from nbgrader.utils import parse_utc
 
 from tdkit.artifacts import read_artifact
-from tdkit.checks import ChecksCrashed, run_checks
+from tdkit.checks import NOT_EVALUATED, UNCHANGED, ChecksCrashed, not_evaluated, run_checks
 from tdkit.course import Course
 from tdkit.environment import CourseEnvironment, grading_environment
 from tdkit.errors import TdkitError
 from tdkit.execute import CellError
 from tdkit.gradebook import record_grades
+from tdkit.identify import require_assignment
 from tdkit.import_guard import module_names
 from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.prepare import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
@@ -120,6 +121,7 @@ def prepare_job(
     limits = limits or course_limits(course)
     environment = environment or grading_environment(course.root)
     nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
+    require_assignment(nb, course.release_notebook)
     prepared = prepare_submission(course, nb, student_id, profile)
     return SandboxJob(
         student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())), environment.kernel_json()
@@ -202,6 +204,11 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
             (artifacts / Path(name).name).write_bytes(data)
         checks = run_checks(artifacts, course.grader_tests)
         history, confusion = _student_views(artifacts)
+    refused = outcome.record.get(REFUSED) is True
+    notice = None if refused else _untouched_notice(course, sid, limits)
+    if refused or notice:
+        # One message at the top of the report says why; each failed check only points to it.
+        checks = [c if c.passed else not_evaluated(c, NOT_EVALUATED if refused else UNCHANGED) for c in checks]
     executed = _executed(outcome)
     if executed is not None:
         target = course.autograded_notebook(sid)
@@ -220,6 +227,8 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         confusion={"student": confusion, "reference": reference_confusion},
         manual=_manual_cells(executed),
         missing_modules=module_names(outcome.record.get("missing_modules")),
+        refused=refused,
+        notice=notice,
     )
 
 
@@ -229,6 +238,26 @@ def _unreadable(error: Exception) -> str:
     return f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
 
 
+REFUSED = "refused"  # record key of a submission refused before any run
+
+
+def _untouched_notice(course: Course, student_id: str, limits: Limits) -> str | None:
+    """« Rien n'a été modifié » when the submission is the release as distributed (trusted: the submitted file)."""
+    try:
+        nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
+        found = require_assignment(nb, course.release_notebook)
+    except UnreadableSubmission:  # changed since its run: the run's own result stands
+        return None
+    return found.message if found.verdict == "untouched" else None
+
+
+def _refused(student_id: str, error: Exception) -> SandboxOutcome:
+    """The outcome of a notebook refused before running (unreadable, or not the TD)."""
+    outcome = failed_outcome(student_id, _unreadable(error))
+    outcome.record[REFUSED] = True
+    return outcome
+
+
 def grade_submission(
     course: Course, student_id: str, limits: Limits | None = None, profile: GradingProfile = DEFAULT_PROFILE
 ) -> StudentResult:
@@ -236,7 +265,7 @@ def grade_submission(
     try:
         outcome = execute_job(prepare_job(course, student_id, limits, profile))
     except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
-        outcome = failed_outcome(student_id, _unreadable(error))
+        outcome = _refused(student_id, error)
     return judge(course, outcome, limits)
 
 
@@ -311,7 +340,7 @@ def grade_all(
         try:
             pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))] = sid
         except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
-            done.append(failed_outcome(sid, _unreadable(error)))
+            done.append(_refused(sid, error))
     try:
         # Runs finish in any order; this thread alone judges them and writes the gradebook.
         for number, outcome in enumerate(_outcomes(done, pending), 1):

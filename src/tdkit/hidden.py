@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tdkit.checks import run_checks
+from tdkit.checks import PASSED_MESSAGE, run_checks
 from tdkit.errors import TdkitError
 from tdkit.probe import run_probe
 
@@ -50,3 +50,6 @@ def check(group: str, namespace: Mapping[str, Any]) -> None:
     if failed:
         raise AssertionError("\n".join(f"{r.check_id} : {r.message}" for r in failed))
     print(f"{group} : {len(results)} vérifications cachées réussies.")
+    for result in results:
+        if result.message != PASSED_MESSAGE:
+            print(f"{result.check_id} : {result.message}")

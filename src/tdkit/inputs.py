@@ -80,6 +80,23 @@ class GradingData:
         return confusion.astype(np.int64)
 
 
+def grader_predictions(dataset: datasets.Dataset) -> np.ndarray:
+    """Grader-chosen class of every row: what the stand-in ``predict`` returns.
+
+    Functions that build on ``predict`` are judged with it in place of the student's own, so
+    that a wrong ``predict`` is charged once. It depends only on each row (label and first
+    pixel), so any subset or other dataset gets consistent predictions; about a third are
+    wrong, off the diagonal and asymmetric, so a transposed confusion matrix shows.
+    """
+    rows = dataset.select_columns(["zdata", "label"]).with_format("numpy")[:]
+    labels = np.asarray(rows["label"], dtype=np.int64)
+    if not len(labels):
+        return labels
+    first_pixels = np.asarray(rows["zdata"], dtype=np.float32)[:, 0, 0, 0]
+    key = (np.abs(first_pixels) * 1e4).astype(np.int64)
+    return np.where(key % 3 == 0, (labels + 1 + key % 9) % N_CLASSES, labels).astype(np.int64)
+
+
 def train_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> torch.nn.Module:
     """The untrained model handed to ``train``."""
     torch.manual_seed(inputs.seed)

@@ -7,7 +7,8 @@
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
                                    curves, confusion, manual, missing_modules, submitted_at,
-                                   seconds_late, late_penalty, final_score, group, graded_with}},
+                                   seconds_late, late_penalty, final_score, group, graded_with,
+                                   refused, notice}},
      ...extra keys: conflicts, environment}
 """
 
@@ -44,6 +45,8 @@ class StudentResult:
     graded_with: str | None = None  # the group member whose notebook was graded, when not this student
     # Modules the notebook imported from outside the course environment (td-requirements.txt).
     missing_modules: list[str] = field(default_factory=list)
+    refused: bool = False  # never run (unreadable, not the TD): ``failure`` says why
+    notice: str | None = None  # what is wrong with the notebook as a whole (the release unchanged)
 
     @property
     def final_score(self) -> float:
@@ -76,6 +79,9 @@ class StudentResult:
             "group": self.group,
             "graded_with": self.graded_with,
             "missing_modules": self.missing_modules,
+            # Only when set: most students have neither, and older results.json files lack them.
+            **({"refused": True} if self.refused else {}),
+            **({"notice": self.notice} if self.notice else {}),
         }
 
     @classmethod
@@ -95,6 +101,8 @@ class StudentResult:
             group=record.get("group"),
             graded_with=record.get("graded_with"),
             missing_modules=record.get("missing_modules", []),
+            refused=bool(record.get("refused", False)),
+            notice=record.get("notice"),
         )
 
 
