@@ -1,5 +1,6 @@
 """tdkit's HTML reports (class summary, per-student feedback) in headless Chromium: every image
-loads, links lead to the students' pages. Screenshots: test-artifacts/reports/."""
+loads, links lead to the students' pages, and the hostile markup submission's text (its error
+message and traceback carry every payload) runs nothing. Screenshots: test-artifacts/reports/."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from servers import artifacts_dir, chromium, require_browser, shared_graded_course
+from markup_watch import active_markup, assert_inert, watch
+from servers import MARKUP, artifacts_dir, chromium, require_browser, shared_graded_course
 
 from tdkit.course import Course
 from tdkit.grade import GradeRun
@@ -82,3 +84,20 @@ def test_feedback_report_images_load(graded: tuple[Course, GradeRun], browser_co
     for check in failing:  # every failed check is named on the page
         assert check.check_id in text, check.check_id
     page.close()
+
+
+def test_hostile_markup_runs_nothing_on_tdkit_pages(graded: tuple[Course, GradeRun], browser_context: Any) -> None:
+    """Do the class summary and the hostile submission's feedback page (its error message and
+    traceback carry every payload) run none of them and request nothing beyond their own files,
+    the student's error still readable?"""
+    course, _ = graded
+    for name in ("index.html", f"{MARKUP}.html"):
+        page = browser_context.new_page()
+        seen = watch(page)
+        page.goto((course.reports / "html" / name).as_uri())
+        assert_inert(page, seen, ("file://", "data:"), name)
+        assert active_markup(page, "body") == [], name
+        page.screenshot(path=str(artifacts_dir("reports") / f"inert_{name}.png"), full_page=True)
+        if name != "index.html":
+            assert "LISIBLE erreur" in page.inner_text("body")
+        page.close()

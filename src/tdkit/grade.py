@@ -40,7 +40,7 @@ from tdkit.results import (
     write_results_json,
 )
 from tdkit.sandbox import Limits, limits_from_config
-from tdkit.sanitize import sanitise_notebook
+from tdkit.sanitize import release_text, sanitise_notebook
 from tdkit.untrusted import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -196,7 +196,7 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         history, confusion = _student_views(artifacts)
     executed = _executed(outcome)
     if executed is not None:
-        executed = sanitise_notebook(executed)  # formgrader, feedback and JupyterLab render it
+        executed = sanitise_notebook(executed, release_text(course.release_notebook))  # what graders' browsers render
         target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)

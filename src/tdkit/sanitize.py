@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html
 import re
+from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -204,17 +204,21 @@ def _clean_attachments(attachments: Any) -> dict[str, dict[str, str]]:
     return kept
 
 
-def _student_source(cell: NotebookNode) -> bool:
-    """Whether the student wrote this cell's source: nbgrader restores locked cells from the gradebook."""
-    return not is_locked(cell)
+def release_text(release: Path) -> frozenset[str]:
+    """The sources of the release notebook's Markdown and raw cells: the instructor's own text."""
+    nb = nbformat.read(release, as_version=4)
+    return frozenset(_text(cell.source) for cell in nb.cells if cell.cell_type != "code")
 
 
-def sanitise_notebook(nb: NotebookNode) -> NotebookNode:
-    """The notebook, with every piece the student controls made inert (a new object)."""
+def sanitise_notebook(nb: NotebookNode, instructor_text: frozenset[str] = frozenset()) -> NotebookNode:
+    """The notebook, with every piece the student controls made inert (a new object).
+
+    The source of a cell nbgrader restores from the gradebook (locked), or that is exactly one of
+    ``instructor_text`` (the release's own prose, which nbgrader does not lock), is kept as is."""
     nb = nbformat.from_dict(nb)
     nb.metadata = nbformat.from_dict({k: nb.metadata[k] for k in NOTEBOOK_METADATA if k in nb.metadata})
     for cell in nb.cells:
-        student = _student_source(cell)
+        student = not is_locked(cell) and _text(cell.source) not in instructor_text
         cell.metadata = nbformat.from_dict({k: cell.metadata[k] for k in CELL_METADATA if k in cell.metadata})
         if cell.cell_type == "code":
             cell.outputs = [clean for output in cell.get("outputs", []) for clean in sanitise_output(output)]
@@ -228,5 +232,5 @@ def sanitise_notebook(nb: NotebookNode) -> NotebookNode:
         if cell.cell_type == "markdown":
             cell.source = neutralise_markdown(_text(cell.source), frozenset(cell.get("attachments", {})))
         else:  # raw cells: some renderers insert them as HTML
-            cell.source = html.escape(_text(cell.source), quote=False)
+            cell.source = _text(cell.source).replace("<", "&lt;")
     return nb

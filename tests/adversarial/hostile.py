@@ -264,17 +264,21 @@ def always_equal_and_nan() -> NotebookNode:
 
 TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="  # 8x8 red
 READABLE = "LISIBLE"  # every piece of student text carries it: the grader must still read it
+# What a grader must read on every page that shows the hostile notebook (answers, added cell, outputs).
+READABLE_TEXTS = tuple(f"{READABLE} {where}" for where in (
+    *bs.ANSWER_IDS, "cellule_ajoutee", "sortie_markdown", "html", "stdout", "stderr", "erreur"))
 
 
-def _js(listener: str, name: str) -> str:
+def payload_js(listener: str, name: str) -> str:
     """What each payload runs if it ever runs: a marker on the page and a request to the listener."""
     return f"(window.top.__tdkit_pwned=window.top.__tdkit_pwned||[]).push('{name}');fetch('{listener}/js/{name}')"
 
 
-def markup_payloads(listener: str) -> str:
-    """One HTML fragment with every kind of active markup, each aimed at the listener."""
-    js = functools.partial(_js, listener)
-    return "\n".join([
+def markup_payloads(listener: str, meta_refresh: bool = True) -> str:
+    """One HTML fragment with every kind of active markup, each aimed at the listener (a
+    Content-Security-Policy cannot stop ``<meta http-equiv=refresh>``: ``meta_refresh=False`` leaves it out)."""
+    js = functools.partial(payload_js, listener)
+    lines = [
         f"<p>{READABLE} html: texte et <b>gras</b> de l'étudiant</p>",
         f"<script>{js('script')}</script>",
         f'<img src="{listener}/img-remote" onerror="{js("img-onerror")}">',
@@ -293,22 +297,23 @@ def markup_payloads(listener: str) -> str:
         f'<details open ontoggle="{js("ontoggle")}"><summary>d</summary></details>',
         f'<input autofocus onfocus="{js("onfocus")}"><body onload="{js("body-onload")}">',
         f'<form action="{listener}/form"><button formaction="{listener}/formaction">envoyer</button></form>',
-    ])
+    ]
+    return "\n".join(line for line in lines if meta_refresh or "http-equiv" not in line)
 
 
 def markup_svg(listener: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="{_js(listener, "svg-output-onload")}">'
-            f'<script>{_js(listener, "svg-output-script")}</script><image href="{listener}/svg-output-image" '
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="{payload_js(listener, "svg-output-onload")}">'
+            f'<script>{payload_js(listener, "svg-output-script")}</script><image href="{listener}/svg-output-image" '
             'width="10" height="10"/><circle cx="20" cy="20" r="15" fill="green"/></svg>')
 
 
-def markup_markdown(listener: str, tag: str) -> str:
+def markup_markdown(listener: str, tag: str, meta_refresh: bool = True) -> str:
     """A free-text answer: prose the grader must read, raw HTML and Markdown links and images."""
     return "\n\n".join([
         f"{READABLE} {tag} : la précision est faible car la boucle n'appelle pas `step()` ; x < 3 et y > 2.",
-        markup_payloads(listener),
-        f"[lien markdown](javascript:{_js(listener, 'md-link-' + tag)}) et ![image distante]({listener}/md-image)",
-        f"[ref][r] et <javascript:{_js(listener, 'md-autolink-' + tag)}>\n\n[r]: javascript:{_js(listener, 'md-ref')}",
+        markup_payloads(listener, meta_refresh),
+        f"[lien markdown](javascript:{payload_js(listener, 'md-link-' + tag)}) et ![image distante]({listener}/md-image)",
+        f"[ref][r] et <javascript:{payload_js(listener, 'md-autolink-' + tag)}>\n\n[r]: javascript:{payload_js(listener, 'md-ref')}",
         "![capture](attachment:capture.png) ![piège](attachment:piege.svg)",
     ])
 
@@ -333,7 +338,7 @@ def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
         from IPython.display import HTML, SVG, Image, Javascript, Markdown, display
         PAYLOAD = {payload!r}
         display(HTML(PAYLOAD))
-        display(Javascript({_js(listener, "javascript-output")!r}))
+        display(Javascript({payload_js(listener, "javascript-output")!r}))
         display(SVG({markup_svg(listener)!r}))
         display(Markdown({markup_markdown(listener, "sortie_markdown")!r}))
         display(Image(data=base64.b64decode({TINY_PNG!r})))
