@@ -243,3 +243,23 @@ def test_no_student_notebook_is_trusted(graded: tuple[Course, GradeRun], server:
         model = get_json(f"{base}/api/contents/autograded/{student}/td_cnn/td_cnn.ipynb?token={token}")
         code = [cell for cell in model["content"]["cells"] if cell["cell_type"] == "code"]
         assert code and all(cell["metadata"].get("trusted") is False for cell in code), student
+
+
+def test_policy_hashes_only_what_comes_before_the_notebook() -> None:
+    """Are formgrader's own inline script and handler allowed by hash, and nothing from the
+    rendered notebook on (nor anything at all when the page could not be read whole)?"""
+    import hashlib
+
+    from tdkit.formgrader_csp import policy
+
+    def sha(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    page = ('<script>var base_url = "/";</script><span onclick="toggle_name(true);"></span>'
+            '<div id="notebook-container"><script>steal()</script><img onerror="steal()"></div>')
+    scripts = next(d for d in policy(page, "http://h:1", "/").split("; ") if d.startswith("script-src"))
+    assert scripts.split()[1:] == ["http://h:1/formgrader/static/", *sorted([sha('var base_url = "/";'),
+                                   sha("toggle_name(true);")]), "'unsafe-hashes'"]
+    assert sha("steal()") not in scripts
+    unread = next(d for d in policy(None, "http://h:1", "/").split("; ") if d.startswith("script-src"))
+    assert unread == "script-src http://h:1/formgrader/static/"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -105,7 +106,9 @@ class FormgraderPolicy(OutputTransform):
         html = headers.get("Content-Type", "").startswith("text/html")
         path = self.request.path or ""
         if html and path.startswith(f"{base_url}formgrader/") and not path.startswith(f"{base_url}formgrader/static/"):
-            page = chunk.decode("utf-8", errors="replace") if finishing else None
+            # A file of the autograded folder served as is (formgrader's SubmissionFilesHandler): no template of its own.
+            served_file = re.fullmatch(rf"{re.escape(base_url)}formgrader/submissions/[^/]+/.+", path)
+            page = chunk.decode("utf-8", errors="replace") if finishing and not served_file else None
             origin = f"{self.request.protocol}://{self.request.host}"
             headers["Content-Security-Policy"] = policy(page, origin, base_url)
         return status_code, headers, chunk
