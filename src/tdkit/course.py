@@ -40,12 +40,18 @@ def url_password(url: str) -> str | None:
 
 def gradebook_url(config_file: str | Path) -> str | None:
     """For nbgrader_config.py: the gradebook URL it must set (``local_db_url``), after refusing
-    any password written in that file, so that tdkit, nbgrader and formgrader all refuse it."""
+    any password written in that file, so that tdkit, nbgrader and formgrader all refuse it.
+
+    Refuses with SystemExit: nbgrader logs any other exception of a config file and goes on
+    without it, on an empty SQLite gradebook; ``Course.nbgrader_config`` makes it a TdkitError."""
     path = Path(config_file)
-    if URL_WITH_PASSWORD.search(path.read_text(encoding="utf-8")):
-        raise TdkitError(f"{path} holds a database password, and the course repository commits that file: remove "
-                         f"it there, change that password if it was ever committed, and {WHERE_DB_URL_GOES}.")
-    return local_db_url(path.parent)
+    try:
+        if URL_WITH_PASSWORD.search(path.read_text(encoding="utf-8")):
+            raise TdkitError(f"{path} holds a database password, and the course repository commits that file: "
+                             f"remove it there, change that password if it was ever committed, and {WHERE_DB_URL_GOES}.")
+        return local_db_url(path.parent)
+    except TdkitError as error:
+        raise SystemExit(f"tdkit: {error}") from None
 
 
 def _tracked(root: Path, path: Path) -> bool:
@@ -126,12 +132,21 @@ class Course:
     def reports(self) -> Path:
         return self.root / "reports" / self.assignment
 
+    def checked(self) -> Course:
+        """This course, once its configuration loads and its gradebook URL is acceptable (a password
+        written in nbgrader_config.py is refused here, before any work)."""
+        _ = self.db_url
+        return self
+
     def nbgrader_config(self) -> Config:
         """``nbgrader_config.py`` of the course, with the root pinned to this directory."""
         path = self.root / CONFIG_FILE
         if not path.is_file():
             raise TdkitError(f"{path} is missing: tdkit runs in an nbgrader course directory.")
-        config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
+        try:
+            config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
+        except SystemExit as refused:  # nbgrader_config.py refuses to load (gradebook_url): say why
+            raise TdkitError(str(refused.code).removeprefix("tdkit: ")) from None
         config.CourseDirectory.root = str(self.root)
         return config
 
@@ -141,7 +156,7 @@ def find_course(start: Path | None = None) -> Course:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
-            return Course(folder)
+            return Course(folder).checked()
     raise TdkitError(f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository).")
 
 
