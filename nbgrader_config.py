@@ -14,6 +14,7 @@ from nbgrader.preprocessors import (
     SaveCells,
 )
 
+from tdkit.course import gradebook_url
 from tdkit.release_stub import ClearSolutionsWithStubs
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
@@ -22,6 +23,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "td_cnn"
 c.CourseDirectory.db_assignments = [dict(name="td_cnn")]
+# The gradebook: gradebook.db here, unless TDKIT_DB_URL or the untracked file .tdkit/db_url names
+# another database (README "PostgreSQL gradebook"). Never write a password in this committed file.
+_db_url = gradebook_url(__file__)  # refuses a password written in this file
+if _db_url:
+    c.CourseDirectory.db_url = _db_url
 # The jupytext Markdown beside the notebook is the full solution: never copy it into a release.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.md"]
 

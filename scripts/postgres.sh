@@ -2,11 +2,13 @@
 # A throwaway PostgreSQL server for the gradebook tests (and for trying a PostgreSQL gradebook).
 #
 #   scripts/postgres.sh start [DIR]   cluster in DIR (default: a new temp dir), on 127.0.0.1 and
-#                                     a free port; prints the database URL as its last line
+#                                     a free port; prints the database URL (no password) as its
+#                                     last line; the role's password is in DIR/password (mode 600)
 #   scripts/postgres.sh stop DIR      stops the server and deletes DIR
 #
-# The cluster trusts loopback connections and listens on 127.0.0.1 only: it is for tests and
-# trials, not for a course's real gradebook. PostgreSQL refuses to run as root, so as root the
+# TCP connections need the password (scram-sha-256), as a real server would; only the owner's Unix
+# socket inside DIR is trusted. It listens on 127.0.0.1 only: it is for tests and trials, not for
+# a course's real gradebook. PostgreSQL refuses to run as root, so as root the
 # server runs as an unprivileged user (PG_USER, default nobody), and the Debian `postgresql`
 # package is installed first when it is missing. Exit status 3: PostgreSQL is not available.
 set -euo pipefail
@@ -73,16 +75,20 @@ start() {
     fi
     port=${PG_PORT:-$(free_port)}
     cd "$dir"  # the owner may not be allowed into the caller's cwd
-    as_owner "$bin/initdb" -D "$dir/data" -U "$DB_ROLE" --auth=trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
+    # A random password for the role, readable by the server's owner only (never in a URL or a log).
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$dir/password")
+    if [ "$(id -u)" = 0 ]; then chown "$PG_USER" "$dir/password"; fi
+    as_owner "$bin/initdb" -D "$dir/data" -U "$DB_ROLE" --auth-local=trust --auth-host=scram-sha-256 \
+        --pwfile="$dir/password" -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     # TCP on loopback only; the Unix socket goes inside DIR (not /var/run/postgresql).
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off" start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
-    as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U "$DB_ROLE" "$DB_NAME"
+    as_owner "$bin/createdb" -h "$dir" -p "$port" -U "$DB_ROLE" "$DB_NAME"
     local url="postgresql://$DB_ROLE@127.0.0.1:$port/$DB_NAME"
     echo "$url" >"$dir/url"
-    echo "PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') in $dir (stop: $0 stop $dir)" >&2
+    echo "PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') in $dir (password: $dir/password; stop: $0 stop $dir)" >&2
     echo "$url"
 }
 

@@ -11,6 +11,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
     sys.path.insert(0, str(REPO))
+if str(REPO / "tests" / "adversarial") not in sys.path:  # hostile.py: the browser tests grade its markup case
+    sys.path.insert(0, str(REPO / "tests" / "adversarial"))
 
 # Tests run tiny tensors beside Jupyter kernels on 2 cores: spinning OpenMP threads cost 10x.
 torch.set_num_threads(1)
@@ -26,7 +28,15 @@ def real_cifar10() -> Path:
     return REAL_CIFAR10
 
 
-COURSE_PARTS = ("nbgrader_config.py", "td-requirements.txt", "source", "release", "grader_tests", "reference")
+COURSE_PARTS = (
+    "nbgrader_config.py",
+    "jupyter_server_config.py",
+    "td-requirements.txt",
+    "source",
+    "release",
+    "grader_tests",
+    "reference",
+)
 
 
 def copy_course(target: Path) -> Path:

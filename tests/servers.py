@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,14 @@ from typing import Any
 import nbformat
 import pytest
 from conftest import REPO, copy_course
+from markup_watch import payload_listener
 
 from tdkit.course import Course
 from tdkit.grade import GradeRun, grade_all
 from tdkit.release import release
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
+MARKUP = "markup"  # the hostile markup submission of the shared browser course
 RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
 SCRIPTS = os.path.dirname(sys.executable)
 CHROMIUM = os.environ.get("TDKIT_CHROMIUM", "/usr/bin/chromium")
@@ -65,15 +67,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def grade_two(root: Path) -> tuple[Course, GradeRun]:
+def grade_two(root: Path, extra: Mapping[str, nbformat.NotebookNode] | None = None) -> tuple[Course, GradeRun]:
     """Release the course at ``root`` and grade two submissions: the solution ('sol') and the
-    release notebook as students receive it ('td')."""
+    release notebook as students receive it ('td'), and the ``extra`` ones (student id -> notebook)."""
     course = Course(root)
     release(course, verify=False)
-    for student, notebook in (("sol", SOLUTION), ("td", RELEASE)):
+    notebooks = {"sol": nbformat.read(SOLUTION, as_version=4), "td": nbformat.read(RELEASE, as_version=4), **(extra or {})}
+    for student, notebook in notebooks.items():
         target = course.submitted_notebook(student)
         target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nbformat.read(notebook, as_version=4), target)
+        nbformat.write(notebook, target)
     return course, grade_all(course, progress=lambda line: None)
 
 
@@ -81,9 +84,13 @@ _GRADED: dict[str, tuple[Course, GradeRun]] = {}
 
 
 def shared_graded_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    """One SQLite-gradebook course graded by tdkit, shared by the browser test modules of a run."""
+    """One SQLite-gradebook course graded by tdkit, shared by the browser test modules of a run;
+    beside 'sol' and 'td', MARKUP is tests/adversarial's hostile markup aimed at the payload listener."""
     if "course" not in _GRADED:
-        _GRADED["course"] = grade_two(copy_course(tmp_path_factory.mktemp("browser-course")))
+        from hostile import hostile_markup
+
+        extra = {MARKUP: hostile_markup(payload_listener().url)}
+        _GRADED["course"] = grade_two(copy_course(tmp_path_factory.mktemp("browser-course")), extra)
     return _GRADED["course"]
 
 
@@ -147,6 +154,7 @@ def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Itera
                 jupyter, "server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                 "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={course_root}",
+                "--config=jupyter_server_config.py",  # the course's, as the README says: formgrader's CSP
                 *(["--allow-root"] if os.geteuid() == 0 else []),
             ],
             cwd=course_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -1,4 +1,5 @@
-"""Grading on a real Dask cluster: a scheduler and two workers on loopback, started with the `dask` CLI.
+"""Grading on a real Dask cluster: a scheduler and two workers on loopback, started with the `dask` CLI
+over mutual TLS, as the README says (certificates from `tdkit certs`).
 
 The same submissions are graded locally (``workers=2``) and through the cluster; the results
 must be the same. Two test-only job hooks stand for what can happen to a worker: one job
@@ -17,6 +18,7 @@ import fcntl
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
+from tdkit.certs import MachineFiles, make_certificates
 from tdkit.course import Course
 from tdkit.errors import TdkitError
 from tdkit.grade import GradeRun, grade_all
@@ -38,7 +41,7 @@ from tdkit.untrusted import SandboxJob, execute_job
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")
 
-from tdkit.distributed import Cluster, ClusterLost, DaskExecutor, connect
+from tdkit.distributed import Cluster, ClusterLost, DaskExecutor, connect, security_for
 
 DASK = Path(sys.executable).with_name("dask")
 EXAMPLES = REPO / "examples" / "submissions"
@@ -63,6 +66,7 @@ class LocalCluster:
     address: str
     processes: dict[str, subprocess.Popen[bytes]]
     logs: Path
+    grader: MachineFiles  # the grading machine's certificate folder
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))
@@ -83,8 +87,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     if not DASK.is_file():
         pytest.skip(f"no dask command beside {sys.executable}")
     logs = tmp_path_factory.mktemp("dask-logs")
+    certs = tmp_path_factory.mktemp("dask-tls")
+    tdkit = Path(sys.executable).with_name("tdkit")
+    subprocess.run([str(tdkit), "certs", str(certs), "scheduler", "worker1", "worker2", "grader"], check=True,
+                   capture_output=True, timeout=60)
     port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    address = f"tls://127.0.0.1:{port}"
+
+    def tls(name: str) -> list[str]:
+        files = MachineFiles(certs / name)
+        return ["--tls-ca-file", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key)]
     env = {
         **os.environ,
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # as the README says
@@ -92,11 +104,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         "MKL_NUM_THREADS": "1",
     }
     commands = {
-        "scheduler": [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        "scheduler": [str(DASK), "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
+                      "--no-dashboard", *tls("scheduler")],
         **{
             f"worker{i}": [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
                            "--name", f"worker{i}", "--memory-limit", "0", "--local-directory", str(logs / f"w{i}"),
-                           "--preload", "tdkit.untrusted"]  # as the README says
+                           "--preload", "tdkit.untrusted", *tls(f"worker{i}")]  # as the README says
             for i in (1, 2)
         },
     }
@@ -108,7 +121,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
                     command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
                 )
-        yield LocalCluster(address, processes, logs)
+        yield LocalCluster(address, processes, logs, MachineFiles(certs / "grader"))
     finally:
         for name in reversed(list(processes)):
             _stop(processes[name])
@@ -170,7 +183,7 @@ def runs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Run
     runs_log = tmp_path_factory.mktemp("dask-hooks") / "runs.log"
     progress: list[str] = []
     try:
-        with connect(cluster.address, timeout=60) as executor:
+        with connect(cluster.address, tls=cluster.grader.folder, timeout=60) as executor:
             executor.client.wait_for_workers(2, timeout=60)
             hooked = HookedExecutor(executor, runs_log, kill_once={"alice"}, kill_always={KILLER})
             dask = grade_all(course, executor=hooked, progress=progress.append)
@@ -186,7 +199,7 @@ def runs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Run
 
 
 def test_dask_results_are_the_local_results(runs: Runs) -> None:
-    """Is every submission graded on the cluster exactly as locally (checks, scores, errors)?"""
+    """Is every submission graded on the cluster, over mutual TLS, exactly as locally (checks, scores, errors)?"""
     for student in SUBMISSIONS:
         here, there = runs.local.results.students[student], runs.dask.results.students[student]
         assert there.checks == here.checks, student
@@ -271,3 +284,57 @@ def test_lost_scheduler_stops_the_batch(tmp_path: Path) -> None:
         executor.shutdown(cancel_futures=True)
     finally:
         _stop(scheduler)
+
+
+def _refuses_a_client_without_certificate(address: str, ca: Path) -> bool:
+    """A TLS client that trusts the scheduler but shows no certificate (Dask's own client will not
+    even try): does the scheduler end the connection?"""
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False  # Dask checks the CA, not host names
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                tls.sendall(b"\0" * 8)
+                return tls.recv(1) == b""  # TLS 1.3: the missing certificate is reported on first read
+        except (ssl.SSLError, ConnectionError):
+            return True
+
+
+def test_client_without_the_course_certificate_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    """Does the TLS scheduler refuse plain TCP, a client showing no certificate, and one whose
+    certificate another CA signed (while it still serves the course's own)?"""
+    from distributed import Client
+    from distributed.security import Security
+
+    stranger = make_certificates(tmp_path / "other-course", ["intruder"]).machines[0]
+    attempts = {
+        "plain tcp": (cluster.address.replace("tls://", "tcp://"), None),
+        "another CA": (cluster.address, Security(require_encryption=True, tls_ca_file=str(cluster.grader.ca),
+                                                 tls_client_cert=str(stranger.cert), tls_client_key=str(stranger.key))),
+    }
+    for what, (address, security) in attempts.items():
+        with pytest.raises((OSError, TimeoutError)):
+            client = Client(address, security=security, timeout=3, set_as_default=False)
+            client.close()
+            pytest.fail(f"{what}: the scheduler accepted the client")
+    assert _refuses_a_client_without_certificate(cluster.address, cluster.grader.ca)
+    with pytest.raises(TdkitError, match="same course CA"):
+        connect(cluster.address, tls=stranger.folder, timeout=3)
+    with pytest.raises(TdkitError, match="--tls DIR/NAME"):
+        connect(cluster.address, timeout=3)
+    with connect(cluster.address, tls=cluster.grader.folder, timeout=300) as executor:  # workers import torch first
+        assert executor.cluster.notes == [] and executor.client.submit(sum, [1, 2]).result(timeout=60) == 3
+
+
+def test_plain_tcp_is_for_loopback(tmp_path: Path) -> None:
+    """Is plain tcp:// accepted silently on loopback only, with a warning to any other host, and
+    does tls:// name the certificate folder it needs?"""
+    assert security_for("tcp://127.0.0.1:8786", None) == (None, [])
+    assert security_for("tcp://localhost:8786", None) == (None, [])
+    security, warnings = security_for("tcp://192.0.2.10:8786", None)  # TEST-NET-1: never this machine
+    assert security is None and len(warnings) == 1 and "tls://" in warnings[0] and "tdkit certs" in warnings[0]
+    with pytest.raises(TdkitError, match="tdkit certs"):
+        security_for("tls://192.0.2.10:8786", tmp_path / "nothing")
+    with pytest.raises(TdkitError, match="tls://192.0.2.10:8786"):
+        security_for("tcp://192.0.2.10:8786", tmp_path)

@@ -1,17 +1,41 @@
 """nbgrader's formgrader over a course graded by tdkit, in headless Chromium (Playwright).
 
-One course, two submissions graded by `grade_all`; one formgrader server for the module, on
-127.0.0.1, stopped at the end whatever happens. Screenshots: test-artifacts/formgrader/.
+One course (the shared browser course: the solution, the release, and the hostile markup
+submission aimed at the payload listener) graded by `grade_all`; one formgrader server for the
+module, started with the course's jupyter_server_config.py as the README says, on 127.0.0.1,
+stopped at the end whatever happens. Each layer of the review path is tested on its own: the
+sanitised notebook (with the policy), the Content-Security-Policy alone (over a notebook that
+was not sanitised), and nothing trusted. Screenshots: test-artifacts/formgrader/.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import nbformat
 import pytest
-from servers import artifacts_dir, chromium, formgrader, require_browser, shared_graded_course
+from hostile import (
+    READABLE_TEXTS,
+    TINY_PNG,
+    markup_markdown,
+    markup_payloads,
+    markup_svg,
+    payload_js,
+)
+from markup_watch import active_markup, assert_inert, payload_listener, shown_images, watch
+from servers import (
+    MARKUP,
+    artifacts_dir,
+    chromium,
+    formgrader,
+    get_json,
+    require_browser,
+    shared_graded_course,
+)
 
 from tdkit.course import Course
 from tdkit.grade import GradeRun
@@ -97,3 +121,145 @@ def test_open_a_submission_shows_tdkit_cell_scores(
     scores = dict(auto)
     assert "test_train" in scores, sorted(scores)
     assert sum(scores.values()) == pytest.approx(run.results.students["sol"].score, abs=0.01)
+
+
+# formgrade's nbconvert template asks for MathJax on this CDN (the policy blocks it); data: images.
+TEMPLATE_OWN = ("data:", "https://cdnjs.cloudflare.com/ajax/libs/mathjax/")
+
+
+def _submission(server: tuple[str, str], student: str) -> str:
+    base, token = server
+    notebooks = get_json(f"{base}/formgrader/api/submitted_notebooks/td_cnn/td_cnn?token={token}")
+    return f"{base}/formgrader/submissions/{next(n['id'] for n in notebooks if n['student'] == student)}/"
+
+
+def _open_submission(context: Any, server: tuple[str, str], student: str) -> tuple[Any, Any, list[str]]:
+    """The submission page once formgrader's own scripts have loaded the cell scores from its API."""
+    page = context.new_page()
+    seen = watch(page)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.goto(_submission(server, student))
+    page.wait_for_selector("input.score#test_train[placeholder]")
+    return page, seen, console
+
+
+def test_hostile_submission_is_inert_and_readable(server: tuple[str, str], browser_context: Any) -> None:
+    """Does formgrader's view of the hostile markup submission run none of its payloads and request
+    nothing beyond the server, while the student's answers, outputs and images stay readable?"""
+    base, _ = server
+    page, seen, _ = _open_submission(browser_context, server, MARKUP)
+    assert_inert(page, seen, (f"{base}/", *TEMPLATE_OWN), "formgrader, hostile submission")
+    assert active_markup(page, "#notebook-container") == []
+    text = page.inner_text("#notebook-container")
+    assert [t for t in READABLE_TEXTS if t not in text] == []
+    assert "Sortie JavaScript supprimée" in text
+    # An attached PNG in each of 3 answers and in the added cell, a PNG output, the SVG output as an image.
+    assert shown_images(page, "#notebook-container") >= 6
+    page.screenshot(path=str(artifacts_dir("formgrader") / "submission_markup.png"), full_page=True)
+    page.close()
+
+
+def _unsanitised(nb: nbformat.NotebookNode, listener: str) -> nbformat.NotebookNode:
+    """The autograded notebook as it would be without tdkit's sanitising: raw HTML answers, and an
+    output cell with active HTML, JavaScript and SVG (no meta refresh: no policy can stop one)."""
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if cell.cell_type == "markdown" and grade_id.startswith("answer_"):
+            cell.source = markup_markdown(listener, grade_id, meta_refresh=False)
+            svg = base64.b64encode(markup_svg(listener).encode()).decode()
+            cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg}}
+    html = markup_payloads(listener, meta_refresh=False)
+    cell = nbformat.v4.new_code_cell("display(...)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": html}),
+        nbformat.v4.new_output("display_data", data={"application/javascript": payload_js(listener, "js-output")}),
+        nbformat.v4.new_output("display_data", data={"image/svg+xml": markup_svg(listener)}),
+        nbformat.v4.new_output("stream", name="stdout", text=html),
+    ]
+    nb.cells.append(cell)
+    return nb
+
+
+def test_policy_alone_stops_an_unsanitised_notebook(
+    graded: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
+) -> None:
+    """With the autograded notebook left unsanitised (layer 1 bypassed), does formgrader's
+    Content-Security-Policy alone stop every script, handler and remote load of the student?"""
+    course, _ = graded
+    base, _ = server
+    path = course.autograded_notebook(MARKUP)
+    sanitised = path.read_bytes()
+    raw = _unsanitised(nbformat.reads(sanitised, as_version=4), payload_listener().url)
+    nbformat.write(raw, path)
+    try:
+        page, seen, console = _open_submission(browser_context, server, MARKUP)
+        html = page.content()
+        assert "<script>(window.top.__tdkit_pwned" in html and "onerror=" in html  # the markup did reach the page
+        assert_inert(page, seen, (f"{base}/", *TEMPLATE_OWN), "formgrader, unsanitised notebook")
+        assert any("Content Security Policy" in line for line in console), console
+        assert any(url.startswith(payload_listener().url) for url in seen.blocked()), seen.blocked()
+        page.close()
+    finally:
+        path.write_bytes(sanitised)
+
+
+FORMGRADER_PAGES = ("manage_assignments", "gradebook", "gradebook/td_cnn", "gradebook/td_cnn/td_cnn",
+                    "manage_submissions/td_cnn", "manage_students", "manage_students/sol", "manage_students/sol/td_cnn")
+
+
+def test_every_formgrader_page_sends_the_policy_and_still_works(server: tuple[str, str], browser_context: Any) -> None:
+    """Does every formgrader page send a policy without 'unsafe-inline' or 'unsafe-eval' scripts,
+    and do formgrader's own scripts all run under it (no violation reported)?"""
+    base, token = server
+    pages = [f"{base}/formgrader/{name}" for name in FORMGRADER_PAGES] + [_submission(server, "sol")]
+    for url in pages:
+        with urllib.request.urlopen(f"{url}?token={token}") as reply:
+            policy = reply.headers.get("Content-Security-Policy", "")
+        scripts = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
+        assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts and "*" not in scripts, (url, policy)
+        assert "default-src 'none'" in policy and "base-uri 'none'" in policy, (url, policy)
+    for url in pages:
+        page = browser_context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))  # noqa: B023 - used before the next page
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        # The only thing the policy blocks on formgrader's own pages: MathJax from its CDN.
+        blocked = [line for line in console if "Content Security Policy" in line and TEMPLATE_OWN[1] not in line]
+        assert blocked == [], url
+        page.close()
+
+
+def test_no_student_notebook_is_trusted(graded: tuple[Course, GradeRun], server: tuple[str, str]) -> None:
+    """Does the Jupyter server that runs formgrader (and that JupyterLab reads notebooks from) see
+    every autograded notebook as untrusted, with no signature or trust flag written by tdkit?"""
+    course, run = graded
+    base, token = server
+    for student in run.results.students:
+        on_disk = nbformat.read(course.autograded_notebook(student), as_version=4)
+        assert "signature" not in on_disk.metadata and "trusted" not in on_disk.metadata
+        assert all("trusted" not in cell.metadata for cell in on_disk.cells)
+        model = get_json(f"{base}/api/contents/autograded/{student}/td_cnn/td_cnn.ipynb?token={token}")
+        code = [cell for cell in model["content"]["cells"] if cell["cell_type"] == "code"]
+        assert code and all(cell["metadata"].get("trusted") is False for cell in code), student
+
+
+def test_policy_hashes_only_what_comes_before_the_notebook() -> None:
+    """Are formgrader's own inline script and handler allowed by hash, and nothing from the
+    rendered notebook on (nor anything at all when the page could not be read whole)?"""
+    import hashlib
+
+    from tdkit.formgrader_csp import policy
+
+    def sha(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    page = ('<script>var base_url = "/";</script><span onclick="toggle_name(true);"></span>'
+            '<div id="notebook-container"><script>steal()</script><img onerror="steal()"></div>')
+    scripts = next(d for d in policy(page, "http://h:1", "/").split("; ") if d.startswith("script-src"))
+    assert scripts.split()[1:] == ["http://h:1/formgrader/static/", *sorted([sha('var base_url = "/";'),
+                                   sha("toggle_name(true);")]), "'unsafe-hashes'"]
+    assert sha("steal()") not in scripts
+    unread = next(d for d in policy(None, "http://h:1", "/").split("; ") if d.startswith("script-src"))
+    assert unread == "script-src http://h:1/formgrader/static/"

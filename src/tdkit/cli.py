@@ -84,11 +84,18 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
 @click.option(
     "--scheduler",
     default=None,
-    metavar="tcp://HOST:PORT",
+    metavar="tls://HOST:PORT",
     help="Run the submissions on this Dask cluster's workers; checks and gradebook stay here.",
 )
+@click.option(
+    "--tls",
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="DIR/NAME",
+    help="This machine's certificate folder from 'tdkit certs', for a tls:// scheduler.",
+)
 @reports_errors
-def grade(student: str | None, workers: int, scheduler: str | None) -> None:
+def grade(student: str | None, workers: int, scheduler: str | None, tls: Path | None) -> None:
     """Grade every submission under submitted/ (or one) and write reports/td_cnn/."""
     from tdkit.grade import DEFAULT_PROFILE, grade_all
 
@@ -99,7 +106,7 @@ def grade(student: str | None, workers: int, scheduler: str | None) -> None:
         if workers != 1:
             raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
         try:
-            with connect(scheduler, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
+            with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
                 for line in executor.cluster.summary():
                     click.echo(line)
                 run = grade_all(course, student=student, executor=executor, progress=click.echo)
@@ -109,6 +116,8 @@ def grade(student: str | None, workers: int, scheduler: str | None) -> None:
                 "command again once the scheduler and its workers are back (or grade here, without --scheduler)."
             ) from None
     else:
+        if tls is not None:
+            raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
         run = grade_all(course, student=student, workers=workers, progress=click.echo)
     click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
@@ -137,6 +146,20 @@ def export_moodle() -> None:
             "no 'Feedback comments' column: enable Feedback comments in the assignment, download the worksheet "
             "again and collect it to send the comments"
         )
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+@reports_errors
+def certs(directory: Path, names: tuple[str, ...]) -> None:
+    """Make the course CA in DIRECTORY/ca/ (once) and a certificate folder DIRECTORY/NAME/ per machine."""
+    from tdkit.certs import make_certificates
+
+    result = make_certificates(directory, names)
+    click.echo(f"course CA: {result.ca_folder} ({'created' if result.ca_created else 'kept'}; keep ca-key.pem here)")
+    for machine in result.machines:
+        click.echo(f"{machine.folder.name}: {machine.folder}/ (ca.pem, cert.pem, key.pem): copy it to that machine")
 
 
 @main.command()

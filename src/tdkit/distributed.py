@@ -1,4 +1,9 @@
-"""Untrusted stages on a Dask distributed cluster (``tdkit grade --scheduler tcp://HOST:PORT``).
+"""Untrusted stages on a Dask distributed cluster (``tdkit grade --scheduler tls://HOST:PORT --tls DIR``).
+
+Between machines the cluster speaks mutual TLS (``tls://``): every client, worker and the
+scheduler hold a certificate signed by the course's CA (``tdkit certs``, :mod:`tdkit.certs`),
+so nobody else can send code to the workers or read the notebooks on the way. Plain ``tcp://``
+is for a cluster on this machine (loopback); to another host it works but warns.
 
 Only :func:`tdkit.untrusted.execute_job` travels: a prepared notebook goes out, plain data
 (``SandboxOutcome``) comes back. Preparing the jobs, the hidden checks and every gradebook
@@ -19,6 +24,8 @@ scheduler is no student's fault: :class:`ClusterLost` stops the batch instead.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import socket
 import sys
 import threading
 import uuid
@@ -31,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tdkit.certs import MachineFiles
 from tdkit.errors import TdkitError
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler, and to see a first worker
@@ -209,18 +217,65 @@ class DaskExecutor(Executor):
 
 
 def _unreachable(address: str, error: BaseException) -> TdkitError:
+    tls = (
+        " Over tls://, this machine's certificate must be signed by the same course CA as the "
+        "scheduler's ('tdkit certs DIR NAME', one CA for the whole cluster)." if address.startswith("tls://") else ""
+    )
     return TdkitError(
         f"Cannot reach a Dask scheduler at {address} ({type(error).__name__}: {error}). Check the address "
-        f"(tcp://HOST:PORT, as 'dask scheduler' prints it), or start one on that machine with "
+        f"(tls://HOST:PORT, as 'dask scheduler' prints it), or start one on that machine with "
         f"'DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES={WANTED_ALLOWED_FAILURES} dask scheduler' and "
-        f"workers with 'dask worker {address} --nthreads 1'."
+        f"workers with 'dask worker {address} --nthreads 1'.{tls}"
     )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is on this machine (unresolvable: no)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
+    """The ``distributed.Security`` for ``address`` (None for plain TCP) and the warnings to show.
+
+    ``tls://`` needs this machine's certificate folder (``tdkit certs``); ``tcp://`` is meant
+    for loopback: anywhere else, whoever reaches the scheduler runs code on the workers.
+    """
+    scheme, _, rest = address.partition("://")
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    if scheme == "tls":
+        if tls is None:
+            raise TdkitError(
+                f"{address} is a TLS scheduler: give this machine's certificate folder with --tls DIR/NAME "
+                "(made by 'tdkit certs DIR NAME' with the course CA; README 'Scaling out')."
+            )
+        files = MachineFiles(tls).check()
+        from distributed.security import Security
+
+        return Security(require_encryption=True, tls_ca_file=str(files.ca), tls_client_cert=str(files.cert),
+                        tls_client_key=str(files.key)), []
+    if scheme != "tcp" or not host:
+        raise TdkitError(f"{address!r} is not a scheduler address: give it as tls://HOST:PORT (or tcp://127.0.0.1:PORT).")
+    if tls is not None:
+        raise TdkitError(f"--tls is for a tls:// scheduler: give the address as tls://{rest}.")
+    if is_loopback(host):
+        return None, []
+    warning = (
+        f"WARNING: plain tcp:// to {host}: anyone who can reach this scheduler runs code on its workers and reads "
+        "the submissions. Use tls:// with the course's certificates ('tdkit certs', README 'Scaling out')."
+    )
+    return None, [warning]
+
+
 def connect(
-    address: str, *, data_dirs: Iterable[str | Path] = (), timeout: float = CONNECT_TIMEOUT
+    address: str, *, tls: Path | None = None, data_dirs: Iterable[str | Path] = (), timeout: float = CONNECT_TIMEOUT
 ) -> DaskExecutor:
-    """A client of the scheduler at ``address``, its workers checked; raises TdkitError naming the fix."""
+    """A client of the scheduler at ``address``, its workers checked; raises TdkitError naming the fix.
+
+    ``tls``: this machine's certificate folder (``tdkit certs``), for a ``tls://`` address."""
     try:
         from distributed import Client
     except ImportError as error:
@@ -229,16 +284,19 @@ def connect(
             "(or pip install 'dask[distributed]')."
         ) from error
     if "://" not in address:
-        raise TdkitError(f"{address!r} is not a scheduler address: give it as tcp://HOST:PORT.")
+        raise TdkitError(f"{address!r} is not a scheduler address: give it as tls://HOST:PORT.")
+    security, warnings = security_for(address, tls)
     try:
-        client = Client(address, timeout=timeout, set_as_default=False)
+        client = Client(address, timeout=timeout, set_as_default=False, security=security)
     except (OSError, TimeoutError, ValueError) as error:
         raise _unreachable(address, error) from error
     try:
-        return DaskExecutor(client, _inspect(client, address, [str(d) for d in data_dirs], timeout))
+        executor = DaskExecutor(client, _inspect(client, address, [str(d) for d in data_dirs], timeout))
     except BaseException:
         client.close()
         raise
+    executor.cluster.notes[:0] = warnings
+    return executor
 
 
 def _inspect(client: Any, address: str, data_dirs: list[str], timeout: float) -> Cluster:

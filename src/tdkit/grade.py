@@ -43,6 +43,7 @@ from tdkit.results import (
     write_results_json,
 )
 from tdkit.sandbox import Limits, limits_from_config
+from tdkit.sanitize import release_text, sanitise_notebook
 from tdkit.untrusted import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -211,6 +212,7 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         checks = [c if c.passed else not_evaluated(c, NOT_EVALUATED if refused else UNCHANGED) for c in checks]
     executed = _executed(outcome)
     if executed is not None:
+        executed = sanitise_notebook(executed, release_text(course.release_notebook))  # what graders' browsers render
         target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)

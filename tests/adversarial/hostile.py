@@ -7,7 +7,9 @@ puts every case under a course's ``submitted/`` folder; ``CASES`` says what each
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
 import io
 import json
 import sys
@@ -258,6 +260,103 @@ def always_equal_and_nan() -> NotebookNode:
 
 
 # ------------------------------------------------------------------------------------------
+# Markup aimed at the grader's browser (formgrader, feedback, JupyterLab, tdkit's pages)
+
+TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="  # 8x8 red
+READABLE = "LISIBLE"  # every piece of student text carries it: the grader must still read it
+# What a grader must read on every page that shows the hostile notebook (answers, added cell, outputs).
+READABLE_TEXTS = tuple(f"{READABLE} {where}" for where in (
+    *bs.ANSWER_IDS, "cellule_ajoutee", "sortie_markdown", "html", "stdout", "stderr", "erreur"))
+
+
+def payload_js(listener: str, name: str) -> str:
+    """What each payload runs if it ever runs: a marker on the page and a request to the listener."""
+    return f"(window.top.__tdkit_pwned=window.top.__tdkit_pwned||[]).push('{name}');fetch('{listener}/js/{name}')"
+
+
+def markup_payloads(listener: str, meta_refresh: bool = True) -> str:
+    """One HTML fragment with every kind of active markup, each aimed at the listener (a
+    Content-Security-Policy cannot stop ``<meta http-equiv=refresh>``: ``meta_refresh=False`` leaves it out)."""
+    js = functools.partial(payload_js, listener)
+    lines = [
+        f"<p>{READABLE} html: texte et <b>gras</b> de l'étudiant</p>",
+        f"<script>{js('script')}</script>",
+        f'<img src="{listener}/img-remote" onerror="{js("img-onerror")}">',
+        f'<img src="x" onerror="{js("img-onerror-local")}">',
+        f'<a href="javascript:{js("javascript-url")}">lien javascript</a>',
+        f'<a href="data:text/html,<script>{js("data-url-link")}</script>">lien data</a>',
+        f'<iframe src="data:text/html,<script>{js("data-url-iframe")}</script>"></iframe>',
+        f'<iframe src="{listener}/iframe"></iframe><object data="{listener}/object"></object>',
+        f'<embed src="{listener}/embed"><video poster="{listener}/poster"></video>',
+        f'<svg onload="{js("svg-onload")}"><script>{js("svg-script")}</script><image href="{listener}/svg-image"/></svg>',
+        f'<base href="{listener}/base/"><img src="relative-to-base.png">',
+        f'<meta http-equiv="refresh" content="0;url={listener}/meta-refresh">',
+        f'<link rel="stylesheet" href="{listener}/link.css">',
+        f"<style>@import url({listener}/css-import); p {{ background: url({listener}/css-background) }}</style>",
+        f'<div style="background-image: url({listener}/css-inline)">style en ligne</div>',
+        f'<details open ontoggle="{js("ontoggle")}"><summary>d</summary></details>',
+        f'<input autofocus onfocus="{js("onfocus")}"><body onload="{js("body-onload")}">',
+        f'<form action="{listener}/form"><button formaction="{listener}/formaction">envoyer</button></form>',
+    ]
+    return "\n".join(line for line in lines if meta_refresh or "http-equiv" not in line)
+
+
+def markup_svg(listener: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="{payload_js(listener, "svg-output-onload")}">'
+            f'<script>{payload_js(listener, "svg-output-script")}</script><image href="{listener}/svg-output-image" '
+            'width="10" height="10"/><circle cx="20" cy="20" r="15" fill="green"/></svg>')
+
+
+def markup_markdown(listener: str, tag: str, meta_refresh: bool = True) -> str:
+    """A free-text answer: prose the grader must read, raw HTML and Markdown links and images."""
+    return "\n\n".join([
+        f"{READABLE} {tag} : la précision est faible car la boucle n'appelle pas `step()` ; x < 3 et y > 2.",
+        markup_payloads(listener, meta_refresh),
+        f"[lien markdown](javascript:{payload_js(listener, 'md-link-' + tag)}) et ![image distante]({listener}/md-image)",
+        f"[ref][r] et <javascript:{payload_js(listener, 'md-autolink-' + tag)}>\n\n[r]: javascript:{payload_js(listener, 'md-ref')}",
+        "![capture](attachment:capture.png) ![piège](attachment:piege.svg)",
+    ])
+
+
+def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
+    """The full solution, with every class of active markup in every free-text answer, in a cell
+    of its own, in display outputs (HTML, JavaScript, SVG, Markdown, widgets), on stdout and
+    stderr, and in an error message; student metadata that would mark it trusted. Each payload
+    aims at ``listener`` and sets ``window.__tdkit_pwned`` if it ever runs."""
+    nb = solution_nb()
+    svg_attachment = base64.b64encode(markup_svg(listener).encode()).decode()
+    for grade_id in bs.ANSWER_IDS:
+        cell = nb.cells[_index(nb, grade_id)]
+        cell.source = markup_markdown(listener, grade_id)
+        cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg_attachment}}
+        cell.metadata["trusted"] = True
+    nb.cells.append(nbformat.v4.new_markdown_cell(markup_markdown(listener, "cellule_ajoutee")))
+    nb.cells.append(nbformat.v4.new_raw_cell(markup_payloads(listener), metadata={"raw_mimetype": "text/html"}))
+    payload = markup_payloads(listener)
+    at_end(nb, f"""
+        import base64, sys
+        from IPython.display import HTML, SVG, Image, Javascript, Markdown, display
+        PAYLOAD = {payload!r}
+        display(HTML(PAYLOAD))
+        display(Javascript({payload_js(listener, "javascript-output")!r}))
+        display(SVG({markup_svg(listener)!r}))
+        display(Markdown({markup_markdown(listener, "sortie_markdown")!r}))
+        display(Image(data=base64.b64decode({TINY_PNG!r})))
+        display({{"text/html": PAYLOAD, "application/vnd.jupyter.widget-view+json": {{"model_id": "x", "version_major": 2,
+                 "version_minor": 0}}, "text/plain": "{READABLE} widget"}}, raw=True)
+        display({{"text/html": PAYLOAD}}, raw=True, metadata={{"text/html": {{"isolated": True}}}})
+        print("{READABLE} stdout", PAYLOAD)
+        print("{READABLE} stderr", PAYLOAD, file=sys.stderr)
+    """)
+    at_end(nb, f"raise ValueError({READABLE!r} + ' erreur ' + {payload!r})")
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                            "version_minor": 0}}
+    nb.metadata["trusted"] = True
+    nb.metadata["signature"] = "sha256:" + "0" * 64
+    return nb
+
+
+# ------------------------------------------------------------------------------------------
 # Broken files (bytes, not notebooks)
 
 def _json(nb: NotebookNode) -> bytes:
@@ -313,6 +412,9 @@ CASES = [
          fake_probe_and_artifacts),
     Case("cheat_savers", "builtins.AssertionError, json.dump, np.savez monkeypatched", patched_savers),
     Case("cheat_values", "predict returns always-equal objects, confusion_matrix NaN", always_equal_and_nan),
+    Case("markup", "script, event handlers, javascript:/data: URLs, SVG, iframes, base, meta refresh, remote CSS "
+         "in every answer, in display outputs (HTML, JavaScript, SVG, Markdown, widget), stdout, stderr, errors",
+         hostile_markup),
     Case("broken_json", "invalid JSON (truncated)", invalid_json),
     Case("broken_v3", "nbformat 3", nbformat3),
     Case("broken_latin1", "non-UTF-8 bytes", non_utf8),

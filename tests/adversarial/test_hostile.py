@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -293,3 +294,18 @@ def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(batch: 
     rows = _export(course, tmp_path / "export.csv")
     assert {sid: float(rows[sid]["score"]) for sid in (OK, TD)} == {OK: FULL, TD: batch[TD].score}
     assert _sha(sorted(course.submitted.rglob("*.ipynb"))) == before
+
+
+def test_markup_keeps_full_marks_and_is_made_inert(batch: Batch) -> None:
+    """Is the submission full of active markup (answers, HTML/JavaScript/SVG/Markdown outputs,
+    streams, error) graded in full, and does its autograded notebook keep none of it active?"""
+    result = batch["markup"]
+    assert result.score == FULL and result.failure is None, result.failure
+    nb = nbformat.read(batch.course.autograded_notebook("markup"), as_version=4)
+    assert set(nb.metadata) <= {"kernelspec", "language_info"}
+    html = [o.data["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "text/html" in o.get("data", {})]
+    assert html and not any(re.search(r"<script|\son\w+=|javascript:|<iframe|<base|<meta|<style|<link", h) for h in html)
+    answers = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")]
+    assert len(answers) == 3 and all("<" not in a and "LISIBLE" in a for a in answers)
+    assert "Sortie JavaScript supprimée" in batch.outputs("markup")
