@@ -193,3 +193,16 @@ def test_export_needs_a_worksheet(tmp_path: Path) -> None:
     with pytest.raises(TdkitError, match="--worksheet"):
         export_moodle(course)
 
+
+
+def test_student_names_reach_the_gradebook_inert() -> None:
+    """Does a name or e-mail carrying markup (students edit their own in Moodle) lose every markup
+    character before formgrader, which shows names unescaped, can read it?"""
+    from tdkit.gradebook import inert_email, inert_name
+
+    assert inert_name("Zoë O'Neil-Dupré") == "Zoë O’Neil-Dupré"
+    hostile = inert_name('<img src=x onerror="alert(1)">Éva <script>fetch("//x")</script>')
+    assert not set(hostile) & set("<>\"'&=/()`;:")
+    assert hostile.startswith("img src x onerror alert") and "Éva" in hostile
+    assert inert_email("eva.martin@etu.example.fr") == "eva.martin@etu.example.fr"
+    assert inert_email('a"<svg onload=alert(1)>@x.fr') is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
@@ -99,9 +100,28 @@ def record_students(course: Course, students: list[tuple[str, str, str]]) -> Non
         warnings.simplefilter("ignore", SAWarning)
         with _one_transaction(gb):
             for student_id, full_name, email in students:
-                first, _, last = full_name.partition(" ")
+                first, _, last = inert_name(full_name).partition(" ")
                 gb.update_or_create_student(student_id, first_name=first or None, last_name=last or None,
-                                            email=email or None)
+                                            email=inert_email(email))
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def inert_name(text: str) -> str:
+    """A name as formgrader may show it: letters, marks, spaces, hyphens, dots and apostrophes only.
+
+    Names come from the LMS, where students can often edit their own, and formgrader inserts them
+    into its pages unescaped: no character of markup may reach it (the ASCII quote becomes ’)."""
+    kept = "".join(
+        ch if unicodedata.category(ch)[0] in "LM" or ch in " -.’" else "’" if ch == "'" else " " for ch in text
+    )
+    return " ".join(kept.split())
+
+
+def inert_email(text: str) -> str | None:
+    """The address when it is a plain e-mail address, else None (nothing else reaches formgrader)."""
+    return text if EMAIL.fullmatch(text) else None
 
 
 def _naive_utc(moment: datetime) -> datetime:
