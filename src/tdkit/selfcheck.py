@@ -1,7 +1,7 @@
 """``tdkit check NOTEBOOK``: a student runs the visible tests of their notebook locally.
 
-The notebook runs on a small synthetic profile (the grading profile), so the check takes
-seconds and needs no download. Hidden tests are not in reach: the release has none, and
+The notebook runs on the grading profile: ``DATA_SOURCE`` names a small synthetic folder in the
+hub's layout that tdkit writes, so the check takes seconds and needs no download. Hidden tests are not in reach: the release has none, and
 ``tdkit.hidden.check`` does nothing in this mode.
 """
 
@@ -16,7 +16,7 @@ import nbformat
 from tdkit.errors import TdkitError
 from tdkit.execute import CellError, execute_notebook
 from tdkit.parameters import inject_parameters
-from tdkit.prepare import GRADING_PARAMETERS
+from tdkit.prepare import GradingProfile
 from tdkit.sandbox import SANDBOX_ENV
 
 
@@ -51,7 +51,7 @@ def self_check(notebook: Path, cell_timeout: int = 300) -> SelfCheck:
             f"{notebook} is not a readable notebook ({type(error).__name__}: {error}). Open it in Jupyter and "
             "save it again, or start again from the released td_cnn.ipynb."
         ) from None
-    prepared = inject_parameters(nb, GRADING_PARAMETERS, strict=False)
+    prepared = inject_parameters(nb, GradingProfile().parameters(), strict=False)
     with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
         run = execute_notebook(prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"})
     errors_by_cell = {e.index: e for e in run.errors}
