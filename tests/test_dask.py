@@ -173,7 +173,7 @@ def runs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Run
         with connect(cluster.address, timeout=60) as executor:
             executor.client.wait_for_workers(2, timeout=60)
             hooked = HookedExecutor(executor, runs_log, kill_once={"alice"}, kill_always={KILLER})
-            dask = grade_all(course, executor=hooked, progress=progress.append)
+            dask = grade_all(course, everyone=True, executor=hooked, progress=progress.append)
             summary = executor.cluster.summary()
     except BaseException:
         print(cluster.log_tails())

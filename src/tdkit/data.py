@@ -424,9 +424,9 @@ def grading_folder(
         name = "synthetic"
     else:
         origin = Path(source).expanduser().resolve()
-        for split in SPLITS:  # a replaced copy gives a new slice
-            stat_ = parquet_path(origin, split).stat() if parquet_path(origin, split).is_file() else None
-            digest.update(f"{origin} {split} {stat_ and (stat_.st_size, stat_.st_mtime_ns)}".encode())
+        digest.update(str(origin).encode())
+        for path in sorted(origin.rglob("*.parquet")):  # a replaced copy gives a new slice
+            digest.update(f"{path} {path.stat().st_size} {path.stat().st_mtime_ns}".encode())
         name = "slice"
     folder = (cache or data_cache()) / f"cifar10-{name}-{digest.hexdigest()[:16]}"
     if folder.is_dir():

@@ -6,7 +6,7 @@
      "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
-                                   curves, confusion}}}
+                                   curves, confusion, manual, fingerprint, grader_failure}}}
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class StudentResult:
     confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
     # Manually graded cells (free-text answers): grade_id -> max points.
     manual: dict[str, float] = field(default_factory=dict)
+    # What it was graded from: {"submission": digest, "grader": {part: digest}} (tdkit.incremental).
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    grader_failure: bool = False  # failed on the grader's side, not the student's: graded again next time
 
     @property
     def score(self) -> float:
@@ -55,6 +58,8 @@ class StudentResult:
             "curves": self.curves,
             "confusion": self.confusion,
             "manual": self.manual,
+            "fingerprint": self.fingerprint,
+            "grader_failure": self.grader_failure,
         }
 
     @classmethod
@@ -68,6 +73,8 @@ class StudentResult:
             curves=record.get("curves", {}),
             confusion=record.get("confusion", {}),
             manual=record.get("manual", {}),
+            fingerprint=record.get("fingerprint", {}),
+            grader_failure=bool(record.get("grader_failure", False)),
         )
 
 
