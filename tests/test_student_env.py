@@ -102,3 +102,20 @@ def test_release_runs_with_the_td_packages_only(td_venv: Path, tmp_path: Path) -
     assert done.cells[-1].outputs[0]["text"].strip() == "None"
     printed = "".join(o.get("text", "") for c in done.cells if c.cell_type == "code" for o in c.outputs)
     assert "DatasetDict" in printed and f"num_rows: {profile.TRAIN_SUBSET}" in printed
+
+
+def test_tdkit_check_runs_the_visible_tests_on_the_grading_data() -> None:
+    """Does `tdkit check` run a notebook on tdkit's synthetic folder and say which visible test fails?"""
+    from tdkit.selfcheck import self_check
+
+    report = self_check(REPO / "examples" / "submissions" / "bob_td_loop_kept.ipynb")
+    assert report.failure is None and report.other_errors == []
+    assert {t.grade_id: t.passed for t in report.tests} == {
+        "test_train": False,
+        "test_learning_curve": True,
+        "test_predict": True,
+        "test_accuracy": True,
+        "test_confusion_matrix": True,
+        "test_activation_maps": True,
+    }
+    assert "optimizer.step()" in next(t.message for t in report.tests if t.grade_id == "test_train")
