@@ -68,7 +68,7 @@ def collect(archive: str, force: bool) -> None:
 @main.command()
 @click.option("--student", default=None, help="Regrade this student only (others keep their results).")
 @click.option(
-    "--all", "everyone", is_flag=True, help="Grade every submission again, even those unchanged since their last grading."
+    "--all", "everyone", is_flag=True, help="Grade every submission again, even those unchanged since last time."
 )
 @click.option("--workers", default=1, show_default=True, help="Submissions run in parallel (one gradebook writer).")
 @click.option(

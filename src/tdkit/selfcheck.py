@@ -1,8 +1,8 @@
 """``tdkit check NOTEBOOK``: a student runs the visible tests of their notebook locally.
 
 The notebook runs on the grading profile: ``DATA_SOURCE`` names a small synthetic folder in the
-hub's layout that tdkit writes, so the check takes seconds and needs no download. Hidden tests are not in reach: the release has none, and
-``tdkit.hidden.check`` does nothing in this mode.
+hub's layout that tdkit writes, so the check takes seconds and needs no download. Hidden tests
+are not in reach: the release has none, and ``tdkit.hidden.check`` does nothing in this mode.
 """
 
 from __future__ import annotations
