@@ -48,9 +48,11 @@ def _python_only(source: str) -> str:
 @cache
 def _grading_profile() -> dict[str, Any]:
     """The parameters the grader injects (tdkit.prepare.GradingProfile), data always synthetic."""
-    from tdkit.prepare import GRADING_PARAMETERS
+    from dataclasses import asdict
 
-    return {**GRADING_PARAMETERS, "DATA_SOURCE": "synthetic"}
+    from tdkit.prepare import GradingProfile
+
+    return asdict(GradingProfile(DATA_SOURCE="synthetic"))
 
 
 @cache

@@ -80,6 +80,9 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
 
 @main.command()
 @click.option("--student", default=None, help="Regrade this student only (others keep their results).")
+@click.option(
+    "--all", "everyone", is_flag=True, help="Grade every submission again, even those unchanged since last time."
+)
 @click.option("--workers", default=1, show_default=True, help="Submissions run in parallel (one gradebook writer).")
 @click.option(
     "--scheduler",
@@ -95,8 +98,12 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
     help="This machine's certificate folder from 'tdkit certs', for a tls:// scheduler.",
 )
 @reports_errors
-def grade(student: str | None, workers: int, scheduler: str | None, tls: Path | None) -> None:
-    """Grade every submission under submitted/ (or one) and write reports/td_cnn/."""
+def grade(student: str | None, everyone: bool, workers: int, scheduler: str | None, tls: Path | None) -> None:
+    """Grade the new and changed submissions under submitted/ and write reports/td_cnn/.
+
+    A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
+    the course environment, limits, grading profile, tdkit) keeps its result.
+    """
     from tdkit.grade import DEFAULT_PROFILE, grade_all
 
     course = find_course()
@@ -109,7 +116,7 @@ def grade(student: str | None, workers: int, scheduler: str | None, tls: Path | 
             with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
                 for line in executor.cluster.summary():
                     click.echo(line)
-                run = grade_all(course, student=student, executor=executor, progress=click.echo)
+                run = grade_all(course, student=student, everyone=everyone, executor=executor, progress=click.echo)
         except ClusterLost as error:
             raise TdkitError(
                 f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "
@@ -118,8 +125,11 @@ def grade(student: str | None, workers: int, scheduler: str | None, tls: Path | 
     else:
         if tls is not None:
             raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
-        run = grade_all(course, student=student, workers=workers, progress=click.echo)
-    click.echo(f"graded {len(run.graded)} submission(s) in {run.seconds:.0f} s")
+        run = grade_all(course, student=student, everyone=everyone, workers=workers, progress=click.echo)
+    click.echo(
+        f"graded {len(run.graded)} submission(s), kept {len(run.plan.keep)} unchanged result(s), "
+        f"in {run.seconds:.0f} s"
+    )
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
 
 

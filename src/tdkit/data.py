@@ -3,6 +3,10 @@
 Every source gives the same ``DatasetDict``: splits ``train`` and ``test``, columns ``img``
 (32x32 RGB images) and ``label`` (``ClassLabel`` with ``CLASS_NAMES``). No source ever stands
 in for another without saying so.
+
+The student's notebook does not import tdkit: it reads ``datasets.load_dataset(DATA_SOURCE)``.
+For grading and ``tdkit check``, ``grading_folder`` writes small data (synthetic, or a slice of
+a local copy) as a folder in the hub's parquet layout, which ``load_dataset`` reads as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -52,6 +58,8 @@ ZDATA_FEATURES = datasets.Features(
     }
 )
 SPLITS = ("train", "test")
+CONFIG = "plain_text"  # the hub's config folder: <folder>/plain_text/<split>-00000-of-00001.parquet
+CACHE_ENV = "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
 HUB_TIMEOUT_S = 5.0  # one probe instead of huggingface_hub's ~25 s of retries when offline
 CHUNK = 4096  # images per step of the array loops: keeps index temporaries near 30 MB
 _TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub spells a true environment flag
@@ -355,3 +363,83 @@ def prepared_datasets(dsd: datasets.DatasetDict) -> tuple[datasets.Dataset, data
         to_zdata_dataset(prepared.x_train, prepared.y_train),
         to_zdata_dataset(prepared.x_test, prepared.y_test),
     )
+
+
+# ---------------------------------------------------------------- folders in the hub's layout
+
+
+def parquet_path(folder: Path, split: str) -> Path:
+    """Where the hub's layout keeps ``split`` of CIFAR-10 under ``folder``."""
+    return folder / CONFIG / f"{split}-00000-of-00001.parquet"
+
+
+def write_hub_layout(dsd: datasets.DatasetDict, folder: Path) -> Path:
+    """Write ``dsd`` under ``folder`` as the hub lays out CIFAR-10; ``load_dataset(folder)`` reads it.
+
+    Written in a scratch folder beside it, then renamed: a folder that exists is complete. Files
+    are world-readable: the sandbox reads them as a user of its own.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        for split in SPLITS:
+            dsd[split].to_parquet(str(parquet_path(scratch, split)))
+        for path in (scratch, scratch / CONFIG, *scratch.rglob("*.parquet")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        try:
+            scratch.rename(folder)
+        except OSError:
+            if not folder.is_dir():  # not a concurrent writer that got there first
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
+
+
+def data_cache() -> Path:
+    """``TDKIT_DATA_CACHE``, else ``$XDG_CACHE_HOME/tdkit/data`` (``~/.cache/tdkit/data``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().resolve() / "tdkit" / "data"
+
+
+def grading_folder(
+    source: str | os.PathLike[str] = SYNTHETIC,
+    *,
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    cache: Path | None = None,
+) -> Path:
+    """A folder in the hub's layout with ``n_train`` + ``n_test`` images, written on first use.
+
+    ``source`` is ``"synthetic"`` (images of ``synthetic_cifar10``, deterministic in ``seed``) or a
+    local copy in the hub's layout, of which the first rows of each split are taken. The folder's
+    name is a digest of what it holds, so a change of source, size or generator makes a new one.
+    """
+    digest = hashlib.sha256(f"{n_train} {n_test} {seed}".encode())
+    if source == SYNTHETIC:
+        digest.update(Path(__file__).read_bytes())  # the generator's code: a new one, a new folder
+        name = "synthetic"
+    else:
+        origin = Path(source).expanduser().resolve()
+        digest.update(str(origin).encode())
+        for path in sorted(origin.rglob("*.parquet")):  # a replaced copy gives a new slice
+            digest.update(f"{path} {path.stat().st_size} {path.stat().st_mtime_ns}".encode())
+        name = "slice"
+    folder = (cache or data_cache()) / f"cifar10-{name}-{digest.hexdigest()[:16]}"
+    if folder.is_dir():
+        return folder
+    if source == SYNTHETIC:
+        dsd = synthetic_cifar10(n_train, n_test, seed)
+    else:
+        full = load_cifar10(source)
+        dsd = datasets.DatasetDict(
+            {
+                split: full[split].select(range(min(n, full[split].num_rows)))
+                for split, n in zip(SPLITS, (n_train, n_test))
+            }
+        )
+    return write_hub_layout(dsd, folder)
+

@@ -33,6 +33,16 @@ from tdkit.execute import CellError
 from tdkit.gradebook import record_grades
 from tdkit.identify import require_assignment
 from tdkit.import_guard import module_names
+from tdkit.incremental import (
+    ASKED,
+    GRADER,
+    SUBMISSION,
+    Plan,
+    grader_fingerprint,
+    in_gradebook,
+    plan,
+    submission_digest,
+)
 from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.prepare import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
 from tdkit.results import (
@@ -58,6 +68,8 @@ class GradeRun:
     grades_csv: Path | None = None
     reports_dir: Path | None = None
     seconds: float = 0.0
+    plan: Plan = field(default_factory=Plan)  # why each student was graded; who was skipped
+    registered: bool = False  # the committed release was registered in the gradebook (fresh clone)
 
 
 def _finite(values: Any) -> list[float] | None:
@@ -303,49 +315,65 @@ def grade_all(
     course: Course,
     *,
     student: str | None = None,
+    everyone: bool = False,
     limits: Limits | None = None,
     profile: GradingProfile = DEFAULT_PROFILE,
     workers: int = 1,
     executor: Executor | None = None,
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
-    """Grade every submission (or one), then write results.json, grades.csv and the reports."""
+    """Grade the new and changed submissions (``everyone``: all of them; ``student``: that one),
+    keep the other results, then write results.json, grades.csv and the reports."""
     from tdkit.fanout import after_grading
+    from tdkit.release import register_release
     from tdkit.report import render_reports
 
     if not course.release_notebook.is_file():
         raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")
     students = submitted_students(course)
-    if student is not None:
-        if student not in students:
-            raise TdkitError(
-                f"No submission for {student!r} at {course.submitted_notebook(student)}: check the id, or run "
-                "'tdkit collect ARCHIVE.zip' first."
-            )
-        students = [student]
+    if student is not None and student not in students:
+        raise TdkitError(
+            f"No submission for {student!r} at {course.submitted_notebook(student)}: check the id, or run "
+            "'tdkit collect ARCHIVE.zip' first."
+        )
     if not students:
         raise TdkitError(f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first.")
+    started = time.perf_counter()
+    # A gradebook without the assignment (a fresh clone) would give everyone 0: register it first.
+    registered = register_release(course)
+    if registered:
+        progress(f"registered the committed {course.release_notebook.relative_to(course.root)} in the gradebook")
     limits = limits or course_limits(course)
     environment = grading_environment(course.root)  # an uninstalled package is the grader's fault: stop
     results_path = course.reports / "results.json"
-    results = AssignmentResults(course.assignment)
-    if student is not None and results_path.is_file():
-        results = read_results_json(results_path)
+    previous = _previous_results(results_path, progress)
+    # Everyone still submitted keeps their last result; the students graded now replace theirs.
+    results = AssignmentResults(
+        course.assignment,
+        {sid: previous.students[sid] for sid in students if previous is not None and sid in previous.students},
+    )
+    grader = grader_fingerprint(course, limits, profile)
+    digests = {sid: submission_digest(course, sid, limits) for sid in students}
+    if student is not None:
+        todo = Plan({student: ASKED}, [s for s in students if s != student])
+    else:
+        todo = plan(students, previous, grader, digests, in_gradebook(course), everyone=everyone)
+        progress(todo.summary())
     results.environment = list(environment.packages)
-    started = time.perf_counter()
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
     pool = executor or ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
     pending = {}
     done: list[SandboxOutcome] = []
-    for sid in students:
+    for sid in todo.grade:
         try:
             pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))] = sid
         except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
             done.append(_refused(sid, error))
+    crashed: set[str] = set()  # jobs whose process died: no fault of the notebook's that we know of
     try:
         # Runs finish in any order; this thread alone judges them and writes the gradebook.
-        for number, outcome in enumerate(_outcomes(done, pending), 1):
+        for number, outcome in enumerate(_outcomes(done, pending, crashed), 1):
             sid = outcome.student_id
             try:
                 result = judge(course, outcome, limits)
@@ -355,13 +383,16 @@ def grade_all(
                 ) from error
             except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
                 result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
+                crashed.add(sid)
+            result.fingerprint = {SUBMISSION: digests[sid], GRADER: grader}
+            result.grader_failure = sid in crashed
             results.students[sid] = result
             elapsed = time.perf_counter() - started
-            eta = elapsed / number * (len(students) - number)
+            eta = elapsed / number * (len(todo.grade) - number)
             note = f"  ({result.failure.splitlines()[0][:60]})" if result.failure else ""
             progress(
-                f"[{number}/{len(students)}] {sid}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
-                f", ETA {eta:.0f} s{note}"
+                f"[{number}/{len(todo.grade)}] {sid}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
+                f" ({todo.grade[sid]}), ETA {eta:.0f} s{note}"
             )
     finally:
         if executor is None:
@@ -369,18 +400,39 @@ def grade_all(
     results = after_grading(course, results, students)
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
-    render_reports(results, course.reports / "html")
-    return GradeRun(results, students, results_path, course.reports / "grades.csv", course.reports / "html",
-                    time.perf_counter() - started)
+    # Pages whose result is as before stay; a group member's page follows the notebook graded for them.
+    render_reports(results, course.reports / "html", only=_changed_results(results, previous))
+    return GradeRun(results, list(todo.grade), results_path, course.reports / "grades.csv", course.reports / "html",
+                    time.perf_counter() - started, todo, registered)
 
 
-def _outcomes(done: list[SandboxOutcome], pending: dict[Future[SandboxOutcome], str]) -> Iterator[SandboxOutcome]:
-    """Outcomes as they come; a job whose worker died (twice, on Dask) is that student's failure."""
+def _changed_results(results: AssignmentResults, previous: AssignmentResults | None) -> set[str]:
+    """Students whose result differs from the previous run's (or who had none)."""
+    before = previous.students if previous is not None else {}
+    return {sid for sid, now in results.students.items() if sid not in before or before[sid].to_json() != now.to_json()}
+
+
+def _previous_results(path: Path, progress: Callable[[str], None]) -> AssignmentResults | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_results_json(path)
+    except (ValueError, KeyError, TypeError) as error:
+        progress(f"{path} is unreadable ({type(error).__name__}: {error}): every submission is graded again")
+        return None
+
+
+def _outcomes(
+    done: list[SandboxOutcome], pending: dict[Future[SandboxOutcome], str], crashed: set[str]
+) -> Iterator[SandboxOutcome]:
+    """Outcomes as they come; a job whose worker died (twice, on Dask) is that student's failure,
+    added to ``crashed``."""
     yield from done
     for future in as_completed(pending):
         try:
             yield future.result()
         except Exception as error:  # noqa: BLE001 - e.g. distributed.KilledWorker
+            crashed.add(pending[future])
             yield failed_outcome(
                 pending[future],
                 f"L'exécution a tué le processus qui la faisait tourner ({type(error).__name__}) : {error}",

@@ -25,6 +25,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
+from tdkit import data
 from tdkit.course import Course
 from tdkit.errors import TdkitError
 from tdkit.parameters import inject_parameters
@@ -36,10 +37,12 @@ class GradingProfile:
     """Overrides of the notebook's ``parameters`` cell for the untrusted run.
 
     Small data, few epochs, fixed seed: the run shows that the notebook works; the probe and
-    the hidden checks judge the functions on their own inputs, whatever the data source.
+    the hidden checks judge the functions on their own inputs, whatever the data source. The
+    notebook reads its data as a student's does, ``datasets.load_dataset(DATA_SOURCE)``, from a
+    folder tdkit writes (bound read-only in the sandbox).
     """
 
-    DATA_SOURCE: str = "synthetic"  # or a local CIFAR-10 directory, bound read-only in the sandbox
+    DATA_SOURCE: str = data.SYNTHETIC  # or a local CIFAR-10 copy: the folder holds a slice of it
     TRAIN_SUBSET: int = 200
     TEST_SUBSET: int = 200
     N_EPOCHS: int = 1
@@ -47,16 +50,21 @@ class GradingProfile:
     MINIBATCH_EPOCHS: int = 1
     SEED: int = 0
 
+    def data_folder(self) -> Path:
+        """The folder given to the notebook as ``DATA_SOURCE``, written on first use."""
+        return data.grading_folder(
+            self.DATA_SOURCE,
+            n_train=max(self.TRAIN_SUBSET, self.MINIBATCH_SUBSET),
+            n_test=self.TEST_SUBSET,
+            seed=self.SEED,
+        )
+
     def parameters(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "DATA_SOURCE": str(self.data_folder())}
 
     def data_dirs(self) -> list[Path]:
         """Local data the run must read."""
-        path = Path(self.DATA_SOURCE)
-        return [path.resolve()] if path.is_dir() else []
-
-
-GRADING_PARAMETERS = GradingProfile().parameters()
+        return [self.data_folder()]
 
 
 class UnreadableSubmission(TdkitError):

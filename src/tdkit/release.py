@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 
 from tdkit.course import Course, ensure_nbgrader_scripts
@@ -36,16 +37,10 @@ from tdkit.import_guard import notebook_outputs, recorded_modules
 from tdkit.leaks import find_leaks, missing_stub_lines
 from tdkit.notebooks import read_source, stable_ids, sync_pair
 from tdkit.parameters import inject_parameters
+from tdkit.prepare import GradingProfile
 
 # Small enough to run the whole solution in well under a minute on 2 cores.
-VERIFY_PARAMETERS = {
-    "DATA_SOURCE": "synthetic",
-    "TRAIN_SUBSET": 300,
-    "TEST_SUBSET": 200,
-    "N_EPOCHS": 1,
-    "MINIBATCH_SUBSET": 300,
-    "MINIBATCH_EPOCHS": 2,
-}
+VERIFY_PROFILE = GradingProfile(TRAIN_SUBSET=300, MINIBATCH_SUBSET=300, MINIBATCH_EPOCHS=2)
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,8 @@ def verify_solution(
 ) -> float:
     """Run the solution on synthetic data, its imports held to ``environment``; raise listing every
     failing cell. Returns seconds."""
-    nb = inject_parameters(source, VERIFY_PARAMETERS)
+    parameters = VERIFY_PROFILE.parameters()
+    nb = inject_parameters(source, parameters)
     with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
         run = execute_notebook(
             nb, scratch, allow_errors=True, env={GRADER_TESTS_ENV: str(course.grader_tests)},
@@ -90,18 +86,23 @@ def verify_solution(
         raise TdkitError(
             "The solution notebook does not pass its own tests on synthetic data, so nothing was released:\n  "
             + "\n  ".join(details)
-            + f"\nFix {course.source_md} (open it in Jupyter with DATA_SOURCE = 'synthetic') and run "
-            "'tdkit release' again."
+            + f"\nFix {course.source_md} (open it in Jupyter with DATA_SOURCE = "
+            f"'{parameters['DATA_SOURCE']}') and run 'tdkit release' again."
         )
     return run.seconds
 
 
-def generate_release(course: Course) -> nbformat.NotebookNode:
-    """nbgrader's generate_assignment into a scratch directory; returns the student notebook."""
+def generate_release(course: Course, db_url: str | None = None) -> nbformat.NotebookNode:
+    """nbgrader's generate_assignment into a scratch directory; returns the student notebook.
+
+    It registers the assignment's cells in the gradebook: the course's, or ``db_url``'s.
+    """
     with tempfile.TemporaryDirectory(prefix="tdkit-release-") as scratch:
         ensure_nbgrader_scripts()
         config = course.nbgrader_config()
         config.CourseDirectory.release_directory = str(Path(scratch) / "release")
+        if db_url is not None:
+            config.CourseDirectory.db_url = db_url
         api = NbGraderAPI(config=config)
         outcome = api.generate_assignment(course.assignment, force=True, create=True)
         produced = Path(scratch) / "release" / course.assignment / f"{course.assignment}.ipynb"
@@ -117,6 +118,45 @@ def generate_release(course: Course) -> nbformat.NotebookNode:
                 "c.CourseDirectory.ignore in nbgrader_config.py (the .md source is the full solution)."
             )
         return nbformat.read(produced, as_version=4)
+
+
+def release_text(released: nbformat.NotebookNode) -> str:
+    """The bytes of release/<assignment>/<assignment>.ipynb for a generated release."""
+    return nbformat.writes(stable_ids(released)) + "\n"
+
+
+def is_registered(course: Course) -> bool:
+    """Does the gradebook know the assignment's notebook (its cells, points, hidden tests)?"""
+    ensure_nbgrader_scripts()
+    with Gradebook(course.db_url, course.course_id) as gb:
+        try:
+            gb.find_notebook(course.assignment, course.assignment)
+        except MissingEntry:
+            return False
+    return True
+
+
+def register_release(course: Course) -> bool:
+    """Register the committed release in a gradebook that lacks it (a fresh clone), as
+    ``tdkit release`` does, without rewriting release/. True when it registered.
+
+    The source pair is first generated against a throwaway gradebook: if it does not give the
+    committed release byte for byte, nothing is registered and the error names the fix.
+    """
+    if is_registered(course):
+        return False
+    if not course.release_notebook.is_file():
+        raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")
+    with tempfile.TemporaryDirectory(prefix="tdkit-register-") as scratch:
+        generated = release_text(generate_release(course, f"sqlite:///{Path(scratch) / 'gradebook.db'}"))
+    if generated != course.release_notebook.read_text(encoding="utf-8"):
+        raise TdkitError(
+            f"The gradebook does not know {course.assignment} yet, and the committed {course.release_notebook} "
+            f"is not what {course.source_md.parent / (course.assignment + '.ipynb')} releases, so nobody was "
+            "graded: run 'tdkit release' (then commit release/) and grade again."
+        )
+    generate_release(course)
+    return True
 
 
 def release(course: Course, *, verify: bool = True) -> ReleaseResult:
@@ -143,7 +183,7 @@ def release(course: Course, *, verify: bool = True) -> ReleaseResult:
             f"The release lacks {len(missing)} line(s) of its release stub (e.g. {missing[0]!r}); nothing was "
             "written. Check that nbgrader_config.py registers tdkit.release_stub.ClearSolutionsWithStubs."
         )
-    text = nbformat.writes(released) + "\n"
+    text = release_text(released)
     target = course.release_notebook
     changed = not target.is_file() or target.read_text(encoding="utf-8") != text
     if changed:

@@ -14,7 +14,7 @@ import io
 import re
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -516,14 +516,21 @@ def render_summary(results: AssignmentResults) -> str:
     )
 
 
-def render_reports(results: AssignmentResults, out_dir: Path) -> ReportFiles:
-    """Write ``out_dir/<student_id>.html`` for every student and ``out_dir/index.html``."""
+def render_reports(
+    results: AssignmentResults, out_dir: Path, only: Collection[str] | None = None
+) -> ReportFiles:
+    """Write ``out_dir/<student_id>.html`` for every student and ``out_dir/index.html``.
+
+    ``only``: rewrite just these students' pages (and any page missing); the others are unchanged.
+    """
     names = {sid: _page_name(sid) for sid in results.students}  # refuse a bad id before writing
     out_dir.mkdir(parents=True, exist_ok=True)
     plotter = Plotter()
     pages = {}
     for sid in sorted(results.students):
         pages[sid] = out_dir / names[sid]
+        if only is not None and sid not in only and pages[sid].is_file():
+            continue
         pages[sid].write_text(
             render_student(results.students[sid], results.assignment, plotter, packages=results.environment),
             encoding="utf-8",

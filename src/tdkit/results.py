@@ -8,7 +8,7 @@
                                    ...extra keys: score, max_score, seconds, failure, errors,
                                    curves, confusion, manual, missing_modules, submitted_at,
                                    seconds_late, late_penalty, final_score, group, graded_with,
-                                   refused, notice}},
+                                   refused, notice, fingerprint, grader_failure}},
      ...extra keys: conflicts, environment}
 """
 
@@ -47,6 +47,9 @@ class StudentResult:
     missing_modules: list[str] = field(default_factory=list)
     refused: bool = False  # never run (unreadable, not the TD): ``failure`` says why
     notice: str | None = None  # what is wrong with the notebook as a whole (the release unchanged)
+    # What it was graded from: {"submission": digest, "grader": {part: digest}} (tdkit.incremental).
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    grader_failure: bool = False  # failed on the grader's side, not the student's: graded again next time
 
     @property
     def final_score(self) -> float:
@@ -82,6 +85,8 @@ class StudentResult:
             # Only when set: most students have neither, and older results.json files lack them.
             **({"refused": True} if self.refused else {}),
             **({"notice": self.notice} if self.notice else {}),
+            "fingerprint": self.fingerprint,
+            "grader_failure": self.grader_failure,
         }
 
     @classmethod
@@ -103,6 +108,8 @@ class StudentResult:
             missing_modules=record.get("missing_modules", []),
             refused=bool(record.get("refused", False)),
             notice=record.get("notice"),
+            fingerprint=record.get("fingerprint", {}),
+            grader_failure=bool(record.get("grader_failure", False)),
         )
 
 

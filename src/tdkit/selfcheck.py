@@ -1,10 +1,10 @@
 """``tdkit check NOTEBOOK``: a student runs the visible tests of their notebook locally.
 
-The notebook runs on a small synthetic profile (the grading profile), so the check takes
-seconds and needs no download. Hidden tests are not in reach: the release has none, and
-``tdkit.hidden.check`` does nothing in this mode. Its imports are held to the course
-environment (``td-requirements.txt`` beside the notebook or given), as in grading: a module
-outside it is named, and only the code that uses it fails.
+The notebook runs on the grading profile: ``DATA_SOURCE`` names a small synthetic folder in the
+hub's layout that tdkit writes, so the check takes seconds and needs no download. Hidden tests
+are not in reach: the release has none, and ``tdkit.hidden.check`` does nothing in this mode. Its
+imports are held to the course environment (``td-requirements.txt`` beside the notebook or given),
+as in grading: a module outside it is named, and only the code that uses it fails.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tdkit.errors import TdkitError
 from tdkit.execute import CellError, execute_notebook
 from tdkit.import_guard import missing_module_note, notebook_outputs, recorded_modules
 from tdkit.parameters import inject_parameters
-from tdkit.prepare import GRADING_PARAMETERS
+from tdkit.prepare import GradingProfile
 from tdkit.sandbox import SANDBOX_ENV
 
 
@@ -69,7 +69,7 @@ def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | Non
             "save it again, or start again from the released td_cnn.ipynb."
         ) from None
     environment = read_environment(requirements or find_environment_file(notebook))
-    prepared = inject_parameters(nb, GRADING_PARAMETERS, strict=False)
+    prepared = inject_parameters(nb, GradingProfile().parameters(), strict=False)
     with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
         run = execute_notebook(
             prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"}, environment=environment.kernel_json()
