@@ -455,18 +455,21 @@ class FailedCheck:
     check_id: str
     count: int
     share: float
-    example: str  # the most frequent message of this check
+    example: str  # the most frequent message of this check, from a notebook judged function by function
 
 
 def frequent_failures(results: AssignmentResults) -> list[FailedCheck]:
     messages: dict[str, Counter[str]] = {}
+    judged: dict[str, Counter[str]] = {}  # notebooks with no notice at the top: their messages stand alone
     for student in results.students.values():
         for result in student.checks:
             if not result.passed:
                 messages.setdefault(result.check_id, Counter())[result.message] += 1
+                if not (student.refused or student.notice):
+                    judged.setdefault(result.check_id, Counter())[result.message] += 1
     n = len(results.students)
     rows = [
-        FailedCheck(cid, sum(c.values()), sum(c.values()) / n, c.most_common(1)[0][0])
+        FailedCheck(cid, sum(c.values()), sum(c.values()) / n, (judged.get(cid) or c).most_common(1)[0][0])
         for cid, c in messages.items()
     ]
     return sorted(rows, key=lambda r: (-r.count, r.check_id))
