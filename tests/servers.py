@@ -110,31 +110,25 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
             continue
 
 
+# Extensions installed in the venv that no test here needs (they only slow the start).
+_UNUSED_EXTENSIONS = ("nbgrader.server_extensions.assignment_list", "nbgrader.server_extensions.course_list",
+                      "nbgrader.server_extensions.validate_assignment", "notebook", "jupyter_lsp", "jupytext",
+                      "jupyterlab_jupytext", "notebook_shim", "jupyter_server_terminals")
+
+
 @contextmanager
-def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Iterator[tuple[str, str]]:
-    """nbgrader's formgrader (a Jupyter server with the nbgrader formgrader extension) over the
-    course, on 127.0.0.1 and a free port, with its own Jupyter config, data and runtime dirs.
-    Yields (base URL, token); the server is stopped on exit, whatever happened."""
+def _jupyter(app: str, course_root: Path, workdir: Path, lab: bool, timeout: float) -> Iterator[tuple[str, str]]:
+    """``jupyter APP --config=jupyter_server_config.py`` from the course directory, as the README
+    says, on 127.0.0.1 and a free port, with its own Jupyter config, data and runtime dirs (already
+    under ``workdir`` are kept). Yields (base URL, token); the server is stopped on exit, whatever happened."""
     jupyter = shutil.which("jupyter", path=SCRIPTS) or shutil.which("jupyter")
     if jupyter is None:
         pytest.skip("no jupyter executable beside the interpreter: install the kit with `pip install -e .`")
     config_dir, data_dir, runtime_dir = (workdir / name for name in ("config", "data", "runtime"))
     for folder in (config_dir, data_dir, runtime_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    # Only the formgrader: the other extensions installed in the venv slow the start and are not tested.
-    extensions = {
-        "nbgrader.server_extensions.formgrader": True,
-        "nbgrader.server_extensions.assignment_list": False,
-        "nbgrader.server_extensions.course_list": False,
-        "nbgrader.server_extensions.validate_assignment": False,
-        "jupyterlab": False,
-        "notebook": False,
-        "jupyter_lsp": False,
-        "jupytext": False,
-        "jupyterlab_jupytext": False,
-        "notebook_shim": False,
-        "jupyter_server_terminals": False,
-    }
+    extensions = {"nbgrader.server_extensions.formgrader": True, "jupyterlab": lab,
+                  **dict.fromkeys(_UNUSED_EXTENSIONS, False)}
     (config_dir / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": extensions}}), encoding="utf-8"
     )
@@ -146,12 +140,12 @@ def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Itera
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    log_path = workdir / "formgrader.log"
+    log_path = workdir / f"{app}.log"
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [
-                jupyter, "server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+                jupyter, app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                 "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={course_root}",
                 "--config=jupyter_server_config.py",  # the course's, as the README says: formgrader's CSP
@@ -163,7 +157,7 @@ def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Itera
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"formgrader exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                raise RuntimeError(f"jupyter {app} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
                 url = f"{base}/formgrader/api/assignments?token={token}"
                 with urllib.request.urlopen(url, timeout=5) as reply:
@@ -172,11 +166,46 @@ def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Itera
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"formgrader not up after {timeout:.0f} s:\n{log_path.read_text()[-4000:]}")
+                raise RuntimeError(f"jupyter {app} not up after {timeout:.0f} s:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.5)
         yield base, token
     finally:
         _stop(proc)
+
+
+@contextmanager
+def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Iterator[tuple[str, str]]:
+    """nbgrader's formgrader: ``jupyter server`` with only the formgrader extension."""
+    with _jupyter("server", course_root, workdir, lab=False, timeout=timeout) as running:
+        yield running
+
+
+# Lab's default renders only the cells near the viewport; every cell must be on the page to be checked.
+LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"}}
+
+
+@contextmanager
+def jupyterlab(course_root: Path, workdir: Path, timeout: float = 120.0) -> Iterator[tuple[str, str]]:
+    """JupyterLab as the README tells a TA to start it (``jupyter lab --config=jupyter_server_config.py``),
+    formgrader included, with every notebook cell rendered (``LAB_SETTINGS``)."""
+    for name, settings in LAB_SETTINGS.items():
+        path = workdir / "config" / "lab" / "user-settings" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings), encoding="utf-8")
+    with _jupyter("lab", course_root, workdir, lab=True, timeout=timeout) as running:
+        yield running
+
+
+def assert_untrusted(base: str, token: str, course: Course, student: str) -> None:
+    """The autograded notebook carries no signature or trust flag, and the Jupyter server (which
+    JupyterLab asks) sees every code cell as untrusted."""
+    on_disk = nbformat.read(course.autograded_notebook(student), as_version=4)
+    assert "signature" not in on_disk.metadata and "trusted" not in on_disk.metadata, student
+    assert all("trusted" not in cell.metadata for cell in on_disk.cells), student
+    relative = course.autograded_notebook(student).relative_to(course.root).as_posix()
+    model = get_json(f"{base}/api/contents/{relative}?token={token}")
+    code = [cell for cell in model["content"]["cells"] if cell["cell_type"] == "code"]
+    assert code and all(cell["metadata"].get("trusted") is False for cell in code), student
 
 
 def get_json(url: str) -> Any:

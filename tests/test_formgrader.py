@@ -18,18 +18,12 @@ from typing import Any
 
 import nbformat
 import pytest
-from hostile import (
-    READABLE_TEXTS,
-    TINY_PNG,
-    markup_markdown,
-    markup_payloads,
-    markup_svg,
-    payload_js,
-)
+from hostile import READABLE_TEXTS, unsanitised_markup
 from markup_watch import active_markup, assert_inert, payload_listener, shown_images, watch
 from servers import (
     MARKUP,
     artifacts_dir,
+    assert_untrusted,
     chromium,
     formgrader,
     get_json,
@@ -160,27 +154,6 @@ def test_hostile_submission_is_inert_and_readable(server: tuple[str, str], brows
     page.close()
 
 
-def _unsanitised(nb: nbformat.NotebookNode, listener: str) -> nbformat.NotebookNode:
-    """The autograded notebook as it would be without tdkit's sanitising: raw HTML answers, and an
-    output cell with active HTML, JavaScript and SVG (no meta refresh: no policy can stop one)."""
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
-        if cell.cell_type == "markdown" and grade_id.startswith("answer_"):
-            cell.source = markup_markdown(listener, grade_id, meta_refresh=False)
-            svg = base64.b64encode(markup_svg(listener).encode()).decode()
-            cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg}}
-    html = markup_payloads(listener, meta_refresh=False)
-    cell = nbformat.v4.new_code_cell("display(...)")
-    cell.outputs = [
-        nbformat.v4.new_output("display_data", data={"text/html": html}),
-        nbformat.v4.new_output("display_data", data={"application/javascript": payload_js(listener, "js-output")}),
-        nbformat.v4.new_output("display_data", data={"image/svg+xml": markup_svg(listener)}),
-        nbformat.v4.new_output("stream", name="stdout", text=html),
-    ]
-    nb.cells.append(cell)
-    return nb
-
-
 def test_policy_alone_stops_an_unsanitised_notebook(
     graded: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
 ) -> None:
@@ -190,7 +163,7 @@ def test_policy_alone_stops_an_unsanitised_notebook(
     base, _ = server
     path = course.autograded_notebook(MARKUP)
     sanitised = path.read_bytes()
-    raw = _unsanitised(nbformat.reads(sanitised, as_version=4), payload_listener().url)
+    raw = unsanitised_markup(nbformat.reads(sanitised, as_version=4), payload_listener().url)
     nbformat.write(raw, path)
     try:
         page, seen, console = _open_submission(browser_context, server, MARKUP)
@@ -237,12 +210,7 @@ def test_no_student_notebook_is_trusted(graded: tuple[Course, GradeRun], server:
     course, run = graded
     base, token = server
     for student in run.results.students:
-        on_disk = nbformat.read(course.autograded_notebook(student), as_version=4)
-        assert "signature" not in on_disk.metadata and "trusted" not in on_disk.metadata
-        assert all("trusted" not in cell.metadata for cell in on_disk.cells)
-        model = get_json(f"{base}/api/contents/autograded/{student}/td_cnn/td_cnn.ipynb?token={token}")
-        code = [cell for cell in model["content"]["cells"] if cell["cell_type"] == "code"]
-        assert code and all(cell["metadata"].get("trusted") is False for cell in code), student
+        assert_untrusted(base, token, course, student)
 
 
 def test_policy_hashes_only_what_comes_before_the_notebook() -> None:

@@ -356,6 +356,27 @@ def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
     return nb
 
 
+def unsanitised_markup(nb: nbformat.NotebookNode, listener: str) -> nbformat.NotebookNode:
+    """The autograded notebook ``nb`` as it would be without tdkit's sanitising: raw HTML answers, and an
+    output cell with active HTML, JavaScript and SVG (no meta refresh: no policy can stop one)."""
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if cell.cell_type == "markdown" and grade_id.startswith("answer_"):
+            cell.source = markup_markdown(listener, grade_id, meta_refresh=False)
+            svg = base64.b64encode(markup_svg(listener).encode()).decode()
+            cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg}}
+    html = markup_payloads(listener, meta_refresh=False)
+    cell = nbformat.v4.new_code_cell("display(...)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": html}),
+        nbformat.v4.new_output("display_data", data={"application/javascript": payload_js(listener, "js-output")}),
+        nbformat.v4.new_output("display_data", data={"image/svg+xml": markup_svg(listener)}),
+        nbformat.v4.new_output("stream", name="stdout", text=html),
+    ]
+    nb.cells.append(cell)
+    return nb
+
+
 # ------------------------------------------------------------------------------------------
 # Broken files (bytes, not notebooks)
 
