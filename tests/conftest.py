@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from tdkit.course import Course
+    from tdkit.grade import GradeRun
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
@@ -62,3 +68,22 @@ def released_course(tmp_path_factory: pytest.TempPathFactory):
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course, verify=False)
     return course
+
+
+@pytest.fixture(scope="module")
+def browser_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
+    """The browser tests' shared graded course (``servers.shared_graded_course``); skips, saying
+    why, before grading when Chromium or Playwright is missing."""
+    from servers import require_browser, shared_graded_course  # servers imports this module
+
+    require_browser()
+    return shared_graded_course(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser_context() -> Iterator[Any]:
+    """One headless Chromium context for a browser test module (``servers.chromium``)."""
+    from servers import chromium
+
+    with chromium() as context:
+        yield context

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,11 @@ from nbconvert import HTMLExporter
 from servers import (
     MARKUP,
     artifacts_dir,
-    chromium,
-    require_browser,
     script_env,
-    shared_graded_course,
 )
 
 from tdkit.course import Course
 from tdkit.grade import GradeRun
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    require_browser()
-    return shared_graded_course(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser_context() -> Iterator[Any]:
-    with chromium() as context:
-        yield context
 
 
 def _images(page: Any) -> list[dict[str, Any]]:
@@ -71,10 +55,10 @@ def _assert_all_loaded(images: list[dict[str, Any]], failed: list[str], what: st
 
 
 def test_class_summary_images_load_and_link_to_students(
-    graded: tuple[Course, GradeRun], browser_context: Any
+    browser_course: tuple[Course, GradeRun], browser_context: Any
 ) -> None:
     """Does the class summary show its charts, and lead to each student's page?"""
-    course, run = graded
+    course, run = browser_course
     page, failed = _open(browser_context, (course.reports / "html" / "index.html").as_uri())
     images = _images(page)
     page.screenshot(path=str(artifacts_dir("reports") / "index.png"), full_page=True)
@@ -89,9 +73,9 @@ def test_class_summary_images_load_and_link_to_students(
 
 
 @pytest.mark.parametrize("student_id", ["sol", "td"])
-def test_feedback_report_images_load(graded: tuple[Course, GradeRun], browser_context: Any, student_id: str) -> None:
+def test_feedback_report_images_load(browser_course: tuple[Course, GradeRun], browser_context: Any, student_id: str) -> None:
     """Does a student's feedback page show every figure (learning curves, confusion matrices)?"""
-    course, run = graded
+    course, run = browser_course
     page, failed = _open(browser_context, (course.reports / "html" / f"{student_id}.html").as_uri())
     images = _images(page)
     page.screenshot(path=str(artifacts_dir("reports") / f"{student_id}.png"), full_page=True)
@@ -103,11 +87,11 @@ def test_feedback_report_images_load(graded: tuple[Course, GradeRun], browser_co
     page.close()
 
 
-def test_hostile_markup_runs_nothing_on_tdkit_pages(graded: tuple[Course, GradeRun], browser_context: Any) -> None:
+def test_hostile_markup_runs_nothing_on_tdkit_pages(browser_course: tuple[Course, GradeRun], browser_context: Any) -> None:
     """Do the class summary and the hostile submission's feedback page (its error message and
     traceback carry every payload) run none of them and request nothing beyond their own files,
     the student's error still readable?"""
-    course, _ = graded
+    course, _ = browser_course
     for name in ("index.html", f"{MARKUP}.html"):
         page = browser_context.new_page()
         seen = watch(page)
@@ -138,10 +122,10 @@ def _check(context: Any, page_file: Path, name: str) -> None:
     page.close()
 
 
-def test_nbgrader_feedback_is_inert_and_readable(graded: tuple[Course, GradeRun], browser_context: Any) -> None:
+def test_nbgrader_feedback_is_inert_and_readable(browser_course: tuple[Course, GradeRun], browser_context: Any) -> None:
     """Does the feedback page `nbgrader generate_feedback` writes for the hostile submission run
     none of its payloads, request nothing, and show the student's text and images?"""
-    course, _ = graded
+    course, _ = browser_course
     nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
     done = subprocess.run([nbgrader, "generate_feedback", "td_cnn", f"--student={MARKUP}", "--force"],
                           cwd=course.root, env=script_env(), capture_output=True, text=True, timeout=300, check=False)
@@ -151,11 +135,11 @@ def test_nbgrader_feedback_is_inert_and_readable(graded: tuple[Course, GradeRun]
 
 @pytest.mark.parametrize("template", ["lab", "classic"])
 def test_nbconvert_export_is_inert_and_readable(
-    graded: tuple[Course, GradeRun], browser_context: Any, tmp_path: Path, template: str
+    browser_course: tuple[Course, GradeRun], browser_context: Any, tmp_path: Path, template: str
 ) -> None:
     """Does the autograded notebook exported to HTML by nbconvert run none of the student's
     payloads, request nothing, and show the student's text and images?"""
-    course, _ = graded
+    course, _ = browser_course
     html, _ = HTMLExporter(template_name=template).from_filename(str(course.autograded_notebook(MARKUP)))
     page_file = tmp_path / f"{template}.html"
     page_file.write_text(html, encoding="utf-8")

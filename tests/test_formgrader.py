@@ -27,8 +27,6 @@ from servers import (
     chromium,
     formgrader,
     get_json,
-    require_browser,
-    shared_graded_course,
 )
 
 from tdkit.course import Course
@@ -36,14 +34,8 @@ from tdkit.grade import GradeRun
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    require_browser()
-    return shared_graded_course(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(graded: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with formgrader(graded[0].root, tmp_path_factory.mktemp("formgrader")) as running:
+def server(browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    with formgrader(browser_course[0].root, tmp_path_factory.mktemp("formgrader")) as running:
         yield running
 
 
@@ -64,10 +56,10 @@ def _points(text: str) -> tuple[float, float]:
 
 
 def test_manage_submissions_shows_tdkit_scores(
-    graded: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
+    browser_course: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
 ) -> None:
     """Does formgrader's submissions page list each student as autograded, with tdkit's score?"""
-    _, run = graded
+    _, run = browser_course
     base, _ = server
     page = browser_context.new_page()
     page.goto(f"{base}/formgrader/manage_submissions/td_cnn")
@@ -89,11 +81,11 @@ def test_manage_submissions_shows_tdkit_scores(
 
 
 def test_open_a_submission_shows_tdkit_cell_scores(
-    graded: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
+    browser_course: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
 ) -> None:
     """From the gradebook's list, does opening the solution's submission show the notebook with
     the cell scores tdkit wrote (auto scores add up to the tdkit score)?"""
-    _, run = graded
+    _, run = browser_course
     base, _ = server
     page = browser_context.new_page()
     page.goto(f"{base}/formgrader/gradebook/td_cnn/td_cnn")
@@ -155,11 +147,11 @@ def test_hostile_submission_is_inert_and_readable(server: tuple[str, str], brows
 
 
 def test_policy_alone_stops_an_unsanitised_notebook(
-    graded: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
+    browser_course: tuple[Course, GradeRun], server: tuple[str, str], browser_context: Any
 ) -> None:
     """With the autograded notebook left unsanitised (layer 1 bypassed), does formgrader's
     Content-Security-Policy alone stop every script, handler and remote load of the student?"""
-    course, _ = graded
+    course, _ = browser_course
     base, _ = server
     path = course.autograded_notebook(MARKUP)
     sanitised = path.read_bytes()
@@ -204,10 +196,10 @@ def test_every_formgrader_page_sends_the_policy_and_still_works(server: tuple[st
         page.close()
 
 
-def test_no_student_notebook_is_trusted(graded: tuple[Course, GradeRun], server: tuple[str, str]) -> None:
+def test_no_student_notebook_is_trusted(browser_course: tuple[Course, GradeRun], server: tuple[str, str]) -> None:
     """Does the Jupyter server that runs formgrader (and that JupyterLab reads notebooks from) see
     every autograded notebook as untrusted, with no signature or trust flag written by tdkit?"""
-    course, run = graded
+    course, run = browser_course
     base, token = server
     for student in run.results.students:
         assert_untrusted(base, token, course, student)

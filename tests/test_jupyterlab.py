@@ -22,10 +22,7 @@ from servers import (
     MARKUP,
     artifacts_dir,
     assert_untrusted,
-    chromium,
     jupyterlab,
-    require_browser,
-    shared_graded_course,
 )
 
 from tdkit.course import Course
@@ -38,21 +35,9 @@ LAB_OWN = ("data:", "blob:", "attachment:")
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    require_browser()
-    return shared_graded_course(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def lab(graded: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with jupyterlab(graded[0].root, tmp_path_factory.mktemp("jupyterlab")) as running:
+def lab(browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    with jupyterlab(browser_course[0].root, tmp_path_factory.mktemp("jupyterlab")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser_context(lab: tuple[str, str]) -> Iterator[Any]:
-    with chromium() as context:
-        yield context
 
 
 def test_lab_started_as_the_readme_says_keeps_formgrader_policy(lab: tuple[str, str]) -> None:
@@ -89,11 +74,11 @@ def _open_in_lab(context: Any, lab: tuple[str, str], course: Course) -> tuple[An
     return page, seen
 
 
-def test_hostile_submission_is_inert_and_readable_in_lab(graded: tuple[Course, GradeRun], lab: tuple[str, str],
+def test_hostile_submission_is_inert_and_readable_in_lab(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
                                                          browser_context: Any) -> None:
     """Does JupyterLab's view of the hostile markup submission run none of its payloads and request
     nothing beyond the server, while the student's answers, outputs and images stay readable?"""
-    course, _ = graded
+    course, _ = browser_course
     base, _ = lab
     page, seen = _open_in_lab(browser_context, lab, course)
     assert_inert(page, seen, (f"{base}/", *LAB_OWN), "JupyterLab, hostile submission")
@@ -115,11 +100,11 @@ def test_hostile_submission_is_inert_and_readable_in_lab(graded: tuple[Course, G
     page.close()
 
 
-def test_saving_in_lab_does_not_trust_the_notebook(graded: tuple[Course, GradeRun], lab: tuple[str, str],
+def test_saving_in_lab_does_not_trust_the_notebook(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
                                                    browser_context: Any) -> None:
     """After a TA opens the hostile submission in Lab and saves it, is it still unsigned and
     untrusted for the Jupyter server?"""
-    course, _ = graded
+    course, _ = browser_course
     base, token = lab
     path = course.autograded_notebook(MARKUP)
     graded_bytes = path.read_bytes()
@@ -139,12 +124,12 @@ def test_saving_in_lab_does_not_trust_the_notebook(graded: tuple[Course, GradeRu
 LAB_PASSIVE_LOADS = {"GET /img-remote", "GET /md-image", "GET /poster", "GET /css-inline"}
 
 
-def test_untrusted_alone_in_lab_runs_no_script(graded: tuple[Course, GradeRun], lab: tuple[str, str],
+def test_untrusted_alone_in_lab_runs_no_script(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
                                                browser_context: Any) -> None:
     """With the autograded notebook left unsanitised (layer 1 bypassed), does JupyterLab, which
     renders it untrusted, run none of the student's scripts and handlers nor open a dialog, its
     only calls out being the passive loads its sanitiser keeps?"""
-    course, _ = graded
+    course, _ = browser_course
     path = course.autograded_notebook(MARKUP)
     graded_bytes = path.read_bytes()
     listener = payload_listener()
