@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 import reference
 from tdkit import data
+from tdkit.data_cache import grading_folder
 from tdkit.errors import TdkitError
 
 
@@ -241,7 +242,7 @@ def test_synthetic_data_tells_a_correct_loop_from_the_td_bug() -> None:
 def test_grading_folder_is_read_by_load_dataset_as_it_is(tmp_path: Path) -> None:
     """Does `datasets.load_dataset(folder)` read tdkit's synthetic folder as CIFAR-10 from the hub
     (same splits, features, images), and does a second call reuse it untouched?"""
-    folder = data.grading_folder(n_train=12, n_test=7, seed=5, cache=tmp_path)
+    folder = grading_folder(n_train=12, n_test=7, seed=5, cache=tmp_path)
     loaded = datasets.load_dataset(str(folder))
     expected = data.synthetic_cifar10(n_train=12, n_test=7, seed=5)
     for name in data.SPLITS:
@@ -249,15 +250,15 @@ def test_grading_folder_is_read_by_load_dataset_as_it_is(tmp_path: Path) -> None
         assert _pixels(loaded[name]) == _pixels(expected[name])
     assert data._checked(loaded, str(folder)) is loaded
     stamp = data.parquet_path(folder, "train").stat().st_mtime_ns
-    assert data.grading_folder(n_train=12, n_test=7, seed=5, cache=tmp_path) == folder
+    assert grading_folder(n_train=12, n_test=7, seed=5, cache=tmp_path) == folder
     assert data.parquet_path(folder, "train").stat().st_mtime_ns == stamp
-    assert data.grading_folder(n_train=12, n_test=7, seed=6, cache=tmp_path) != folder
+    assert grading_folder(n_train=12, n_test=7, seed=6, cache=tmp_path) != folder
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no scratch left
 
 
 def test_grading_folder_slices_a_local_copy(local_copy: Path, tmp_path: Path) -> None:
     """From a local copy, does the folder hold the first rows of each split, readable as they were?"""
-    folder = data.grading_folder(local_copy, n_train=9, n_test=4, cache=tmp_path)
+    folder = grading_folder(local_copy, n_train=9, n_test=4, cache=tmp_path)
     sliced, full = datasets.load_dataset(str(folder)), data.load_cifar10(local_copy)
     assert (sliced["train"].num_rows, sliced["test"].num_rows) == (9, 4)
     assert _pixels(sliced["train"]) == _pixels(full["train"].select(range(9)))

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, copy_course
+from nbgrader.api import Gradebook
 
+from tdkit.collect import collect
 from tdkit.course import Course
 from tdkit.grade import GradeRun, grade_all
 from tdkit.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
@@ -152,6 +154,32 @@ def test_unchanged_students_are_skipped_and_said_so(semester: Course3) -> None:
     assert {name: now[name] for name in ("a.html", "b.html")} == {n: pages[n] for n in ("a.html", "b.html")}
 
 
+def test_nothing_changed_touches_no_page_nor_gradebook(semester: Course3) -> None:
+    """With nothing changed, are the summary and every page left unwritten, the gradebook's file
+    byte for byte as it was, and results.json and grades.csv identical?"""
+    html = semester.course.reports / "html"
+    pages = {p.name: p.stat().st_mtime_ns for p in html.glob("*.html")}
+    gradebook = (semester.course.root / "gradebook.db").read_bytes()
+    before = semester.files()
+    assert semester.grade().graded == []
+    assert {p.name: p.stat().st_mtime_ns for p in html.glob("*.html")} == pages and "index.html" in pages
+    assert (semester.course.root / "gradebook.db").read_bytes() == gradebook
+    assert semester.files() == before
+
+
+def test_nothing_changed_loads_no_heavy_library(semester: Course3) -> None:
+    """Does a grade with nothing changed run without importing torch, datasets or matplotlib (seconds
+    of start-up each, paid by a class with late submissions at every `tdkit grade`)?"""
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom tdkit.course import Course\nfrom tdkit.grade import grade_all\n"
+        "run = grade_all(Course(Path(sys.argv[1])), progress=lambda line: None)\n"
+        "print(run.graded, sorted(m for m in ('torch', 'datasets', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(semester.course.root)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[] []"
+
+
 def test_changed_and_new_submissions_are_graded_the_others_kept(semester: Course3, tmp_path: Path) -> None:
     """A late submission and a corrected one: are exactly those two graded, and do results.json,
     grades.csv, the gradebook and the pages all show the new scores beside the kept one?"""
@@ -244,6 +272,27 @@ def test_killed_mid_batch_then_rerun_is_consistent(semester: Course3, tmp_path: 
     rows = csv.DictReader((semester.course.reports / "grades.csv").open(encoding="utf-8"))
     assert {r["student_id"]: float(r["auto_score"]) for r in rows} == scores
     assert semester.grade().graded == []
+
+
+def test_a_pair_is_written_again_only_when_its_notebook_changes(tmp_path: Path) -> None:
+    """A pair graded once: graded again with nothing changed, is the gradebook left unwritten; once
+    the pair's notebook changes, do the partner's result and gradebook record follow it?"""
+    course = Course(copy_course(tmp_path / "course"))
+    release(course, verify=False)
+    groups = tmp_path / "groups.csv"
+    groups.write_text("group,student_id\nP,101\nP,102\n", encoding="utf-8")
+    collect(course, _export(tmp_path / "export.zip", {"101": "bob_td_loop_kept"}), groups=groups)
+    first = grade_all(course, progress=lambda line: None)
+    assert first.results.students["102"].graded_with == "101" and first.results.students["102"].score < FULL
+    gradebook = (course.root / "gradebook.db").read_bytes()
+    assert grade_all(course, progress=lambda line: None).graded == []
+    assert (course.root / "gradebook.db").read_bytes() == gradebook
+    shutil.copy(EXAMPLES / "alice_solution.ipynb", course.submitted_notebook("101"))
+    run = grade_all(course, progress=lambda line: None)
+    assert run.plan.grade == {"101": CHANGED}
+    assert (run.results.students["102"].graded_with, run.results.students["102"].score) == ("101", FULL)
+    with Gradebook(course.db_url, course.course_id) as gb:
+        assert gb.find_submission("td_cnn", "102").score == FULL
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from conftest import REPO
 
-from tdkit.data import grading_folder
+from tdkit.data_cache import grading_folder
 from tdkit.parameters import inject_parameters
 from tdkit.prepare import GradingProfile
 

@@ -13,6 +13,17 @@ from typing import Any
 
 import numpy as np
 
+# The probe's groups, one artifact each; here, not in tdkit.probe, so reading them needs no torch.
+GROUPS = (
+    "train",
+    "learning_curve",
+    "predict",
+    "accuracy",
+    "confusion_matrix",
+    "per_class_accuracy",
+    "activation_maps",
+)
+
 
 @dataclass(frozen=True)
 class Artifact:

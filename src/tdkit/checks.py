@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import pytest
-import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
@@ -155,6 +154,8 @@ def run_checks(
         "--no-header",
         "-W", "ignore",
     ]
+    import torch  # here, not at the top: results.py imports this module, and a kept result needs no torch
+
     output = io.StringIO()
     # The checks' tensors are tiny: one thread, since idle threads spinning for 2 cores cost 10x.
     threads = torch.get_num_threads()

@@ -127,8 +127,8 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
             raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
         run = grade_all(course, student=student, everyone=everyone, workers=workers, progress=click.echo)
     click.echo(
-        f"graded {len(run.graded)} submission(s), kept {len(run.plan.keep)} unchanged result(s), "
-        f"in {run.seconds:.0f} s"
+        f"graded {len(run.graded)} submission(s) in {run.grading_seconds:.1f} s, kept {len(run.plan.keep)} "
+        f"unchanged result(s); {run.seconds:.1f} s in all"
     )
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
 

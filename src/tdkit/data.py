@@ -5,8 +5,9 @@ Every source gives the same ``DatasetDict``: splits ``train`` and ``test``, colu
 in for another without saying so.
 
 The student's notebook does not import tdkit: it reads ``datasets.load_dataset(DATA_SOURCE)``.
-For grading and ``tdkit check``, ``grading_folder`` writes small data (synthetic, or a slice of
-a local copy) as a folder in the hub's parquet layout, which ``load_dataset`` reads as it is.
+For grading and ``tdkit check``, ``tdkit.data_cache.grading_folder`` has small data (synthetic,
+or a slice of a local copy) written here as a folder in the hub's parquet layout, which
+``load_dataset`` reads as it is.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ import numpy as np
 import PIL.Image
 import pyarrow as pa
 
+from tdkit.data_cache import SYNTHETIC
 from tdkit.errors import TdkitError
 
 HUB_ID = "uoft-cs/cifar10"
 ENV_VAR = "TDKIT_CIFAR10"
-SYNTHETIC = "synthetic"
 CLASS_NAMES = (
     "airplane",
     "automobile",
@@ -59,7 +60,6 @@ ZDATA_FEATURES = datasets.Features(
 )
 SPLITS = ("train", "test")
 CONFIG = "plain_text"  # the hub's config folder: <folder>/plain_text/<split>-00000-of-00001.parquet
-CACHE_ENV = "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
 HUB_TIMEOUT_S = 5.0  # one probe instead of huggingface_hub's ~25 s of retries when offline
 CHUNK = 4096  # images per step of the array loops: keeps index temporaries near 30 MB
 _TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub spells a true environment flag
@@ -396,41 +396,11 @@ def write_hub_layout(dsd: datasets.DatasetDict, folder: Path) -> Path:
     return folder
 
 
-def data_cache() -> Path:
-    """``TDKIT_DATA_CACHE``, else ``$XDG_CACHE_HOME/tdkit/data`` (``~/.cache/tdkit/data``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser().resolve() / "tdkit" / "data"
-
-
-def grading_folder(
-    source: str | os.PathLike[str] = SYNTHETIC,
-    *,
-    n_train: int,
-    n_test: int,
-    seed: int = 0,
-    cache: Path | None = None,
+def write_grading_folder(
+    source: str | os.PathLike[str], folder: Path, n_train: int, n_test: int, seed: int
 ) -> Path:
-    """A folder in the hub's layout with ``n_train`` + ``n_test`` images, written on first use.
-
-    ``source`` is ``"synthetic"`` (images of ``synthetic_cifar10``, deterministic in ``seed``) or a
-    local copy in the hub's layout, of which the first rows of each split are taken. The folder's
-    name is a digest of what it holds, so a change of source, size or generator makes a new one.
-    """
-    digest = hashlib.sha256(f"{n_train} {n_test} {seed}".encode())
-    if source == SYNTHETIC:
-        digest.update(Path(__file__).read_bytes())  # the generator's code: a new one, a new folder
-        name = "synthetic"
-    else:
-        origin = Path(source).expanduser().resolve()
-        digest.update(str(origin).encode())
-        for path in sorted(origin.rglob("*.parquet")):  # a replaced copy gives a new slice
-            digest.update(f"{path} {path.stat().st_size} {path.stat().st_mtime_ns}".encode())
-        name = "slice"
-    folder = (cache or data_cache()) / f"cifar10-{name}-{digest.hexdigest()[:16]}"
-    if folder.is_dir():
-        return folder
+    """Write ``folder`` for ``tdkit.data_cache.grading_folder``: its first ``n_train`` + ``n_test``
+    images, synthetic or taken from the local copy ``source``."""
     if source == SYNTHETIC:
         dsd = synthetic_cifar10(n_train, n_test, seed)
     else:
@@ -442,4 +412,3 @@ def grading_folder(
             }
         )
     return write_hub_layout(dsd, folder)
-

@@ -17,7 +17,7 @@ import re
 import sys
 from collections import deque
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,8 +42,18 @@ class CourseEnvironment:
     path: Path
     requirements: tuple[str, ...]  # the declared lines, normalised ("torch>=2.2")
     packages: tuple[str, ...]  # their distribution names, in file order (those for this platform)
-    modules: frozenset[str]  # top-level modules of the declared distributions and their dependencies
+    distributions: frozenset[str]  # canonical names of the declared distributions and their dependencies
     not_installed: tuple[str, ...]  # declared lines this interpreter lacks, or has at another version
+
+    @cached_property
+    def modules(self) -> frozenset[str]:
+        """Top-level modules of ``distributions``: scanning every installed file list takes about a
+        second, so only a run that grades or releases pays it, not one that keeps every result."""
+        return frozenset(
+            module
+            for module, dists in metadata.packages_distributions().items()
+            if module.isidentifier() and any(canonicalize_name(d) in self.distributions for d in dists)
+        )
 
     def allows(self, module: str) -> bool:
         top = top_level(module)
@@ -95,7 +105,7 @@ def read_environment(path: Path) -> CourseEnvironment:
     return _resolved(path, path.read_text(encoding="utf-8"))
 
 
-@cache  # scanning every installed distribution takes about a second; one process installs nothing
+@cache  # one process installs nothing
 def _resolved(path: Path, text: str) -> CourseEnvironment:
     declared = _requirements(path, text)
     missing: list[str] = []
@@ -121,16 +131,11 @@ def _resolved(path: Path, text: str) -> CourseEnvironment:
             dependency = Requirement(line)
             if _applies(dependency, extras_of[key]):
                 queue.append((dependency, False))
-    modules = {
-        module
-        for module, dists in metadata.packages_distributions().items()
-        if module.isidentifier() and any(canonicalize_name(d) in extras_of for d in dists)
-    }
     return CourseEnvironment(
         path,
         tuple(str(r) for r in declared),
         tuple(r.name for r in declared if _applies(r, set())),
-        frozenset(modules),
+        frozenset(extras_of),
         tuple(missing),
     )
 

@@ -4,13 +4,15 @@ Runs once the batch is graded, before results.json, grades.csv and the reports a
 grading loop itself knows nothing of groups. A group's notebook was graded once (under the
 member whose folder holds it, see ``tdkit.roster``); each other member gets the same checks,
 score, penalty and feedback page, in the gradebook too (same one-transaction write per
-student), and the autograded notebook beside theirs for formgrader.
+student), and the autograded notebook beside theirs for formgrader. A group whose members
+already hold its result is left as it is: an unchanged class costs no gradebook write.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Collection
 from datetime import timezone
 
 import nbformat
@@ -28,8 +30,11 @@ def _with_lateness(result: StudentResult, deadlines: Deadlines, timestamp: str |
     return dataclasses.replace(result, submitted_at=submitted, seconds_late=late.seconds_late, late_penalty=late.penalty)
 
 
-def after_grading(course: Course, results: AssignmentResults, graded: list[str]) -> AssignmentResults:
-    """Lateness for every student graded now, then each group's result for its other members."""
+def after_grading(
+    course: Course, results: AssignmentResults, graded: list[str], regraded: Collection[str]
+) -> AssignmentResults:
+    """Lateness for every student in ``graded``, then each group's result for its other members
+    where the graded member was ``regraded`` now or a member's result is not the group's."""
     from tdkit.grade import _submitted_at  # grade imports this module: import at call time
 
     deadlines = deadlines_from_config(course.nbgrader_config())
@@ -43,14 +48,19 @@ def after_grading(course: Course, results: AssignmentResults, graded: list[str])
         if group.graded not in graded or group.graded not in results.students:
             continue
         source = results.students[group.graded]
+        shared = {
+            m: dataclasses.replace(source, student_id=m, graded_with=group.graded)
+            for m in group.members
+            if m != group.graded
+        }
+        if group.graded not in regraded and all(results.students.get(m) == r for m, r in shared.items()):
+            continue
         timestamp = _submitted_at(course, group.graded)
         autograded = course.autograded_notebook(group.graded)
         executed = nbformat.read(autograded, as_version=4) if autograded.is_file() else None
-        for member in group.members:
-            if member == group.graded:
-                continue
+        for member, result in shared.items():
             # The group's lateness and penalty (the graded member's due date) go to every member.
-            results.students[member] = dataclasses.replace(source, student_id=member, graded_with=group.graded)
+            results.students[member] = result
             record_grades(course, member, source.checks, executed, timestamp, deadline_of=group.graded)
             if executed is not None:
                 target = course.autograded_notebook(member)

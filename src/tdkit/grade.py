@@ -21,7 +21,6 @@ from typing import Any
 
 import nbformat
 import numpy as np
-import torch
 from nbgrader.utils import parse_utc
 
 from tdkit.artifacts import read_artifact
@@ -43,7 +42,6 @@ from tdkit.incremental import (
     plan,
     submission_digest,
 )
-from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.prepare import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
 from tdkit.results import (
     AssignmentResults,
@@ -68,6 +66,7 @@ class GradeRun:
     grades_csv: Path | None = None
     reports_dir: Path | None = None
     seconds: float = 0.0
+    grading_seconds: float = 0.0  # from the first job sent to the last result judged: the rest is what keeping costs
     plan: Plan = field(default_factory=Plan)  # why each student was graded; who was skipped
     registered: bool = False  # the committed release was registered in the gradebook (fresh clone)
 
@@ -86,6 +85,10 @@ def _finite(values: Any) -> list[float] | None:
 @cache
 def _reference_views(root: Path) -> tuple[list[float], list[list[int]]]:
     """The reference's loss curve and confusion matrix on the grading inputs, for the reports."""
+    import torch  # with the grading inputs, only once something is graded: an unchanged class never pays it
+
+    from tdkit.inputs import GradingData, GradingInputs, eval_model, train_model
+
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     import reference
@@ -363,6 +366,7 @@ def grade_all(
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
     pool = executor or ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
+    grading_started = time.perf_counter()
     pending = {}
     done: list[SandboxOutcome] = []
     for sid in todo.grade:
@@ -397,13 +401,15 @@ def grade_all(
     finally:
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
-    results = after_grading(course, results, students)
+    grading_seconds = time.perf_counter() - grading_started if todo.grade else 0.0
+    results = after_grading(course, results, students, todo.grade)
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
     # Pages whose result is as before stay; a group member's page follows the notebook graded for them.
-    render_reports(results, course.reports / "html", only=_changed_results(results, previous))
+    unchanged = previous is not None and previous.to_json() == results.to_json()
+    render_reports(results, course.reports / "html", only=_changed_results(results, previous), summary=not unchanged)
     return GradeRun(results, list(todo.grade), results_path, course.reports / "grades.csv", course.reports / "html",
-                    time.perf_counter() - started, todo, registered)
+                    time.perf_counter() - started, grading_seconds, todo, registered)
 
 
 def _changed_results(results: AssignmentResults, previous: AssignmentResults | None) -> set[str]:

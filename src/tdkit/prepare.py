@@ -25,8 +25,8 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
-from tdkit import data
 from tdkit.course import Course
+from tdkit.data_cache import SYNTHETIC, grading_folder
 from tdkit.errors import TdkitError
 from tdkit.parameters import inject_parameters
 from tdkit.runner import probe_cell
@@ -42,7 +42,7 @@ class GradingProfile:
     folder tdkit writes (bound read-only in the sandbox).
     """
 
-    DATA_SOURCE: str = data.SYNTHETIC  # or a local CIFAR-10 copy: the folder holds a slice of it
+    DATA_SOURCE: str = SYNTHETIC  # or a local CIFAR-10 copy: the folder holds a slice of it
     TRAIN_SUBSET: int = 200
     TEST_SUBSET: int = 200
     N_EPOCHS: int = 1
@@ -52,7 +52,7 @@ class GradingProfile:
 
     def data_folder(self) -> Path:
         """The folder given to the notebook as ``DATA_SOURCE``, written on first use."""
-        return data.grading_folder(
+        return grading_folder(
             self.DATA_SOURCE,
             n_train=max(self.TRAIN_SUBSET, self.MINIBATCH_SUBSET),
             n_test=self.TEST_SUBSET,

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdkit.artifacts import GROUPS
 from tdkit.inputs import (
     N_CLASSES,
     GradingData,
@@ -35,15 +36,6 @@ from tdkit.inputs import (
     train_model,
 )
 
-GROUPS = (
-    "train",
-    "learning_curve",
-    "predict",
-    "accuracy",
-    "confusion_matrix",
-    "per_class_accuracy",
-    "activation_maps",
-)
 # The student function each group calls.
 FUNCTIONS = {
     "train": "train",

@@ -18,22 +18,21 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
 from tdkit.checks import CheckResult
 from tdkit.execute import strip_ansi
 from tdkit.import_guard import missing_module_note
 from tdkit.results import AssignmentResults, StudentResult
+
+if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: an unchanged class draws none
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
 GROUPS = {
@@ -120,6 +119,8 @@ def _png_data_uri(png: bytes) -> str:
 
 
 def _figure_png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer, pil_kwargs=PNG_OPTIONS)
     return buffer.getvalue()
@@ -173,6 +174,9 @@ class _HeatmapCanvas:
     """
 
     def __init__(self, shape: tuple[int, int]) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
         rows, cols = shape
         self.figure = Figure(figsize=(4.6, 4.6), dpi=DPI)
         self.canvas = FigureCanvasAgg(self.figure)
@@ -208,6 +212,8 @@ class _HeatmapCanvas:
         self.title.set_text(title)
         for artist in (self.image, self.title, *self.axes.spines.values()):
             self.axes.draw_artist(artist)
+        from PIL import Image
+
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(self.canvas.buffer_rgba())[..., :3]).save(
             buffer, "png", **PNG_OPTIONS
@@ -219,6 +225,10 @@ class _CurveCanvas:
     """The learning-curve plot, drawn again for each student with new data."""
 
     def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
         self.figure = Figure(figsize=(6.0, 3.4), dpi=DPI)
         self.canvas = FigureCanvasAgg(self.figure)
         self.axes = self.figure.add_axes((0.11, 0.16, 0.86, 0.72))
@@ -248,6 +258,8 @@ class _CurveCanvas:
         if self.axes.get_yscale() != scale:
             self.axes.set_yscale(scale)  # resets the locator
             if scale == "linear":
+                from matplotlib.ticker import MaxNLocator
+
                 self.axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
         self.axes.relim(visible_only=True)
         self.axes.autoscale_view()
@@ -293,6 +305,9 @@ class Plotter:
 
 
 def score_histogram_png(scores: list[float], max_score: float) -> str:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     width = 1.0 if max_score <= 40 else max_score / 20
     edges = np.arange(0, np.ceil(max(max_score, max(scores)) / width) + 1) * width
     fig = Figure(figsize=(6.0, 3.0), dpi=DPI)
@@ -520,15 +535,16 @@ def render_summary(results: AssignmentResults) -> str:
 
 
 def render_reports(
-    results: AssignmentResults, out_dir: Path, only: Collection[str] | None = None
+    results: AssignmentResults, out_dir: Path, only: Collection[str] | None = None, *, summary: bool = True
 ) -> ReportFiles:
     """Write ``out_dir/<student_id>.html`` for every student and ``out_dir/index.html``.
 
     ``only``: rewrite just these students' pages (and any page missing); the others are unchanged.
+    ``summary=False``: keep ``index.html`` as it is (when the results are those it was drawn from).
     """
     names = {sid: _page_name(sid) for sid in results.students}  # refuse a bad id before writing
     out_dir.mkdir(parents=True, exist_ok=True)
-    plotter = Plotter()
+    plotter = Plotter()  # draws nothing until a page is rendered
     pages = {}
     for sid in sorted(results.students):
         pages[sid] = out_dir / names[sid]
@@ -538,6 +554,7 @@ def render_reports(
             render_student(results.students[sid], results.assignment, plotter, packages=results.environment),
             encoding="utf-8",
         )
-    summary = out_dir / "index.html"
-    summary.write_text(render_summary(results), encoding="utf-8")
-    return ReportFiles(summary, pages)
+    index = out_dir / "index.html"
+    if summary or not index.is_file():
+        index.write_text(render_summary(results), encoding="utf-8")
+    return ReportFiles(index, pages)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tdkit import runner
-from tdkit.probe import GROUPS
+from tdkit.artifacts import GROUPS
 from tdkit.sandbox import Limits, run_sandboxed
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # all artifacts of one run: far above what the probe writes
