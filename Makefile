@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml td-requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	# What the students' notebooks may import: graded against exactly this (tdkit.environment).
+	# What the students' notebooks may import: graded against exactly this (tdkit.release.environment).
 	$(PY) -m pip install -q -r td-requirements.txt
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)

@@ -51,11 +51,11 @@ sys.path.insert(0, str(REPO))  # ``reference`` is a directory of the repository,
 import reference
 from reference.minibatch import MiniBatchRecipe
 from reference.strongnet import StrongNet, StrongRecipe, predict_strongnet, train_strongnet
-from tdkit.data import ENV_VAR, Prepared, load_cifar10, prepare, to_zdata_dataset
-from tdkit.execute import cell_seconds, execute_notebook
+from tdkit.core.data import ENV_VAR, Prepared, load_cifar10, prepare, to_zdata_dataset
+from tdkit.untrusted.execute import cell_seconds, execute_notebook
 from tdkit.hidden import SANDBOX_ENV
-from tdkit.notebooks import read_source
-from tdkit.parameters import declared_parameters, inject_parameters
+from tdkit.release.notebooks import read_source
+from tdkit.release.parameters import declared_parameters, inject_parameters
 
 DEFAULT_DATA = REPO.parent / "shared" / "cifar10"
 RESULTS = REPO / "reference" / "results.json"

@@ -17,9 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import reference
-from tdkit.artifacts import Artifact
-from tdkit.checks import fail
-from tdkit.inputs import (
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import fail
+from tdkit.core.inputs import (
     N_CLASSES,
     GradingData,
     GradingInputs,

@@ -28,8 +28,8 @@ from servers import (
     shared_graded_course,
 )
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun
+from tdkit.core.course import Course
+from tdkit.trusted.grade import GradeRun
 
 
 @pytest.fixture(scope="module")

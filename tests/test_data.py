@@ -1,4 +1,4 @@
-"""tdkit.data: every CIFAR-10 source looks the same, fails loudly, and prepares fast and right."""
+"""tdkit.core.data: every CIFAR-10 source looks the same, fails loudly, and prepares fast and right."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from tdkit import data
-from tdkit.errors import TdkitError
+from tdkit.core import data
+from tdkit.core.errors import TdkitError
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun, grade_all
-from tdkit.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
-from tdkit.prepare import GradingProfile
-from tdkit.release import release
-from tdkit.sandbox import Limits
+from tdkit.core.course import Course
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.trusted.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
+from tdkit.intake.submission import GradingProfile
+from tdkit.release.generate import release
+from tdkit.untrusted.sandbox import Limits
 
 EXAMPLES = REPO / "examples" / "submissions"
 EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))

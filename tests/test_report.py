@@ -1,4 +1,4 @@
-"""The feedback pages: one HTML page per student and the class summary (tdkit.report)."""
+"""The feedback pages: one HTML page per student and the class summary (tdkit.reports.html)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from markupsafe import escape
 from PIL import Image
 
-from tdkit.report import ReportFiles, format_message, render_reports, render_student
-from tdkit.results import AssignmentResults, read_results_json
+from tdkit.reports.html import ReportFiles, format_message, render_reports, render_student
+from tdkit.reports.results import AssignmentResults, read_results_json
 
 matplotlib.use("Agg")
 
@@ -217,7 +217,7 @@ def test_message_format() -> None:
 def test_summary_example_message_comes_from_a_notebook_judged_on_its_own(results: AssignmentResults) -> None:
     """When one copy failing a check is the untouched release (its messages point to the notice at
     the top of its own page), is the summary's example message the one a real attempt got?"""
-    from tdkit.report import frequent_failures
+    from tdkit.reports.html import frequent_failures
 
     check_id = "train/matches_reference"
     attempts = [s for s in results.students.values() if any(c.check_id == check_id and not c.passed for c in s.checks)]

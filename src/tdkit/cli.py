@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from tdkit.course import find_course
-from tdkit.errors import TdkitError
+from tdkit.core.course import find_course
+from tdkit.core.errors import TdkitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,7 @@ def main() -> None:
 @reports_errors
 def release(no_verify: bool) -> None:
     """Check the solution, generate release/td_cnn/td_cnn.ipynb and prove it leaks nothing."""
-    from tdkit.release import release as run_release
+    from tdkit.release.generate import release as run_release
 
     result = run_release(find_course(), verify=not no_verify)
     if result.verified:
@@ -70,7 +70,7 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
     """Copy each student's notebook from an LMS export zip into submitted/<id>/td_cnn/td_cnn.ipynb."""
     from pathlib import Path
 
-    from tdkit.collect import collect as run_collect
+    from tdkit.intake.collect import collect as run_collect
 
     report = run_collect(find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups)
     for line in report.lines():
@@ -104,11 +104,11 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
     A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
     the course environment, limits, grading profile, tdkit) keeps its result.
     """
-    from tdkit.grade import DEFAULT_PROFILE, grade_all
+    from tdkit.trusted.grade import DEFAULT_PROFILE, grade_all
 
     course = find_course()
     if scheduler is not None:
-        from tdkit.distributed import ClusterLost, connect
+        from tdkit.trusted.distributed import ClusterLost, connect
 
         if workers != 1:
             raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
@@ -142,7 +142,7 @@ def export() -> None:
 @reports_errors
 def export_moodle() -> None:
     """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
-    from tdkit.moodle_export import export_moodle as run_export
+    from tdkit.reports.moodle import export_moodle as run_export
 
     result = run_export(find_course())
     click.echo(f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet")
@@ -164,7 +164,7 @@ def export_moodle() -> None:
 @reports_errors
 def certs(directory: Path, names: tuple[str, ...]) -> None:
     """Make the course CA in DIRECTORY/ca/ (once) and a certificate folder DIRECTORY/NAME/ per machine."""
-    from tdkit.certs import make_certificates
+    from tdkit.trusted.certs import make_certificates
 
     result = make_certificates(directory, names)
     click.echo(f"course CA: {result.ca_folder} ({'created' if result.ca_created else 'kept'}; keep ca-key.pem here)")

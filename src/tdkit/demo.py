@@ -17,15 +17,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tdkit import data
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.grade import GradeRun, grade_all
-from tdkit.late import deadlines_from_config
-from tdkit.moodle_export import MoodleExport, export_moodle
-from tdkit.prepare import GradingProfile
-from tdkit.release import ReleaseResult, release
-from tdkit.worksheet import Worksheet, format_moodle_date
+from tdkit.core import data
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.intake.late import deadlines_from_config
+from tdkit.reports.moodle import MoodleExport, export_moodle
+from tdkit.intake.submission import GradingProfile
+from tdkit.release.generate import ReleaseResult, release
+from tdkit.intake.worksheet import Worksheet, format_moodle_date
 
 LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
 
@@ -122,7 +122,7 @@ def grading_worksheet(students: list[DemoStudent], zone: ZoneInfo, path: Path) -
 
 
 def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
-    from tdkit.collect import collect
+    from tdkit.intake.collect import collect
 
     source = demo_data_source(course, say)
     released = release(course)

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tdkit.checks import PASSED_MESSAGE, run_checks
-from tdkit.errors import TdkitError
-from tdkit.probe import run_probe
+from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
+from tdkit.core.errors import TdkitError
+from tdkit.untrusted.probe import run_probe
 
 SANDBOX_ENV = "TDKIT_SANDBOX"
 GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"
