@@ -59,7 +59,7 @@ class ClusterLost(BaseException):
 
 def code_digest() -> str:
     """A digest of tdkit's own source files: equal on two machines when they run the same code."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the whole tdkit package, not this stage's folder
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())

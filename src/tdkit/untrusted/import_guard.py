@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 ENVIRONMENT_ENV = "TDKIT_ENVIRONMENT"  # the kernel's environment: CourseEnvironment.kernel_json()
 KERNEL_PACKAGE = "tdkit"  # always importable: the grader's own cells (hidden tests, probe) use it
 # Run by IPython at kernel start, before any cell; binds no name in the notebook's namespace.
-KERNEL_ARGUMENTS = ("--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').import_guard.install()",)
+KERNEL_ARGUMENTS = ("--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').untrusted.import_guard.install()",)
 MARKER = "[tdkit] "
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _MARKED = re.compile(r"\[tdkit\] Le module `(" + _NAME.pattern + r")` n'est pas disponible")

@@ -28,7 +28,6 @@ from typing import Any
 from traitlets import Int
 from traitlets.config import Config, Configurable
 
-import tdkit
 from tdkit.core.errors import TdkitError
 
 SANDBOX_ENV = "TDKIT_SANDBOX"
@@ -110,7 +109,7 @@ def bwrap_path() -> str | None:
 
 
 def _readonly_roots() -> list[str]:
-    package = str(Path(tdkit.__file__).resolve().parent)
+    package = str(Path(__file__).resolve().parents[1])  # the whole tdkit package
     roots = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix), package}
     return sorted(r for r in roots if not r.startswith("/usr/"))
 
