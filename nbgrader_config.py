@@ -50,7 +50,7 @@ c.GenerateAssignment.preprocessors = [
     CheckCellMetadata,
 ]
 
-# Limits of each submission's untrusted run (tdkit.untrusted.sandbox.TdkitLimits; README "Limits and hostile
+# Limits of each submission's untrusted run (tdkit.core.config.TdkitLimits; README "Limits and hostile
 # submissions"). An unknown key here is an error that lists the valid ones.
 c.TdkitLimits.cell_timeout = 120  # seconds per cell
 c.TdkitLimits.run_timeout = 300  # seconds for the whole run (kernel starts, cells, probe)

@@ -31,10 +31,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import copy_course
 
 from tdkit.core.course import Course
-from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
-from tdkit.trusted.grade import grade_all, judge, prepare_job
-from tdkit.release.parameters import inject_parameters
 from tdkit.release.generate import release
+from tdkit.release.parameters import inject_parameters
+from tdkit.trusted.grade import grade_all, judge, prepare_job
+from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
 from tdkit.untrusted.job import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"

@@ -52,10 +52,10 @@ import reference
 from reference.minibatch import MiniBatchRecipe
 from reference.strongnet import StrongNet, StrongRecipe, predict_strongnet, train_strongnet
 from tdkit.core.data import ENV_VAR, Prepared, load_cifar10, prepare, to_zdata_dataset
-from tdkit.untrusted.execute import cell_seconds, execute_notebook
 from tdkit.hidden import SANDBOX_ENV
 from tdkit.release.notebooks import read_source
 from tdkit.release.parameters import declared_parameters, inject_parameters
+from tdkit.untrusted.execute import cell_seconds, execute_notebook
 
 DEFAULT_DATA = REPO.parent / "shared" / "cifar10"
 RESULTS = REPO / "reference" / "results.json"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from oracle import grading_data, unusable_message
 
+from tdkit.core.inputs import GradingData
 from tdkit.trusted.artifacts import Artifact, read_artifact
 from tdkit.trusted.checks import fail
-from tdkit.core.inputs import GradingData
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,8 +17,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import reference
-from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import fail
 from tdkit.core.inputs import (
     N_CLASSES,
     GradingData,
@@ -27,6 +25,8 @@ from tdkit.core.inputs import (
     grader_predictions,
     train_model,
 )
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import fail
 
 INPUTS = GradingInputs()
 

@@ -3,7 +3,7 @@
 ``namespace_from_notebook(path)`` execs, in a fresh dict, the code a grader's probe needs from
 a submission: the import cell (the first code cell), the ``parameters`` cell, the locked
 ``convnet`` cell and every solution cell (nbgrader ``solution: true`` code cells), in notebook
-order. The parameters cell gets the grader's overrides (``tdkit.intake.submission.GradingProfile``). The data
+order. The parameters cell gets the grader's overrides (``tdkit.core.config.GradingProfile``). The data
 and training cells are not run; stand-ins built from the same profile take the place of the
 globals they would leave behind (``train_dataset``, ``test_dataset``, ``model``, ``optim``,
 ``loss_history``), so that a function that wrongly reads a global behaves as it does in the
@@ -47,10 +47,10 @@ def _python_only(source: str) -> str:
 
 @cache
 def _grading_profile() -> dict[str, Any]:
-    """The parameters the grader injects (tdkit.intake.submission.GradingProfile), data always synthetic."""
+    """The parameters the grader injects (tdkit.core.config.GradingProfile), data always synthetic."""
     from dataclasses import asdict
 
-    from tdkit.intake.submission import GradingProfile
+    from tdkit.core.config import GradingProfile
 
     return asdict(GradingProfile(DATA_SOURCE="synthetic"))
 

@@ -29,8 +29,8 @@ from conftest import REPO, copy_course
 from markup_watch import payload_listener
 
 from tdkit.core.course import Course
-from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.release.generate import release
+from tdkit.trusted.grade import GradeRun, grade_all
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 MARKUP = "markup"  # the hostile markup submission of the shared browser course

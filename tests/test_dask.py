@@ -32,11 +32,11 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit.trusted.certs import MachineFiles, make_certificates
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.release.generate import release
+from tdkit.trusted.certs import MachineFiles, make_certificates
+from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.untrusted.job import SandboxJob, execute_job
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")

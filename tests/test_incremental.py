@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO, copy_course
 
+from tdkit.core.config import GradingProfile, Limits
 from tdkit.core.course import Course
+from tdkit.release.generate import release
 from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.trusted.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
-from tdkit.intake.submission import GradingProfile
-from tdkit.release.generate import release
-from tdkit.untrusted.sandbox import Limits
 
 EXAMPLES = REPO / "examples" / "submissions"
 EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))

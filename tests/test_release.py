@@ -9,12 +9,12 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit.release.generate import generate as release_module
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
+from tdkit.release.generate import generate as release_module
+from tdkit.release.generate import release
 from tdkit.release.leaks import find_leaks, missing_stub_lines
 from tdkit.release.notebooks import pair_text, read_source
-from tdkit.release.generate import release
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:

@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from conftest import REPO
 
+from tdkit.core.config import Limits, limits_from_config
 from tdkit.core.errors import TdkitError
-from tdkit.untrusted.sandbox import Limits, bwrap_path, limits_from_config, run_sandboxed
+from tdkit.untrusted.sandbox import bwrap_path, run_sandboxed
 
 needs_bwrap = pytest.mark.skipif(
     bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"

@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from conftest import REPO
 
+from tdkit.core.config import GradingProfile
 from tdkit.core.data import grading_folder
 from tdkit.release.parameters import inject_parameters
-from tdkit.intake.submission import GradingProfile
 
 REQUIREMENTS = REPO / "td-requirements.txt"
 RELEASE = REPO / "release" / "td_cnn" / "td_cnn.ipynb"

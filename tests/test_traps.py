@@ -19,9 +19,10 @@ import pytest
 from notebook_namespace import CELL_ERRORS, namespace_from_notebook
 
 import tdkit.untrusted.probe
-from tdkit.trusted.checks import CheckResult, run_checks
 from tdkit.core.inputs import GradingData, GradingInputs
 from tdkit.release.notebooks import read_source
+from tdkit.reports.results import CheckResult
+from tdkit.trusted.checks import run_checks
 from tdkit.untrusted.probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]

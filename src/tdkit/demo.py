@@ -18,14 +18,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tdkit.core import data
+from tdkit.core.config import GradingProfile
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.intake.late import deadlines_from_config
-from tdkit.reports.moodle import MoodleExport, export_moodle
-from tdkit.intake.submission import GradingProfile
-from tdkit.release.generate import ReleaseResult, release
 from tdkit.intake.worksheet import Worksheet, format_moodle_date
+from tdkit.release.generate import ReleaseResult, release
+from tdkit.reports.moodle import MoodleExport, export_moodle
+from tdkit.trusted.grade import GradeRun, grade_all
 
 LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
 

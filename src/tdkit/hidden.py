@@ -15,12 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
+from tdkit.core.config import GRADER_TESTS_ENV, SANDBOX_ENV
 from tdkit.core.errors import TdkitError
+from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
 from tdkit.untrusted.probe import run_probe
-
-SANDBOX_ENV = "TDKIT_SANDBOX"
-GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"
 
 
 def find_grader_tests(start: Path | None = None) -> Path:

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import nbformat
 
-from tdkit.release.environment import find_environment_file, read_environment
+from tdkit.core.config import SANDBOX_ENV, GradingProfile
 from tdkit.core.errors import TdkitError
+from tdkit.release.environment import find_environment_file, read_environment
+from tdkit.release.parameters import inject_parameters
 from tdkit.untrusted.execute import CellError, execute_notebook
 from tdkit.untrusted.import_guard import missing_module_note, notebook_outputs, recorded_modules
-from tdkit.release.parameters import inject_parameters
-from tdkit.intake.submission import GradingProfile
-from tdkit.untrusted.sandbox import SANDBOX_ENV
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ from hostile import (
     write,
 )
 
+from tdkit.core.config import Limits
 from tdkit.core.course import Course
-from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.release.generate import release
 from tdkit.reports.results import StudentResult
-from tdkit.untrusted.sandbox import Limits, bwrap_path
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.untrusted.sandbox import bwrap_path
 
 pytestmark = pytest.mark.skipif(
     bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"

@@ -11,11 +11,11 @@ from pathlib import Path
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from tdkit.core.config import DB_URL_ENV
 from tdkit.core.errors import TdkitError
 
 CONFIG_FILE = "nbgrader_config.py"
 ASSIGNMENT = "td_cnn"
-DB_URL_ENV = "TDKIT_DB_URL"  # the gradebook URL, password included, from the environment...
 LOCAL_DB_URL = Path(".tdkit") / "db_url"  # ...or from this untracked file of the course directory
 WHERE_DB_URL_GOES = (
     f"put the URL in the environment variable {DB_URL_ENV} or in the untracked file {LOCAL_DB_URL} "

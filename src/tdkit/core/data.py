@@ -29,11 +29,12 @@ import numpy as np
 import PIL.Image
 import pyarrow as pa
 
+from tdkit.core.config import CIFAR10_ENV as ENV_VAR
+from tdkit.core.config import DATA_CACHE_ENV as CACHE_ENV
+from tdkit.core.config import SYNTHETIC
 from tdkit.core.errors import TdkitError
 
 HUB_ID = "uoft-cs/cifar10"
-ENV_VAR = "TDKIT_CIFAR10"
-SYNTHETIC = "synthetic"
 CLASS_NAMES = (
     "airplane",
     "automobile",
@@ -59,7 +60,6 @@ ZDATA_FEATURES = datasets.Features(
 )
 SPLITS = ("train", "test")
 CONFIG = "plain_text"  # the hub's config folder: <folder>/plain_text/<split>-00000-of-00001.parquet
-CACHE_ENV = "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
 HUB_TIMEOUT_S = 5.0  # one probe instead of huggingface_hub's ~25 s of retries when offline
 CHUNK = 4096  # images per step of the array loops: keeps index temporaries near 30 MB
 _TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub spells a true environment flag

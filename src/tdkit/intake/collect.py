@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from tdkit.core.config import limits_from_config
 from tdkit.core.course import ASSIGNMENT, Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
-from tdkit.trusted.gradebook import record_students
 from tdkit.intake.late import course_timezone, nbgrader_timestamp
 from tdkit.intake.roster import (
     Conflict,
@@ -44,11 +44,11 @@ from tdkit.intake.roster import (
     participant_record,
     plan_groups,
     read_groups_csv,
+    record_students,
     save_roster,
 )
 from tdkit.intake.worksheet import Participant, read_worksheet
 
-MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024  # one notebook, uncompressed
 MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # all notebooks of one archive, uncompressed
 MAX_ENTRIES = 50_000  # a class of a few hundred students is far below this
 
@@ -202,7 +202,7 @@ def collect(
     force: bool = False,
     worksheet: Path | None = None,
     groups: Path | None = None,
-    max_notebook_bytes: int = MAX_NOTEBOOK_BYTES,
+    max_notebook_bytes: int | None = None,
     max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> CollectReport:
     """Copy each student's notebook from ``archive`` to ``submitted/<id>/<assignment>/``.
@@ -218,6 +218,8 @@ def collect(
             f"Assignment name {assignment!r} is not a safe folder name: use letters, digits, '-', '_', '.'."
         )
     archive = Path(archive)
+    if max_notebook_bytes is None:  # the limit grading applies: nothing collected is refused later for its size
+        max_notebook_bytes = limits_from_config(course.nbgrader_config()).max_notebook_bytes
     sheet = read_worksheet(Path(worksheet)) if worksheet is not None else None
     zone = course_timezone(course.nbgrader_config()) if sheet is not None else None
     participants = {p.participant_id: p for p in sheet.participants(zone)} if sheet and zone else {}

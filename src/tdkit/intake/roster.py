@@ -17,14 +17,21 @@ import csv
 import hashlib
 import io
 import json
+import re
+import unicodedata
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tdkit.core.course import Course
+from nbgrader.api import Gradebook
+from sqlalchemy.exc import SAWarning
+
+from tdkit.core.course import Course, ensure_nbgrader_scripts
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
+from tdkit.core.transaction import one_transaction
 from tdkit.intake.worksheet import Participant
 
 MAX_GROUPS_BYTES = 5 * 1024 * 1024
@@ -192,3 +199,36 @@ def plan_groups(
 
 def id_order(student_id: str) -> tuple[int, int, str]:
     return (0, int(student_id), "") if student_id.isdigit() else (1, 0, student_id)
+
+
+def record_students(course: Course, students: list[tuple[str, str, str]]) -> None:
+    """Names and e-mails of (student id, full name, e-mail), in one transaction, for formgrader and exports.
+
+    Moodle gives one full name: its first word is the first name, the rest the last name."""
+    ensure_nbgrader_scripts()
+    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        with one_transaction(gb):
+            for student_id, full_name, email in students:
+                first, _, last = inert_name(full_name).partition(" ")
+                gb.update_or_create_student(student_id, first_name=first or None, last_name=last or None,
+                                            email=inert_email(email))
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def inert_name(text: str) -> str:
+    """A name as formgrader may show it: letters, marks, spaces, hyphens, dots and apostrophes only.
+
+    Names come from the LMS, where students can often edit their own, and formgrader inserts them
+    into its pages unescaped: no character of markup may reach it (the ASCII quote becomes ’)."""
+    kept = "".join(
+        ch if unicodedata.category(ch)[0] in "LM" or ch in " -.’" else "’" if ch == "'" else " " for ch in text
+    )
+    return " ".join(kept.split())
+
+
+def inert_email(text: str) -> str | None:
+    """The address when it is a plain e-mail address, else None (nothing else reaches formgrader)."""
+    return text if EMAIL.fullmatch(text) else None

@@ -11,9 +11,6 @@ import json
 import os
 import stat
 import zipfile
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -25,46 +22,11 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
-from tdkit.core import data
+from tdkit.core.config import GradingProfile
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.release.parameters import inject_parameters
 from tdkit.untrusted.runner import probe_cell
-
-
-@dataclass(frozen=True)
-class GradingProfile:
-    """Overrides of the notebook's ``parameters`` cell for the untrusted run.
-
-    Small data, few epochs, fixed seed: the run shows that the notebook works; the probe and
-    the hidden checks judge the functions on their own inputs, whatever the data source. The
-    notebook reads its data as a student's does, ``datasets.load_dataset(DATA_SOURCE)``, from a
-    folder tdkit writes (bound read-only in the sandbox).
-    """
-
-    DATA_SOURCE: str = data.SYNTHETIC  # or a local CIFAR-10 copy: the folder holds a slice of it
-    TRAIN_SUBSET: int = 200
-    TEST_SUBSET: int = 200
-    N_EPOCHS: int = 1
-    MINIBATCH_SUBSET: int = 200
-    MINIBATCH_EPOCHS: int = 1
-    SEED: int = 0
-
-    def data_folder(self) -> Path:
-        """The folder given to the notebook as ``DATA_SOURCE``, written on first use."""
-        return data.grading_folder(
-            self.DATA_SOURCE,
-            n_train=max(self.TRAIN_SUBSET, self.MINIBATCH_SUBSET),
-            n_test=self.TEST_SUBSET,
-            seed=self.SEED,
-        )
-
-    def parameters(self) -> dict[str, Any]:
-        return {**asdict(self), "DATA_SOURCE": str(self.data_folder())}
-
-    def data_dirs(self) -> list[Path]:
-        """Local data the run must read."""
-        return [self.data_folder()]
 
 
 class UnreadableSubmission(TdkitError):

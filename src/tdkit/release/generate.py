@@ -21,7 +21,10 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 
+from tdkit.core.config import GRADER_TESTS_ENV, GradingProfile
 from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.errors import TdkitError
+from tdkit.core.files import write_atomically
 from tdkit.release.environment import (
     ENVIRONMENT_FILE,
     CourseEnvironment,
@@ -29,15 +32,11 @@ from tdkit.release.environment import (
     imports_outside,
     with_listing,
 )
-from tdkit.core.errors import TdkitError
-from tdkit.untrusted.execute import execute_notebook
-from tdkit.core.files import write_atomically
-from tdkit.hidden import GRADER_TESTS_ENV
-from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
 from tdkit.release.leaks import find_leaks, missing_stub_lines
 from tdkit.release.notebooks import read_source, stable_ids, sync_pair
 from tdkit.release.parameters import inject_parameters
-from tdkit.intake.submission import GradingProfile
+from tdkit.untrusted.execute import execute_notebook
+from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
 
 # Small enough to run the whole solution in well under a minute on 2 cores.
 VERIFY_PROFILE = GradingProfile(TRAIN_SUBSET=300, MINIBATCH_SUBSET=300, MINIBATCH_EPOCHS=2)

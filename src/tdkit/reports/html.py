@@ -30,10 +30,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from tdkit.trusted.checks import CheckResult
+from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult
 from tdkit.untrusted.execute import strip_ansi
 from tdkit.untrusted.import_guard import missing_module_note
-from tdkit.reports.results import AssignmentResults, StudentResult
 
 # The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
 GROUPS = {
@@ -407,7 +406,7 @@ def _page_name(student_id: str) -> str:
 @cache
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("tdkit", "templates"),
+        loader=PackageLoader("tdkit.reports", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

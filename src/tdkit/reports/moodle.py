@@ -24,10 +24,10 @@ from pathlib import Path
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
-from tdkit.reports.html import Plotter, format_delay, format_number, render_student
-from tdkit.reports.results import StudentResult, read_results_json
 from tdkit.intake.roster import load_roster, roster_dir
 from tdkit.intake.worksheet import Worksheet, read_worksheet
+from tdkit.reports.html import Plotter, format_delay, format_number, render_student
+from tdkit.reports.results import StudentResult, read_results_json
 
 ZIP_NAME = "feedback_files.zip"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: the same results give the same zip

@@ -16,13 +16,32 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdkit.trusted.checks import CheckResult
-from tdkit.untrusted.execute import CellError
 from tdkit.core.files import write_atomically
+from tdkit.untrusted.execute import CellError
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One hidden check's outcome for one submission."""
+
+    check_id: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str
+
+    @property
+    def group(self) -> str:
+        return self.check_id.split("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        del record["check_id"]
+        return record
 
 
 @dataclass

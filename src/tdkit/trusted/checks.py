@@ -10,12 +10,13 @@ import contextlib
 import io
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import pytest
 import torch
+
+from tdkit.reports.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
@@ -39,24 +40,6 @@ def require(condition: object, message: str) -> None:
     """Fail the current check with ``message`` unless ``condition`` holds."""
     if not condition:
         fail(message)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check_id: str
-    passed: bool
-    points: float
-    max_points: float
-    message: str
-
-    @property
-    def group(self) -> str:
-        return self.check_id.split("/", 1)[0]
-
-    def to_json(self) -> dict[str, Any]:
-        record = asdict(self)
-        del record["check_id"]
-        return record
 
 
 def not_evaluated(result: CheckResult, message: str = NOT_EVALUATED) -> CheckResult:

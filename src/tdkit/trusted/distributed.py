@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdkit.trusted.certs import MachineFiles
 from tdkit.core.errors import TdkitError
+from tdkit.trusted.certs import MachineFiles
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler, and to see a first worker
 WANTED_ALLOWED_FAILURES = 1  # one retry after a lost worker, then the job is reported

@@ -16,10 +16,10 @@ from datetime import timezone
 import nbformat
 
 from tdkit.core.course import Course
-from tdkit.trusted.gradebook import record_grades
 from tdkit.intake.late import Deadlines, deadlines_from_config
-from tdkit.reports.results import AssignmentResults, StudentResult
 from tdkit.intake.roster import load_roster
+from tdkit.reports.results import AssignmentResults, StudentResult
+from tdkit.trusted.gradebook import record_grades
 
 
 def _with_lateness(result: StudentResult, deadlines: Deadlines, timestamp: str | None) -> StudentResult:

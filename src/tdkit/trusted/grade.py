@@ -24,15 +24,23 @@ import numpy as np
 import torch
 from nbgrader.utils import parse_utc
 
+from tdkit.core.config import GradingProfile, Limits, limits_from_config
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.core.inputs import GradingData, GradingInputs, eval_model, train_model
+from tdkit.intake.identify import require_assignment
+from tdkit.intake.submission import UnreadableSubmission, prepare_submission, read_submission
+from tdkit.release.environment import CourseEnvironment, grading_environment
+from tdkit.reports.results import (
+    AssignmentResults,
+    StudentResult,
+    read_results_json,
+    write_grades_csv,
+    write_results_json,
+)
 from tdkit.trusted.artifacts import read_artifact
 from tdkit.trusted.checks import NOT_EVALUATED, UNCHANGED, ChecksCrashed, not_evaluated, run_checks
-from tdkit.core.course import Course
-from tdkit.release.environment import CourseEnvironment, grading_environment
-from tdkit.core.errors import TdkitError
-from tdkit.untrusted.execute import CellError
 from tdkit.trusted.gradebook import record_grades
-from tdkit.intake.identify import require_assignment
-from tdkit.untrusted.import_guard import module_names
 from tdkit.trusted.incremental import (
     ASKED,
     GRADER,
@@ -43,17 +51,9 @@ from tdkit.trusted.incremental import (
     plan,
     submission_digest,
 )
-from tdkit.core.inputs import GradingData, GradingInputs, eval_model, train_model
-from tdkit.intake.submission import GradingProfile, UnreadableSubmission, prepare_submission, read_submission
-from tdkit.reports.results import (
-    AssignmentResults,
-    StudentResult,
-    read_results_json,
-    write_grades_csv,
-    write_results_json,
-)
-from tdkit.untrusted.sandbox import Limits, limits_from_config
 from tdkit.trusted.sanitize import release_text, sanitise_notebook
+from tdkit.untrusted.execute import CellError
+from tdkit.untrusted.import_guard import module_names
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -133,7 +133,7 @@ def prepare_job(
     """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
     limits = limits or course_limits(course)
     environment = environment or grading_environment(course.root)
-    nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
+    nb = read_submission(course, student_id, limits.max_notebook_bytes, limits.max_cells)
     require_assignment(nb, course.release_notebook)
     prepared = prepare_submission(course, nb, student_id, profile)
     return SandboxJob(
@@ -258,7 +258,7 @@ REFUSED = "refused"  # record key of a submission refused before any run
 def _untouched_notice(course: Course, student_id: str, limits: Limits) -> str | None:
     """« Rien n'a été modifié » when the submission is the release as distributed (trusted: the submitted file)."""
     try:
-        nb = read_submission(course, student_id, limits.max_notebook_mb * 1024 * 1024, limits.max_cells)
+        nb = read_submission(course, student_id, limits.max_notebook_bytes, limits.max_cells)
         found = require_assignment(nb, course.release_notebook)
     except UnreadableSubmission:  # changed since its run: the run's own result stands
         return None
@@ -324,9 +324,9 @@ def grade_all(
 ) -> GradeRun:
     """Grade the new and changed submissions (``everyone``: all of them; ``student``: that one),
     keep the other results, then write results.json, grades.csv and the reports."""
-    from tdkit.trusted.fanout import after_grading
     from tdkit.release.generate import register_release
     from tdkit.reports.html import render_reports
+    from tdkit.trusted.fanout import after_grading
 
     if not course.release_notebook.is_file():
         raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")

@@ -7,21 +7,20 @@ answer cells are left to the TAs, as nbgrader does.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import unicodedata
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
-from tdkit.trusted.checks import CheckResult
 from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.transaction import one_transaction
 from tdkit.intake.late import deadlines_from_config
+from tdkit.reports.results import CheckResult
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
 
@@ -69,7 +68,7 @@ def record_grades(
     # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
     with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
         warnings.simplefilter("ignore", SAWarning)
-        with _one_transaction(gb):
+        with one_transaction(gb):
             gb.update_or_create_student(student_id)
             # nbgrader's own due date and extension: formgrader and nbgrader's lateness agree with tdkit's.
             if deadlines.due is not None:
@@ -91,69 +90,6 @@ def record_grades(
             submitted.late_submission_penalty = late.penalty or None
 
 
-def record_students(course: Course, students: list[tuple[str, str, str]]) -> None:
-    """Names and e-mails of (student id, full name, e-mail), in one transaction, for formgrader and exports.
-
-    Moodle gives one full name: its first word is the first name, the rest the last name."""
-    ensure_nbgrader_scripts()
-    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
-        warnings.simplefilter("ignore", SAWarning)
-        with _one_transaction(gb):
-            for student_id, full_name, email in students:
-                first, _, last = inert_name(full_name).partition(" ")
-                gb.update_or_create_student(student_id, first_name=first or None, last_name=last or None,
-                                            email=inert_email(email))
-
-
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-
-
-def inert_name(text: str) -> str:
-    """A name as formgrader may show it: letters, marks, spaces, hyphens, dots and apostrophes only.
-
-    Names come from the LMS, where students can often edit their own, and formgrader inserts them
-    into its pages unescaped: no character of markup may reach it (the ASCII quote becomes ’)."""
-    kept = "".join(
-        ch if unicodedata.category(ch)[0] in "LM" or ch in " -.’" else "’" if ch == "'" else " " for ch in text
-    )
-    return " ".join(kept.split())
-
-
-def inert_email(text: str) -> str | None:
-    """The address when it is a plain e-mail address, else None (nothing else reaches formgrader)."""
-    return text if EMAIL.fullmatch(text) else None
-
-
 def _naive_utc(moment: datetime) -> datetime:
     """As nbgrader stores dates: naive, in UTC."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
-
-
-@contextlib.contextmanager
-def _one_transaction(gb: Gradebook) -> Iterator[None]:
-    """Every write of the block in one database transaction: all of it, or nothing.
-
-    nbgrader's Gradebook commits after each of its calls; here its commits only flush, and the
-    block commits once at the end (a crash or a kill before that leaves the student as they were).
-    """
-    session = gb.db
-    commit = session.commit
-    session.commit = session.flush  # type: ignore[method-assign]
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
-    else:
-        commit()
-    finally:
-        del session.commit
-
-
-def remove_submission(course: Course, student_id: str) -> None:
-    ensure_nbgrader_scripts()
-    with Gradebook(course.db_url, course.course_id) as gb:
-        try:
-            gb.remove_submission(course.assignment, student_id)
-        except MissingEntry:
-            pass

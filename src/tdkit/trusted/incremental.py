@@ -20,12 +20,11 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from tdkit.core.config import GradingProfile, Limits
 from tdkit.core.course import Course, ensure_nbgrader_scripts
-from tdkit.trusted.distributed import code_digest
 from tdkit.release.environment import ENVIRONMENT_FILE
-from tdkit.intake.submission import GradingProfile
 from tdkit.reports.results import AssignmentResults
-from tdkit.untrusted.sandbox import Limits
+from tdkit.trusted.distributed import code_digest
 
 SUBMISSION = "submission"  # key of the submission's digest in a result's fingerprint
 GRADER = "grader"  # key of the grader's parts
@@ -92,7 +91,7 @@ def submission_digest(course: Course, student_id: str, limits: Limits) -> str:
     as such: grading refuses it whatever its content.
     """
     notebook = course.submitted_notebook(student_id)
-    limit = limits.max_notebook_mb * 1024 * 1024 + 1
+    limit = limits.max_notebook_bytes + 1
     data = _read_regular(notebook, limit)
     stamp = _read_regular(notebook.parent / "timestamp.txt", 100) or b""
     if data is None or len(data) == limit:

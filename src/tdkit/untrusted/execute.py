@@ -15,13 +15,14 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 
-from tdkit.untrusted.import_guard import ENVIRONMENT_ENV, KERNEL_ARGUMENTS
+from tdkit.core.config import ENVIRONMENT_ENV, MB, Limits
+from tdkit.untrusted.import_guard import KERNEL_ARGUMENTS
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 KERNEL_NAME = "python3"  # the kit's own kernel, whatever kernelspec a submission names
 # One thread: batch-of-one training is 30x slower when threads of parallel runs fight for 2 cores.
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_OUTPUT_BYTES = Limits.max_output_mb * MB
 SHUTDOWN = "immediate"
 TRUNCATED_NOTE = (
     "[tdkit] Sortie tronquée : ce notebook a produit plus de {mb:g} Mo de sorties ; la suite n'est pas "

@@ -29,7 +29,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-ENVIRONMENT_ENV = "TDKIT_ENVIRONMENT"  # the kernel's environment: CourseEnvironment.kernel_json()
+from tdkit.core.config import ENVIRONMENT_ENV
+
 KERNEL_PACKAGE = "tdkit"  # always importable: the grader's own cells (hidden tests, probe) use it
 # Run by IPython at kernel start, before any cell; binds no name in the notebook's namespace.
 KERNEL_ARGUMENTS = ("--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').untrusted.import_guard.install()",)

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tdkit.untrusted.job import runner
+from tdkit.core.config import MB, Limits
+from tdkit.untrusted import runner
 from tdkit.untrusted.probe import GROUPS
-from tdkit.untrusted.sandbox import Limits, run_sandboxed
+from tdkit.untrusted.sandbox import run_sandboxed
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # all artifacts of one run: far above what the probe writes
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # the executed notebook brought back for formgrader
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
         run = run_sandboxed(
             [sys.executable, "-m", "tdkit.untrusted.runner", str(scratch), str(job.limits.cell_timeout),
-             str(job.limits.max_output_mb * 1024 * 1024)],
+             str(job.limits.max_output_mb * MB)],
             scratch,
             job.limits,
             readonly=[Path(d) for d in job.data_dirs],
@@ -106,7 +106,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             record = json.loads(raw) if raw else {}
         except ValueError:
             record = {}
-        executed = _read_bounded(scratch / runner.EXECUTED, MAX_NOTEBOOK_BYTES)
+        executed = _read_bounded(scratch / runner.EXECUTED, job.limits.max_executed_bytes)
         return SandboxOutcome(
             job.student_id,
             run.seconds,

@@ -19,7 +19,7 @@ import os
 import resource
 import sys
 
-MB = 1024 * 1024
+from tdkit.core.config import MB
 
 
 def apply(memory_mb: int, cpu_seconds: int, max_file_mb: int, max_processes: int = 0) -> None:

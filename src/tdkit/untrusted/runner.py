@@ -27,6 +27,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
+from tdkit.core.config import KILL_ALL_ENV
 from tdkit.untrusted.execute import DEFAULT_MAX_OUTPUT_BYTES, Execution, execute_notebook
 from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
 
@@ -123,7 +124,7 @@ def _kill_leftovers() -> None:
     Only when the sandbox says everything this process can signal belongs to the run (its own
     uid, or its own pid namespace).
     """
-    if os.environ.get("TDKIT_KILL_ALL") == "1":
+    if os.environ.get(KILL_ALL_ENV) == "1":
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
@@ -174,7 +175,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Watchdog:  # noqa: PYI034
-        if os.environ.get("TDKIT_KILL_ALL") == "1" and os.path.isdir("/proc"):
+        if os.environ.get(KILL_ALL_ENV) == "1" and os.path.isdir("/proc"):
             self._thread = threading.Thread(target=self._watch, daemon=True)
             self._thread.start()
         return self

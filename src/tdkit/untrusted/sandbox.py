@@ -21,17 +21,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from traitlets import Int
-from traitlets.config import Config, Configurable
-
+from tdkit.core.config import KILL_ALL_ENV, SANDBOX_ENV, Limits
 from tdkit.core.errors import TdkitError
 
-SANDBOX_ENV = "TDKIT_SANDBOX"
-KILL_ALL_ENV = "TDKIT_KILL_ALL"  # "1": every process the run can signal is its own (runner.py)
 # Dedicated user ids for runs when the grader is root, one per concurrent run (claimed by lock).
 UID_BASE, UID_COUNT = 61000, 1000
 UID_LOCKS = Path("/tmp/tdkit-uids")
@@ -39,60 +34,6 @@ UID_LOCKS = Path("/tmp/tdkit-uids")
 SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
                 "/etc/nsswitch.conf", "/etc/localtime", "/etc/alternatives")
 _warned_unisolated = False
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Limits of one submission's untrusted run (``c.TdkitLimits`` in nbgrader_config.py)."""
-
-    cell_timeout: int = 120  # seconds per notebook cell
-    run_timeout: int = 300  # seconds for the whole run, kernel start and probe included
-    memory_mb: int = 6144  # address space of each process of the run
-    cpu_seconds: int = 600  # CPU time of each process of the run
-    max_file_mb: int = 256  # largest file the run may write
-    max_output_mb: int = 8  # outputs kept in the executed notebook (the rest is dropped, with a note)
-    max_processes: int = 256  # processes and threads of the run (enforced under a dedicated uid)
-    max_notebook_mb: int = 32  # largest submitted notebook file accepted
-    max_cells: int = 1000  # most cells a submitted notebook may have
-
-
-class TdkitLimits(Configurable):
-    """``c.TdkitLimits.<name>`` in nbgrader_config.py: limits of each submission's untrusted run."""
-
-    cell_timeout = Int(Limits.cell_timeout, help="Seconds one notebook cell may run.").tag(config=True)
-    run_timeout = Int(
-        Limits.run_timeout, help="Seconds the whole run may take: kernel starts, every cell, the probe."
-    ).tag(config=True)
-    memory_mb = Int(Limits.memory_mb, help="Address space (MB) of each process of the run.").tag(config=True)
-    cpu_seconds = Int(Limits.cpu_seconds, help="CPU seconds of each process of the run.").tag(config=True)
-    max_file_mb = Int(Limits.max_file_mb, help="Largest file (MB) the run may write.").tag(config=True)
-    max_output_mb = Int(
-        Limits.max_output_mb, help="Cell outputs (MB) kept in the executed notebook; the rest is dropped."
-    ).tag(config=True)
-    max_processes = Int(
-        Limits.max_processes, help="Processes and threads of one run (a fork bomb stops there)."
-    ).tag(config=True)
-    max_notebook_mb = Int(Limits.max_notebook_mb, help="Largest submitted notebook (MB) accepted.").tag(config=True)
-    max_cells = Int(Limits.max_cells, help="Most cells a submitted notebook may have.").tag(config=True)
-
-
-def limits_from_config(config: Config) -> Limits:
-    """The ``TdkitLimits`` section of a course's config; an unknown or non-positive value is an error."""
-    section = config.get("TdkitLimits", {})
-    valid = sorted(f.name for f in fields(Limits))
-    unknown = sorted(set(section) - set(valid))
-    if unknown:
-        raise TdkitError(
-            f"nbgrader_config.py: unknown c.TdkitLimits.{', c.TdkitLimits.'.join(unknown)}; "
-            f"valid keys: {', '.join(valid)}."
-        )
-    values: dict[str, Any] = {}
-    for name in valid:
-        value = getattr(TdkitLimits(config=config), name)
-        if value <= 0:
-            raise TdkitError(f"nbgrader_config.py: c.TdkitLimits.{name} must be a positive integer, not {value}.")
-        values[name] = value
-    return Limits(**values)
 
 
 @dataclass(frozen=True)
