@@ -22,6 +22,7 @@ from tdkit.core.inputs import (
     GradingData,
     GradingInputs,
     eval_model,
+    graded_training,
     grader_predictions,
     train_model,
 )
@@ -49,8 +50,7 @@ class ReferenceTraining:
 @cache
 def reference_training() -> ReferenceTraining:
     data = grading_data()
-    model = train_model(reference.ConvNet, INPUTS)
-    optimizer = torch.optim.SGD(model.parameters(), lr=INPUTS.train_lr)
+    model, optimizer = graded_training(reference.ConvNet, INPUTS)
     history = reference.train(model, optimizer, data.train, INPUTS.train_epochs)
     rows = data.train.with_format("numpy")[:]["zdata"].astype(np.float32)
     sums = [float(row.astype(np.float64).sum()) for row in rows] * INPUTS.train_epochs
@@ -82,6 +82,19 @@ def initial_weights() -> dict[str, np.ndarray]:
 @cache
 def reference_eval_model() -> torch.nn.Module:
     return eval_model(reference.ConvNet, INPUTS)
+
+
+@cache
+def reference_confusion() -> np.ndarray:
+    return reference.confusion_matrix(reference_eval_model(), grading_data().eval)
+
+
+def reference_views() -> dict[str, list]:
+    """What the reports draw beside the student's: the very curve and matrix the checks compare with."""
+    return {
+        "loss_history": [float(v) for v in reference_training().loss_history],
+        "confusion": reference_confusion().tolist(),
+    }
 
 
 def unusable_message(artifact: Artifact) -> str:

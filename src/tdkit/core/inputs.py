@@ -103,6 +103,14 @@ def train_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> to
     return convnet_cls()
 
 
+def graded_training(
+    convnet_cls: type[torch.nn.Module], inputs: GradingInputs
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The model and the optimizer handed to ``train``: the probe's and the oracle's are the same."""
+    model = train_model(convnet_cls, inputs)
+    return model, torch.optim.SGD(model.parameters(), lr=inputs.train_lr)
+
+
 def eval_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> torch.nn.Module:
     """A fixed model whose predictions spread over many classes.
 

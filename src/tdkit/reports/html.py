@@ -30,20 +30,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from tdkit.core.groups import BY_NAME, GROUPS
 from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult
 from tdkit.untrusted.execute import strip_ansi
 from tdkit.untrusted.import_guard import missing_module_note
 
-# The TD's functions, in the order the notebook asks for them; unknown groups follow, sorted.
-GROUPS = {
-    "train": "boucle d'entraînement",
-    "learning_curve": "courbe d'apprentissage",
-    "predict": "prédictions",
-    "accuracy": "exactitude",
-    "confusion_matrix": "matrice de confusion",
-    "per_class_accuracy": "exactitude par classe",
-    "activation_maps": "cartes d'activation",
-}
 CLASS_NAMES_FR = (
     "avion",
     "automobile",
@@ -342,10 +333,11 @@ def group_checks(checks: list[CheckResult]) -> list[GroupView]:
     by_group: dict[str, list[CheckResult]] = {}
     for result in checks:
         by_group.setdefault(result.group, []).append(result)
+    # The notebook's order; groups of no registry entry follow, sorted.
     order = [g for g in GROUPS if g in by_group] + sorted(set(by_group) - set(GROUPS))
     # sorted() is stable: failed checks first, each part in the order the checks ran.
     return [
-        GroupView(g, GROUPS.get(g, ""), sorted(by_group[g], key=lambda c: c.passed)) for g in order
+        GroupView(g, BY_NAME[g].label if g in BY_NAME else "", sorted(by_group[g], key=lambda c: c.passed)) for g in order
     ]
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 import torch
 
+from tdkit.core.groups import GROUPS
 from tdkit.reports.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,6 +29,8 @@ def check(check_id: str, points: float) -> Callable[[F], F]:
     """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``."""
     if "/" not in check_id:
         raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
+    if check_id.split("/", 1)[0] not in GROUPS:
+        raise ValueError(f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)")
     return pytest.mark.check(id=check_id, points=float(points))
 
 
@@ -120,9 +123,14 @@ def _forget_other_course(tests_dir: Path) -> None:
 
 
 def run_checks(
-    artifacts_dir: str | Path, tests_dir: str | Path, groups: Iterable[str] | None = None
+    artifacts_dir: str | Path,
+    tests_dir: str | Path,
+    groups: Iterable[str] | None = None,
+    reference_out: Path | None = None,
 ) -> list[CheckResult]:
-    """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``."""
+    """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``.
+
+    ``reference_out``: where the checks' oracle writes the reference's curve and confusion matrix."""
     _forget_other_course(Path(tests_dir))
     collector = _Collector(set(groups) if groups is not None else None)
     args = [
@@ -138,6 +146,8 @@ def run_checks(
         "--no-header",
         "-W", "ignore",
     ]
+    if reference_out is not None:
+        args.append(f"--reference-out={reference_out}")
     output = io.StringIO()
     # The checks' tensors are tiny: one thread, since idle threads spinning for 2 cores cost 10x.
     threads = torch.get_num_threads()

@@ -8,26 +8,23 @@ graded as far as it goes; it never stops the batch.
 
 from __future__ import annotations
 
+import json
 import math
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import numpy as np
-import torch
 from nbgrader.utils import parse_utc
 
 from tdkit.core.config import GradingProfile, Limits, limits_from_config
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.core.inputs import GradingData, GradingInputs, eval_model, train_model
 from tdkit.intake.identify import require_assignment
 from tdkit.intake.submission import UnreadableSubmission, prepare_submission, read_submission
 from tdkit.release.environment import CourseEnvironment, grading_environment
@@ -83,19 +80,13 @@ def _finite(values: Any) -> list[float] | None:
     return out
 
 
-@cache
-def _reference_views(root: Path) -> tuple[list[float], list[list[int]]]:
-    """The reference's loss curve and confusion matrix on the grading inputs, for the reports."""
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    import reference
-
-    inputs = GradingInputs()
-    data = GradingData(inputs)
-    model = train_model(reference.ConvNet, inputs)
-    history = reference.train(model, torch.optim.SGD(model.parameters(), lr=inputs.train_lr), data.train, inputs.train_epochs)
-    confusion = reference.confusion_matrix(eval_model(reference.ConvNet, inputs), data.eval)
-    return [float(v) for v in history], confusion.tolist()
+def _reference_views(path: Path) -> tuple[list[float] | None, list[list[float]] | None]:
+    """The oracle's loss curve and confusion matrix, as the hidden checks' run wrote them."""
+    try:
+        views = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, None  # the checks crashed before writing: the page shows the student's side only
+    return _finite(views.get("loss_history")), views.get("confusion")
 
 
 def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float]] | None]:
@@ -212,11 +203,14 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
     limits = limits or course_limits(course)
     sid = outcome.student_id
     with tempfile.TemporaryDirectory(prefix=f"tdkit-judge-{sid}-") as folder:
-        artifacts = Path(folder)
+        artifacts = Path(folder) / "artifacts"
+        artifacts.mkdir()
         for name, data in outcome.artifacts.items():
             (artifacts / Path(name).name).write_bytes(data)
-        checks = run_checks(artifacts, course.grader_tests)
+        views = Path(folder) / "reference.json"  # outside the artifacts: nothing of the run's can stand in
+        checks = run_checks(artifacts, course.grader_tests, reference_out=views)
         history, confusion = _student_views(artifacts)
+        reference_history, reference_confusion = _reference_views(views)
     refused = outcome.record.get(REFUSED) is True
     notice = None if refused else _untouched_notice(course, sid, limits)
     if refused or notice:
@@ -230,7 +224,6 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         nbformat.write(executed, target)
     # Free-text answers are judged on the trusted prepared notebook, never on what the run wrote.
     record_grades(course, sid, checks, _prepared(outcome) or executed, _submitted_at(course, sid))
-    reference_history, reference_confusion = _reference_views(course.root)
     return StudentResult(
         sid,
         checks,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tdkit.core.config import MB, Limits
+from tdkit.core.groups import GROUPS
 from tdkit.untrusted import runner
-from tdkit.untrusted.probe import GROUPS
 from tdkit.untrusted.sandbox import run_sandboxed
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # all artifacts of one run: far above what the probe writes

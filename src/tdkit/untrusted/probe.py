@@ -26,34 +26,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdkit.core.groups import BY_NAME, GROUPS
 from tdkit.core.inputs import (
     N_CLASSES,
     GradingData,
     GradingInputs,
     eval_model,
+    graded_training,
     grader_predictions,
-    train_model,
 )
 
-GROUPS = (
-    "train",
-    "learning_curve",
-    "predict",
-    "accuracy",
-    "confusion_matrix",
-    "per_class_accuracy",
-    "activation_maps",
-)
-# The student function each group calls.
-FUNCTIONS = {
-    "train": "train",
-    "learning_curve": "plot_learning_curve",
-    "predict": "predict",
-    "accuracy": "accuracy",
-    "confusion_matrix": "confusion_matrix",
-    "per_class_accuracy": "per_class_accuracy",
-    "activation_maps": "activation_maps",
-}
+ProbeFunction = Callable[[Mapping[str, Any], GradingData, Path], dict[str, Any]]
+PROBES: dict[str, ProbeFunction] = {}  # group -> its probe, filled by @probes below
+
+
+def probes(group: str) -> Callable[[ProbeFunction], ProbeFunction]:
+    """Register the decorated function as the probe of ``group``, a name of ``CHECK_GROUPS``."""
+
+    def register(function: ProbeFunction) -> ProbeFunction:
+        PROBES[BY_NAME[group].name] = function
+        return function
+
+    return register
 
 
 class TrainingTrace:
@@ -285,10 +279,10 @@ def _save_arrays(out_dir: Path, group: str, arrays: Mapping[str, np.ndarray]) ->
     np.savez(out_dir / f"{group}.npz", **plain)
 
 
+@probes("train")
 def _probe_train(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     inputs = data.inputs
-    model = train_model(ns["ConvNet"], inputs)
-    optimizer = torch.optim.SGD(model.parameters(), lr=inputs.train_lr)
+    model, optimizer = graded_training(ns["ConvNet"], inputs)
     trace = TrainingTrace(model, optimizer)
     side_effects: list[str] = []
     dataset = _fresh(data.train)
@@ -309,6 +303,7 @@ def _probe_train(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[st
     }
 
 
+@probes("learning_curve")
 def _probe_learning_curve(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     import matplotlib.figure
     import matplotlib.pyplot as plt
@@ -344,6 +339,7 @@ def _probe_array_result(
     return result
 
 
+@probes("predict")
 def _probe_predict(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     model = eval_model(ns["ConvNet"], data.inputs)
     side_effects: list[str] = []
@@ -398,6 +394,7 @@ def _as_written(ns: Mapping[str, Any], data: GradingData, function: str) -> tupl
     return _attempt(lambda: [ns[function](model, _fresh(d)) for d in (data.eval, *data.eval_subsets)])
 
 
+@probes("accuracy")
 def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     written, written_error = _as_written(ns, data, "accuracy")
     calls: list[str] = []
@@ -415,6 +412,7 @@ def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict
     }
 
 
+@probes("confusion_matrix")
 def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     written, written_error = _as_written(ns, data, "confusion_matrix")
     calls: list[str] = []
@@ -434,6 +432,7 @@ def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path)
     }
 
 
+@probes("per_class_accuracy")
 def _probe_per_class_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     given = data.confusion.copy()
     with stand_ins(ns, "per_class_accuracy"):
@@ -442,6 +441,7 @@ def _probe_per_class_accuracy(ns: Mapping[str, Any], data: GradingData, out: Pat
     return {**_probe_array_result(value, "per_class_accuracy", out), "side_effects": side_effects}
 
 
+@probes("activation_maps")
 def _probe_activation_maps(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     model = eval_model(ns["ConvNet"], data.inputs)
     images = data.images.clone()
@@ -453,15 +453,8 @@ def _probe_activation_maps(ns: Mapping[str, Any], data: GradingData, out: Path) 
     return {**_probe_array_result(value, "activation_maps", out), "side_effects": side_effects}
 
 
-PROBES: dict[str, Callable[[Mapping[str, Any], GradingData, Path], dict[str, Any]]] = {
-    "train": _probe_train,
-    "learning_curve": _probe_learning_curve,
-    "predict": _probe_predict,
-    "accuracy": _probe_accuracy,
-    "confusion_matrix": _probe_confusion_matrix,
-    "per_class_accuracy": _probe_per_class_accuracy,
-    "activation_maps": _probe_activation_maps,
-}
+if set(PROBES) != set(GROUPS):  # a group without a probe would fail every submission's checks
+    raise ImportError(f"check groups without a probe: {sorted(set(GROUPS) - set(PROBES))}")
 
 
 def run_probe(
@@ -476,7 +469,7 @@ def run_probe(
     data = GradingData(inputs or GradingInputs())
     statuses = {}
     for group in groups:
-        function = FUNCTIONS[group]
+        function = BY_NAME[group].function
         record: dict[str, Any]
         if not callable(namespace.get(function)):
             record = {"status": "missing", "function": function}
