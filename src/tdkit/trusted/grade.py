@@ -37,7 +37,7 @@ from tdkit.reports.results import (
 )
 from tdkit.trusted.artifacts import read_artifact
 from tdkit.trusted.checks import NOT_EVALUATED, UNCHANGED, ChecksCrashed, not_evaluated, run_checks
-from tdkit.trusted.gradebook import record_grades
+from tdkit.trusted.gradebook import formgrader_notebook, prepared_notebook, record_grades
 from tdkit.trusted.incremental import (
     ASKED,
     GRADER,
@@ -49,8 +49,6 @@ from tdkit.trusted.incremental import (
     submission_digest,
 )
 from tdkit.trusted.sanitize import release_text, sanitise_notebook
-from tdkit.untrusted.execute import CellError
-from tdkit.untrusted.import_guard import module_names
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -99,16 +97,6 @@ def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float
     return history, matrix
 
 
-def _errors(record: dict[str, Any]) -> list[CellError]:
-    errors = []
-    for entry in record.get("errors", []) if isinstance(record.get("errors"), list) else []:
-        try:
-            errors.append(CellError(**{k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}))
-        except (TypeError, ValueError, AttributeError):
-            continue
-    return errors
-
-
 def course_limits(course: Course) -> Limits:
     """``c.TdkitLimits`` of the course's nbgrader_config.py (defaults where unset)."""
     return limits_from_config(course.nbgrader_config())
@@ -151,50 +139,16 @@ def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
     notes = []
     if outcome.timed_out:
         notes.append(f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s.")
-    failure = outcome.record.get("failure")
-    if isinstance(failure, str):
-        notes.append(failure)
-    if outcome.returncode not in (0, None) and not outcome.record:
+    if outcome.record.failure is not None:
+        notes.append(outcome.record.failure)
+    if outcome.returncode not in (0, None) and not outcome.record.written:
         notes.append(f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}")
-    if outcome.record.get("truncated") is True:
+    if outcome.record.truncated:
         notes.append(
             f"Sorties tronquées : le notebook a affiché plus de {limits.max_output_mb} Mo ; seul le début est "
             "conservé dans le notebook corrigé."
         )
     return "\n".join(notes) if notes else None
-
-
-def _executed(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
-    """The notebook for formgrader: sources and metadata from the trusted prepared notebook,
-    outputs from the run (which could have rewritten its executed notebook at will)."""
-    if outcome.executed is None:
-        return None
-    try:
-        ran = nbformat.reads(outcome.executed, as_version=4)
-    except Exception:  # noqa: BLE001 - the run may have left garbage
-        return None
-    if outcome.prepared is None:
-        return ran
-    try:
-        trusted = nbformat.reads(outcome.prepared, as_version=4)
-    except Exception:  # noqa: BLE001
-        return None
-    ran_cells = {c.get("id"): c for c in ran.cells if c.get("cell_type") == "code"}
-    for cell in trusted.cells:
-        if cell.cell_type == "code" and cell.get("id") in ran_cells:
-            source = ran_cells[cell.get("id")]
-            outputs = source.get("outputs", [])
-            cell.outputs = [nbformat.from_dict(o) for o in outputs] if isinstance(outputs, list) else []
-            count = source.get("execution_count")
-            cell.execution_count = count if isinstance(count, int) else None
-    return trusted
-
-
-def _prepared(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
-    try:
-        return nbformat.reads(outcome.prepared, as_version=4) if outcome.prepared else None
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None) -> StudentResult:
@@ -211,29 +165,29 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         checks = run_checks(artifacts, course.grader_tests, reference_out=views)
         history, confusion = _student_views(artifacts)
         reference_history, reference_confusion = _reference_views(views)
-    refused = outcome.record.get(REFUSED) is True
+    refused = outcome.record.refused
     notice = None if refused else _untouched_notice(course, sid, limits)
     if refused or notice:
         # One message at the top of the report says why; each failed check only points to it.
         checks = [c if c.passed else not_evaluated(c, NOT_EVALUATED if refused else UNCHANGED) for c in checks]
-    executed = _executed(outcome)
+    executed = formgrader_notebook(outcome)
     if executed is not None:
         executed = sanitise_notebook(executed, release_text(course.release_notebook))  # what graders' browsers render
         target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)
     # Free-text answers are judged on the trusted prepared notebook, never on what the run wrote.
-    record_grades(course, sid, checks, _prepared(outcome) or executed, _submitted_at(course, sid))
+    record_grades(course, sid, checks, prepared_notebook(outcome) or executed, _submitted_at(course, sid))
     return StudentResult(
         sid,
         checks,
         seconds=outcome.seconds + time.perf_counter() - started,
         failure=_failure(outcome, limits),
-        errors=_errors(outcome.record),
+        errors=outcome.record.errors,
         curves={"student": history, "reference": reference_history},
         confusion={"student": confusion, "reference": reference_confusion},
         manual=_manual_cells(executed),
-        missing_modules=module_names(outcome.record.get("missing_modules")),
+        missing_modules=outcome.record.missing_modules,
         refused=refused,
         notice=notice,
     )
@@ -243,9 +197,6 @@ def _unreadable(error: Exception) -> str:
     if isinstance(error, UnreadableSubmission):
         return str(error)
     return f"Notebook illisible ({type(error).__name__}) : {str(error)[:500]}"
-
-
-REFUSED = "refused"  # record key of a submission refused before any run
 
 
 def _untouched_notice(course: Course, student_id: str, limits: Limits) -> str | None:
@@ -261,19 +212,8 @@ def _untouched_notice(course: Course, student_id: str, limits: Limits) -> str | 
 def _refused(student_id: str, error: Exception) -> SandboxOutcome:
     """The outcome of a notebook refused before running (unreadable, or not the TD)."""
     outcome = failed_outcome(student_id, _unreadable(error))
-    outcome.record[REFUSED] = True
+    outcome.record.refused = True
     return outcome
-
-
-def grade_submission(
-    course: Course, student_id: str, limits: Limits | None = None, profile: GradingProfile = DEFAULT_PROFILE
-) -> StudentResult:
-    """Grade one submission; whatever the notebook does, a result comes back."""
-    try:
-        outcome = execute_job(prepare_job(course, student_id, limits, profile))
-    except Exception as error:  # noqa: BLE001 - any unreadable notebook is reported, not fatal
-        outcome = _refused(student_id, error)
-    return judge(course, outcome, limits)
 
 
 def _manual_cells(executed: nbformat.NotebookNode | None) -> dict[str, float]:

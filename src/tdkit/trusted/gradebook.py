@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.api import Gradebook
@@ -21,6 +22,7 @@ from tdkit.core.course import Course, ensure_nbgrader_scripts
 from tdkit.core.transaction import one_transaction
 from tdkit.intake.late import deadlines_from_config
 from tdkit.reports.results import CheckResult
+from tdkit.untrusted.job import SandboxOutcome
 
 CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
 
@@ -93,3 +95,37 @@ def record_grades(
 def _naive_utc(moment: datetime) -> datetime:
     """As nbgrader stores dates: naive, in UTC."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def formgrader_notebook(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
+    """The notebook for formgrader: sources and metadata from the trusted prepared notebook,
+    outputs from the run (which could have rewritten its executed notebook at will)."""
+    if outcome.executed is None:
+        return None
+    try:
+        ran = nbformat.reads(outcome.executed, as_version=4)
+    except Exception:  # noqa: BLE001 - the run may have left garbage
+        return None
+    if outcome.prepared is None:
+        return ran
+    try:
+        trusted = nbformat.reads(outcome.prepared, as_version=4)
+    except Exception:  # noqa: BLE001
+        return None
+    ran_cells = {c.get("id"): c for c in ran.cells if c.get("cell_type") == "code"}
+    for cell in trusted.cells:
+        if cell.cell_type == "code" and cell.get("id") in ran_cells:
+            source = ran_cells[cell.get("id")]
+            outputs = source.get("outputs", [])
+            cell.outputs = [nbformat.from_dict(o) for o in outputs] if isinstance(outputs, list) else []
+            count = source.get("execution_count")
+            cell.execution_count = count if isinstance(count, int) else None
+    return trusted
+
+
+def prepared_notebook(outcome: SandboxOutcome) -> nbformat.NotebookNode | None:
+    """The trusted prepared notebook of the run (sources and metadata as graded)."""
+    try:
+        return nbformat.reads(outcome.prepared, as_version=4) if outcome.prepared else None
+    except Exception:  # noqa: BLE001
+        return None

@@ -15,11 +15,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tdkit.core.config import MB, Limits
 from tdkit.core.groups import GROUPS
 from tdkit.untrusted import runner
+from tdkit.untrusted.execute import CellError
+from tdkit.untrusted.import_guard import module_names
 from tdkit.untrusted.sandbox import run_sandboxed
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # all artifacts of one run: far above what the probe writes
@@ -35,13 +36,52 @@ class SandboxJob:
 
 
 @dataclass
+class RunRecord:
+    """``run.json`` as the runner wrote it, validated here once: the run is untrusted, so is every field."""
+
+    written: bool = False  # the runner got as far as writing something
+    failure: str | None = None  # why the run stopped early (French, for the student)
+    errors: list[CellError] = field(default_factory=list)  # the cells that raised
+    truncated: bool = False  # outputs beyond the limit were dropped
+    missing_modules: list[str] = field(default_factory=list)  # imports outside the course environment
+    refused: bool = False  # set by the trusted side (refused before any run), never read from the file
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> RunRecord:
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not data:
+            return cls()
+        failure = data.get("failure")
+        return cls(
+            written=True,
+            failure=failure if isinstance(failure, str) else None,
+            errors=_cell_errors(data.get("errors")),
+            truncated=data.get("truncated") is True,
+            missing_modules=module_names(data.get("missing_modules")),
+        )
+
+
+def _cell_errors(entries: object) -> list[CellError]:
+    errors = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            errors.append(CellError(**{k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return errors
+
+
+@dataclass
 class SandboxOutcome:
     student_id: str
     seconds: float
     timed_out: bool
     returncode: int | None
     output: str  # tail of the run's own output, for the instructor
-    record: dict[str, Any]  # run.json as the runner wrote it: errors, failure (untrusted)
+    record: RunRecord  # run.json as the runner wrote it, validated
     executed: str | None  # executed notebook JSON (untrusted: only its outputs are used)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     prepared: str | None = None  # the job's prepared notebook (trusted): sources and metadata
@@ -101,11 +141,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             job.limits,
             readonly=[Path(d) for d in job.data_dirs],
         )
-        raw = _read_bounded(scratch / runner.RUN_RECORD, 16 * 1024 * 1024)
-        try:
-            record = json.loads(raw) if raw else {}
-        except ValueError:
-            record = {}
+        record = RunRecord.parse(_read_bounded(scratch / runner.RUN_RECORD, 16 * MB))
         executed = _read_bounded(scratch / runner.EXECUTED, job.limits.max_executed_bytes)
         return SandboxOutcome(
             job.student_id,
@@ -113,7 +149,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             run.timed_out,
             run.returncode,
             run.output,
-            record if isinstance(record, dict) else {},
+            record,
             executed.decode("utf-8", errors="replace") if executed else None,
             collect_artifacts(scratch / runner.ARTIFACTS),
             job.notebook,
@@ -124,4 +160,4 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
 
 def failed_outcome(student_id: str, failure: str) -> SandboxOutcome:
     """The outcome of a job that never ran, or whose worker died."""
-    return SandboxOutcome(student_id, 0.0, False, None, "", {"failure": failure}, None)
+    return SandboxOutcome(student_id, 0.0, False, None, "", RunRecord(failure=failure), None)
