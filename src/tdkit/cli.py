@@ -104,24 +104,15 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
     A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
     the course environment, limits, grading profile, tdkit) keeps its result.
     """
-    from tdkit.trusted.grade import DEFAULT_PROFILE, grade_all
+    from tdkit.trusted.grade import grade_all
 
     course = find_course()
     if scheduler is not None:
-        from tdkit.trusted.distributed import ClusterLost, connect
+        from tdkit.trusted.distributed import grade_on_cluster
 
         if workers != 1:
             raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
-        try:
-            with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
-                for line in executor.cluster.summary():
-                    click.echo(line)
-                run = grade_all(course, student=student, everyone=everyone, executor=executor, progress=click.echo)
-        except ClusterLost as error:
-            raise TdkitError(
-                f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "
-                "command again once the scheduler and its workers are back (or grade here, without --scheduler)."
-            ) from None
+        run = grade_on_cluster(course, scheduler, tls, student=student, everyone=everyone, progress=click.echo)
     else:
         if tls is not None:
             raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
@@ -131,6 +122,17 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
         f"in {run.seconds:.0f} s"
     )
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
+
+
+@main.command()
+@reports_errors
+def report() -> None:
+    """Write the feedback pages and the class summary again from reports/td_cnn/results.json, grading nobody."""
+    from tdkit.reports.html import rerender_reports
+
+    course = find_course()
+    files = rerender_reports(course.reports / "results.json", course.reports / "html")
+    click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
 
 
 @main.group()

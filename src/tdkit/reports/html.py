@@ -30,8 +30,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from tdkit.core.errors import TdkitError
 from tdkit.core.groups import BY_NAME, GROUPS
-from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult
+from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult, read_results_json
 from tdkit.untrusted.execute import strip_ansi
 from tdkit.untrusted.import_guard import missing_module_note
 
@@ -508,6 +509,19 @@ def render_summary(results: AssignmentResults) -> str:
             packages=results.environment,
         )
     )
+
+
+def rerender_reports(results_json: Path, out_dir: Path) -> ReportFiles:
+    """Every page written again from ``results_json``, grading nobody (``tdkit report``)."""
+    if not results_json.is_file():
+        raise TdkitError(f"{results_json} does not exist: run 'tdkit grade' first, it writes it.")
+    try:
+        results = read_results_json(results_json)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise TdkitError(
+            f"{results_json} cannot be read ({type(error).__name__}: {error}): run 'tdkit grade --all' to write it again."
+        ) from None
+    return render_reports(results, out_dir)
 
 
 def render_reports(

@@ -36,10 +36,14 @@ from concurrent.futures import wait as wait_futures
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.trusted.certs import MachineFiles
+
+if TYPE_CHECKING:  # grade imports this module (through incremental): the type only
+    from tdkit.trusted.grade import GradeRun
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler, and to see a first worker
 WANTED_ALLOWED_FAILURES = 1  # one retry after a lost worker, then the job is reported
@@ -337,3 +341,27 @@ def _inspect(client: Any, address: str, data_dirs: list[str], timeout: float) ->
         )
     threads = sum(info.get("nthreads", 0) for info in client.scheduler_info()["workers"].values())
     return Cluster(address, {w: r for w, r in reports.items()}, threads, allowed, notes)
+
+
+def grade_on_cluster(
+    course: Course,
+    scheduler: str,
+    tls: Path | None,
+    *,
+    student: str | None = None,
+    everyone: bool = False,
+    progress: Callable[[str], None] = print,
+) -> GradeRun:
+    """``tdkit grade --scheduler``: the untrusted runs on the cluster's workers, the rest here."""
+    from tdkit.trusted.grade import DEFAULT_PROFILE, grade_all
+
+    try:
+        with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
+            for line in executor.cluster.summary():
+                progress(line)
+            return grade_all(course, student=student, everyone=everyone, executor=executor, progress=progress)
+    except ClusterLost as error:
+        raise TdkitError(
+            f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "
+            "command again once the scheduler and its workers are back (or grade here, without --scheduler)."
+        ) from None
