@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tdkit-installed
 
-.PHONY: demo test release reference bench-training bench-grading bench-class bench-data clean
+.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data clean
 
 # td-requirements.txt is the course environment: a line added there is installed on the next make.
 $(STAMP): pyproject.toml td-requirements.txt
@@ -21,7 +21,11 @@ demo: $(STAMP)
 	bash scripts/system-deps.sh
 	$(VENV)/bin/tdkit demo
 
-test: $(STAMP)
+# Lint gates the tests: a ruff finding stops `make test` before it starts.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench grader_tests examples
+
+test: lint
 	bash scripts/system-deps.sh
 	$(VENV)/bin/pytest -q
 
