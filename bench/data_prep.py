@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from tdkit.core import data
+from tdkit.core.config import CIFAR10_ENV
 
 T = TypeVar("T")
 DEFAULT_SUBSET = 2000
@@ -36,11 +37,11 @@ def timed(label: str, action: Callable[[], T], timings: dict[str, float]) -> T:
 
 def cifar10_dir() -> Path:
     path = Path(
-        os.environ.get(data.ENV_VAR) or Path(__file__).resolve().parents[2] / "shared" / "cifar10"
+        os.environ.get(CIFAR10_ENV) or Path(__file__).resolve().parents[2] / "shared" / "cifar10"
     )
     if not path.is_dir():
         sys.exit(
-            f"No CIFAR-10 copy at {path}: set {data.ENV_VAR}=/path/to/cifar10 (hub parquet layout)."
+            f"No CIFAR-10 copy at {path}: set {CIFAR10_ENV}=/path/to/cifar10 (hub parquet layout)."
         )
     return path
 

@@ -29,9 +29,7 @@ import numpy as np
 import PIL.Image
 import pyarrow as pa
 
-from tdkit.core.config import CIFAR10_ENV as ENV_VAR
-from tdkit.core.config import DATA_CACHE_ENV as CACHE_ENV
-from tdkit.core.config import SYNTHETIC
+from tdkit.core.config import CIFAR10_ENV, DATA_CACHE_ENV, SYNTHETIC
 from tdkit.core.errors import TdkitError
 
 HUB_ID = "uoft-cs/cifar10"
@@ -69,7 +67,7 @@ _DIR_HINT = (
     f'plain_text/test-*.parquet), "{HUB_ID}" or "{SYNTHETIC}"'
 )
 _OFFLINE_HINT = (
-    f"set {ENV_VAR}=/path/to/cifar10 (a local copy in the hub's parquet layout) or pass "
+    f"set {CIFAR10_ENV}=/path/to/cifar10 (a local copy in the hub's parquet layout) or pass "
     f'source="{SYNTHETIC}" for artificial CIFAR-shaped images'
 )
 
@@ -90,11 +88,11 @@ def load_cifar10(
         return synthetic_cifar10(n_train, n_test, seed)
     if source != HUB_ID:
         return _load_dir(Path(source), "")
-    redirect = os.environ.get(ENV_VAR)
+    redirect = os.environ.get(CIFAR10_ENV)
     if not redirect:
         return _checked(_load_hub(), HUB_ID)
-    print(f"tdkit: {ENV_VAR} is set: loading CIFAR-10 from {redirect}, not from the hub")
-    return _load_dir(Path(redirect), f" ({ENV_VAR} names it: fix or unset it)")
+    print(f"tdkit: {CIFAR10_ENV} is set: loading CIFAR-10 from {redirect}, not from the hub")
+    return _load_dir(Path(redirect), f" ({CIFAR10_ENV} names it: fix or unset it)")
 
 
 def _load_dir(path: Path, hint: str) -> datasets.DatasetDict:
@@ -398,8 +396,8 @@ def write_hub_layout(dsd: datasets.DatasetDict, folder: Path) -> Path:
 
 def data_cache() -> Path:
     """``TDKIT_DATA_CACHE``, else ``$XDG_CACHE_HOME/tdkit/data`` (``~/.cache/tdkit/data``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    if os.environ.get(DATA_CACHE_ENV):
+        return Path(os.environ[DATA_CACHE_ENV]).expanduser().resolve()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser().resolve() / "tdkit" / "data"
 
