@@ -11,7 +11,7 @@ from conftest import REPO, copy_course
 
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.release.generate import generate as release_module
+from tdkit.release import generate as release_module
 from tdkit.release.generate import release
 from tdkit.release.leaks import find_leaks, missing_stub_lines
 from tdkit.release.notebooks import pair_text, read_source
