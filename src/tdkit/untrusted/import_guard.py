@@ -161,11 +161,9 @@ def placeholder(module: str, name: str) -> Placeholder:
 
 
 def _placeholder_call(module: str, name: str) -> ast.expr:
-    guard = ast.Attribute(
-        ast.Call(ast.Name("__import__", ast.Load()), [ast.Constant("tdkit.untrusted.import_guard")], []),
-        "import_guard",
-        ast.Load(),
-    )
+    # __import__("tdkit.untrusted.import_guard") returns the top package: walk down to the module.
+    package = ast.Call(ast.Name("__import__", ast.Load()), [ast.Constant("tdkit.untrusted.import_guard")], [])
+    guard = ast.Attribute(ast.Attribute(package, "untrusted", ast.Load()), "import_guard", ast.Load())
     return ast.Call(ast.Attribute(guard, "placeholder", ast.Load()), [ast.Constant(module), ast.Constant(name)], [])
 
 
