@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tdkit-installed
 
-.PHONY: demo test release reference bench-training bench-grading bench-class bench-data clean
+.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data clean
 
 # td-requirements.txt is the course environment: a line added there is installed on the next make.
 $(STAMP): pyproject.toml td-requirements.txt
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml td-requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	# What the students' notebooks may import: graded against exactly this (tdkit.environment).
+	# What the students' notebooks may import: graded against exactly this (tdkit.release.environment).
 	$(PY) -m pip install -q -r td-requirements.txt
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
@@ -21,7 +21,11 @@ demo: $(STAMP)
 	bash scripts/system-deps.sh
 	$(VENV)/bin/tdkit demo
 
-test: $(STAMP)
+# Lint gates the tests: a ruff finding stops `make test` before it starts.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench grader_tests examples
+
+test: lint
 	bash scripts/system-deps.sh
 	$(VENV)/bin/pytest -q
 

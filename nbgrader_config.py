@@ -14,8 +14,8 @@ from nbgrader.preprocessors import (
     SaveCells,
 )
 
-from tdkit.course import gradebook_url
-from tdkit.release_stub import ClearSolutionsWithStubs
+from tdkit.core.course import gradebook_url
+from tdkit.release.stub import ClearSolutionsWithStubs
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -50,7 +50,7 @@ c.GenerateAssignment.preprocessors = [
     CheckCellMetadata,
 ]
 
-# Limits of each submission's untrusted run (tdkit.sandbox.TdkitLimits; README "Limits and hostile
+# Limits of each submission's untrusted run (tdkit.core.config.TdkitLimits; README "Limits and hostile
 # submissions"). An unknown key here is an error that lists the valid ones.
 c.TdkitLimits.cell_timeout = 120  # seconds per cell
 c.TdkitLimits.run_timeout = 300  # seconds for the whole run (kernel starts, cells, probe)
@@ -62,12 +62,12 @@ c.TdkitLimits.max_processes = 256  # processes + threads of one run (when tdkit 
 c.TdkitLimits.max_notebook_mb = 32  # largest submitted notebook
 c.TdkitLimits.max_cells = 1000  # most cells in a submitted notebook
 
-# Deadline (tdkit.late; README "Moodle"): dates in the course's time zone, which is also the one of the
+# Deadline (tdkit.intake.late; README "Moodle"): dates in the course's time zone, which is also the one of the
 # Moodle grading worksheet's dates. tdkit writes the due date and each extension into nbgrader's gradebook;
 # the penalty comes from nbgrader's late-submission plugin point.
 c.Exchange.timezone = "Europe/Paris"
 c.TdkitDeadlines.duedate = "2026-12-04 18:00"
 c.TdkitDeadlines.extensions = {}  # student id -> that student's own due date, e.g. {"101234": "2026-12-06 18:00"}
-c.AssignLatePenalties.plugin_class = "tdkit.late.LatePenalty"
+c.AssignLatePenalties.plugin_class = "tdkit.intake.late.LatePenalty"
 c.LatePenalty.points_per_day = 2.0  # points off per started day late (the TD is out of 21)
 c.LatePenalty.zero_after_days = 7.0  # later than a week: the score is zero

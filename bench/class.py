@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import copy_course
 
-from tdkit.course import Course
-from tdkit.report import render_reports
-from tdkit.results import read_results_json
+from tdkit.core.course import Course
+from tdkit.reports.html import render_reports
+from tdkit.reports.results import read_results_json
 
 EXAMPLES = REPO / "examples" / "submissions"
 CORRECT = "alice_solution"

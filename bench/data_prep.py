@@ -20,7 +20,8 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from tdkit import data
+from tdkit.core import data
+from tdkit.core.config import CIFAR10_ENV
 
 T = TypeVar("T")
 DEFAULT_SUBSET = 2000
@@ -36,11 +37,11 @@ def timed(label: str, action: Callable[[], T], timings: dict[str, float]) -> T:
 
 def cifar10_dir() -> Path:
     path = Path(
-        os.environ.get(data.ENV_VAR) or Path(__file__).resolve().parents[2] / "shared" / "cifar10"
+        os.environ.get(CIFAR10_ENV) or Path(__file__).resolve().parents[2] / "shared" / "cifar10"
     )
     if not path.is_dir():
         sys.exit(
-            f"No CIFAR-10 copy at {path}: set {data.ENV_VAR}=/path/to/cifar10 (hub parquet layout)."
+            f"No CIFAR-10 copy at {path}: set {CIFAR10_ENV}=/path/to/cifar10 (hub parquet layout)."
         )
     return path
 
@@ -61,7 +62,7 @@ def main() -> None:
         f"CIFAR-10 copy: {path}  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
 
-    print("tdkit.data, all images:")
+    print("tdkit.core.data, all images:")
     ours: dict[str, float] = {}
     dsd = timed("load_cifar10", lambda: data.load_cifar10(path), ours)
     train_u8 = timed("decode_images train", lambda: data.decode_images(dsd["train"]), ours)
@@ -110,7 +111,7 @@ def main() -> None:
 
     print("Summary:")
     print(
-        f"  tdkit.data  {ours_total:7.2f} s, 0 bytes of extra cache on disk "
+        f"  tdkit.core.data  {ours_total:7.2f} s, 0 bytes of extra cache on disk "
         f"(arrays in memory: {(x_train.nbytes + x_test.nbytes) / 1e9:.2f} GB float32)"
     )
     print(

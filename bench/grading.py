@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import copy_course
 
-from tdkit.course import Course
-from tdkit.execute import SHUTDOWN, cell_seconds, execute_notebook
-from tdkit.grade import grade_all, judge, prepare_job
-from tdkit.parameters import inject_parameters
-from tdkit.release import release
-from tdkit.untrusted import execute_job
+from tdkit.core.course import Course
+from tdkit.release.generate import release
+from tdkit.release.parameters import inject_parameters
+from tdkit.trusted.grade import grade_all, judge, prepare_job
+from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
+from tdkit.untrusted.job import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"
 IMPORTS = "import datasets, matplotlib.pyplot, numpy, polars, torch"

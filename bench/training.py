@@ -51,11 +51,12 @@ sys.path.insert(0, str(REPO))  # ``reference`` is a directory of the repository,
 import reference
 from reference.minibatch import MiniBatchRecipe
 from reference.strongnet import StrongNet, StrongRecipe, predict_strongnet, train_strongnet
-from tdkit.data import ENV_VAR, Prepared, load_cifar10, prepare, to_zdata_dataset
-from tdkit.execute import cell_seconds, execute_notebook
+from tdkit.core.config import CIFAR10_ENV
+from tdkit.core.data import Prepared, load_cifar10, prepare, to_zdata_dataset
 from tdkit.hidden import SANDBOX_ENV
-from tdkit.notebooks import read_source
-from tdkit.parameters import declared_parameters, inject_parameters
+from tdkit.release.notebooks import read_source
+from tdkit.release.parameters import declared_parameters, inject_parameters
+from tdkit.untrusted.execute import cell_seconds, execute_notebook
 
 DEFAULT_DATA = REPO.parent / "shared" / "cifar10"
 RESULTS = REPO / "reference" / "results.json"
@@ -112,10 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown parts {unknown}: choose among {', '.join(PARTS)}")
-    source = Path(os.environ.get(ENV_VAR) or DEFAULT_DATA)
+    source = Path(os.environ.get(CIFAR10_ENV) or DEFAULT_DATA)
     if not source.is_dir():
         sys.exit(
-            f"No CIFAR-10 copy at {source}. Set {ENV_VAR}=/path/to/cifar10 (the hub's parquet "
+            f"No CIFAR-10 copy at {source}. Set {CIFAR10_ENV}=/path/to/cifar10 (the hub's parquet "
             f"layout: plain_text/train-*.parquet, plain_text/test-*.parquet) and rerun."
         )
     torch.set_num_threads(THREADS)

@@ -91,7 +91,7 @@ def solution_text(source: str) -> str:
 def parse_solution(md_path: Path = SOURCE_MD) -> dict[str, str]:
     """grade_id -> solution source of every solution cell of the source notebook."""
     sys.path.insert(0, str(ROOT / "src"))
-    from tdkit.notebooks import read_source
+    from tdkit.release.notebooks import read_source
 
     solutions = {}
     for cell in read_source(md_path).cells:
@@ -590,7 +590,7 @@ def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Su
             "chloe_unanswered",
             "The release as is: the TD's loop, every other function still raising "
             "NotImplementedError, no answer. tdkit grade gives it 0 with one message, « Rien n'a été "
-            "modifié » (tdkit.identify); function by function, everything the grader calls still "
+            "modifié » (tdkit.intake.identify); function by function, everything the grader calls still "
             "gets a message.",
             {},
             {

@@ -16,8 +16,8 @@ from oracle import (
 )
 
 import reference
-from tdkit.artifacts import Artifact
-from tdkit.checks import check, require
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import check, require
 
 
 @check("activation_maps/shape_range", points=0.5)

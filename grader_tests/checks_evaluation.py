@@ -3,7 +3,7 @@
 All run on a fixed model (fixed seed) and fixed rows in which one class is absent. What each
 function must return and accept is in ``REQUIREMENTS.md``. ``accuracy`` and
 ``confusion_matrix`` are judged on their own: the probe ran them with the grader's ``predict``
-in place of the student's (see ``tdkit.probe``), and also as written, for the feedback.
+in place of the student's (see ``tdkit.untrusted.probe``), and also as written, for the feedback.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from oracle import (
     grader_accuracies,
     grader_confusion,
     grading_data,
+    reference_confusion,
     reference_eval_model,
     require_untouched,
     returned_array,
 )
 
 import reference
-from tdkit.artifacts import Artifact
-from tdkit.checks import check, fail, require
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import check, fail, require
 
 # What predict, accuracy and confusion_matrix must leave as they found it.
 EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")
@@ -171,7 +172,7 @@ def test_accuracy_leaves_arguments(artifact: Artifact) -> None:
 
 
 def _expected_confusion() -> np.ndarray:
-    return reference.confusion_matrix(reference_eval_model(), grading_data().eval)
+    return reference_confusion()
 
 
 @check("confusion_matrix/shape", points=0.5)

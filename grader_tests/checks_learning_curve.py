@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from oracle import INPUTS
 
-from tdkit.artifacts import Artifact
-from tdkit.checks import check, fail, require
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import check, fail, require
 
 CURVE = np.asarray(INPUTS.curve)
 EPOCHS = np.arange(1, len(CURVE) + 1)

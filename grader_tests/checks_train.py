@@ -12,8 +12,8 @@ import re
 import numpy as np
 from oracle import INPUTS, described, initial_weights, reference_training, require_untouched
 
-from tdkit.artifacts import Artifact
-from tdkit.checks import check, fail, require
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import check, fail, require
 
 EXPECTED_FORWARDS = INPUTS.train_samples * INPUTS.train_epochs
 STEPS = "SA0"

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from oracle import grading_data, unusable_message
+from oracle import grading_data, reference_views, unusable_message
 
-from tdkit.artifacts import Artifact, read_artifact
-from tdkit.checks import fail
-from tdkit.inputs import GradingData
+from tdkit.core.inputs import GradingData
+from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.checks import fail
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--artifacts", required=True, help="directory of the probe's artifacts")
+    parser.addoption("--reference-out", default=None, help="file to write the reference's curve and confusion matrix to")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The reports' reference comes from this run's oracle, never from a second computation."""
+    out = session.config.getoption("--reference-out")
+    if out:
+        Path(out).write_text(json.dumps(reference_views()))
 
 
 @pytest.fixture(scope="session")

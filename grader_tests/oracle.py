@@ -17,16 +17,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import reference
-from tdkit.artifacts import Artifact
-from tdkit.checks import fail
-from tdkit.inputs import (
+from tdkit.core.inputs import (
     N_CLASSES,
     GradingData,
     GradingInputs,
     eval_model,
+    graded_training,
     grader_predictions,
     train_model,
 )
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import fail
 
 INPUTS = GradingInputs()
 
@@ -49,8 +50,7 @@ class ReferenceTraining:
 @cache
 def reference_training() -> ReferenceTraining:
     data = grading_data()
-    model = train_model(reference.ConvNet, INPUTS)
-    optimizer = torch.optim.SGD(model.parameters(), lr=INPUTS.train_lr)
+    model, optimizer = graded_training(reference.ConvNet, INPUTS)
     history = reference.train(model, optimizer, data.train, INPUTS.train_epochs)
     rows = data.train.with_format("numpy")[:]["zdata"].astype(np.float32)
     sums = [float(row.astype(np.float64).sum()) for row in rows] * INPUTS.train_epochs
@@ -82,6 +82,19 @@ def initial_weights() -> dict[str, np.ndarray]:
 @cache
 def reference_eval_model() -> torch.nn.Module:
     return eval_model(reference.ConvNet, INPUTS)
+
+
+@cache
+def reference_confusion() -> np.ndarray:
+    return reference.confusion_matrix(reference_eval_model(), grading_data().eval)
+
+
+def reference_views() -> dict[str, list]:
+    """What the reports draw beside the student's: the very curve and matrix the checks compare with."""
+    return {
+        "loss_history": [float(v) for v in reference_training().loss_history],
+        "confusion": reference_confusion().tolist(),
+    }
 
 
 def unusable_message(artifact: Artifact) -> str:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 if TYPE_CHECKING:
-    from tdkit.course import Course
-    from tdkit.grade import GradeRun
+    from tdkit.core.course import Course
+    from tdkit.trusted.grade import GradeRun
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
@@ -62,8 +62,8 @@ def copy_course(target: Path) -> Path:
 @pytest.fixture(scope="session")
 def released_course(tmp_path_factory: pytest.TempPathFactory):
     """A course copy whose gradebook knows the assignment (release without re-running the solution)."""
-    from tdkit.course import Course
-    from tdkit.release import release
+    from tdkit.core.course import Course
+    from tdkit.release.generate import release
 
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course, verify=False)

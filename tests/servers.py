@@ -28,9 +28,9 @@ import pytest
 from conftest import REPO, copy_course
 from markup_watch import payload_listener
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun, grade_all
-from tdkit.release import release
+from tdkit.core.course import Course
+from tdkit.release.generate import release
+from tdkit.trusted.grade import GradeRun, grade_all
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 MARKUP = "markup"  # the hostile markup submission of the shared browser course

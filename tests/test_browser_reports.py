@@ -24,8 +24,8 @@ from servers import (
     script_env,
 )
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun
+from tdkit.core.course import Course
+from tdkit.trusted.grade import GradeRun
 
 
 def _images(page: Any) -> list[dict[str, Any]]:

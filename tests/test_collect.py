@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tdkit.cli import main
-from tdkit.collect import CollectReport, Outcome, Status, collect
-from tdkit.course import Course
-from tdkit.errors import TdkitError
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.intake.collect import CollectReport, Outcome, Status, collect
 
 FIXTURE = Path(__file__).parent / "files" / "collect" / "moodle_export.zip"
 

@@ -32,16 +32,16 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit.certs import MachineFiles, make_certificates
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.grade import GradeRun, grade_all
-from tdkit.release import release
-from tdkit.untrusted import SandboxJob, execute_job
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.release.generate import release
+from tdkit.trusted.certs import MachineFiles, make_certificates
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.untrusted.job import SandboxJob, execute_job
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")
 
-from tdkit.distributed import Cluster, ClusterLost, DaskExecutor, connect, security_for
+from tdkit.trusted.distributed import Cluster, ClusterLost, DaskExecutor, connect, security_for
 
 DASK = Path(sys.executable).with_name("dask")
 EXAMPLES = REPO / "examples" / "submissions"
@@ -109,7 +109,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         **{
             f"worker{i}": [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
                            "--name", f"worker{i}", "--memory-limit", "0", "--local-directory", str(logs / f"w{i}"),
-                           "--preload", "tdkit.untrusted", *tls(f"worker{i}")]  # as the README says
+                           "--preload", "tdkit.untrusted.job", *tls(f"worker{i}")]  # as the README says
             for i in (1, 2)
         },
     }

@@ -1,4 +1,4 @@
-"""tdkit.data: every CIFAR-10 source looks the same, fails loudly, and prepares fast and right."""
+"""tdkit.core.data: every CIFAR-10 source looks the same, fails loudly, and prepares fast and right."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from tdkit import data
-from tdkit.data_cache import grading_folder
-from tdkit.errors import TdkitError
+from tdkit.core import data
+from tdkit.core.config import CIFAR10_ENV, SYNTHETIC
+from tdkit.core.data_cache import grading_folder
+from tdkit.core.errors import TdkitError
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hugging Face caches in a fresh folder: a copy cached on this machine cannot answer."""
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(CIFAR10_ENV, raising=False)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_synthetic_is_deterministic() -> None:
 
 def test_synthetic_has_the_cifar10_shape() -> None:
     """Has synthetic data the splits, features, image size and mode that the hub promises?"""
-    dsd = data.load_cifar10(data.SYNTHETIC, n_train=12, n_test=5, seed=0)
+    dsd = data.load_cifar10(SYNTHETIC, n_train=12, n_test=5, seed=0)
     assert {name: split.num_rows for name, split in dsd.items()} == {"train": 12, "test": 5}
     assert dsd["train"].features == data.FEATURES
     assert dsd["train"].features["label"].names == list(data.CLASS_NAMES)
@@ -103,14 +104,14 @@ def test_env_var_redirects_the_hub_and_says_so(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """With TDKIT_CIFAR10 set, is that directory loaded instead of the hub, and is it said?"""
-    monkeypatch.setenv(data.ENV_VAR, str(local_copy))
+    monkeypatch.setenv(CIFAR10_ENV, str(local_copy))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub must not be what answers
     dsd = data.load_cifar10()
     assert (dsd["train"].num_rows, dsd["test"].num_rows) == (30, 20)
     assert dsd["train"].features == data.FEATURES
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 1
-    assert data.ENV_VAR in printed[0] and str(local_copy) in printed[0]
+    assert CIFAR10_ENV in printed[0] and str(local_copy) in printed[0]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

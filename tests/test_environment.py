@@ -11,15 +11,15 @@ from click.testing import CliRunner
 from conftest import REPO, copy_course
 
 from tdkit.cli import main
-from tdkit.course import Course
-from tdkit.environment import ENVIRONMENT_FILE, grading_environment, read_environment
-from tdkit.errors import TdkitError
-from tdkit.execute import execute_notebook
-from tdkit.grade import GradeRun, grade_all
-from tdkit.import_guard import notebook_outputs, recorded_modules
-from tdkit.release import release
-from tdkit.report import render_reports
-from tdkit.results import read_results_json
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.release.environment import ENVIRONMENT_FILE, grading_environment, read_environment
+from tdkit.release.generate import release
+from tdkit.reports.html import render_reports
+from tdkit.reports.results import read_results_json
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.untrusted.execute import execute_notebook
+from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 SKLEARN = "scikit-learn>=1.4"

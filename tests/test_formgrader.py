@@ -29,8 +29,8 @@ from servers import (
     get_json,
 )
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun
+from tdkit.core.course import Course
+from tdkit.trusted.grade import GradeRun
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_policy_hashes_only_what_comes_before_the_notebook() -> None:
     rendered notebook on (nor anything at all when the page could not be read whole)?"""
     import hashlib
 
-    from tdkit.formgrader_csp import policy
+    from tdkit.trusted.formgrader_csp import policy
 
     def sha(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"

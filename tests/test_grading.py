@@ -12,10 +12,10 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit.checks import NOT_EVALUATED, UNCHANGED
-from tdkit.course import Course
-from tdkit.grade import GradeRun, grade_all
-from tdkit.release import release
+from tdkit.core.course import Course
+from tdkit.release.generate import release
+from tdkit.trusted.checks import NOT_EVALUATED, UNCHANGED
+from tdkit.trusted.grade import GradeRun, grade_all
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.notebooknode import NotebookNode
 
-from tdkit.identify import NotTheAssignment, identify, require_assignment
+from tdkit.intake.identify import NotTheAssignment, identify, require_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "release" / "td_cnn" / "td_cnn.ipynb"

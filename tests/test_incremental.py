@@ -16,13 +16,12 @@ import pytest
 from conftest import REPO, copy_course
 from nbgrader.api import Gradebook
 
-from tdkit.collect import collect
-from tdkit.course import Course
-from tdkit.grade import GradeRun, grade_all
-from tdkit.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
-from tdkit.prepare import GradingProfile
-from tdkit.release import release
-from tdkit.sandbox import Limits
+from tdkit.core.config import GradingProfile, Limits
+from tdkit.core.course import Course
+from tdkit.intake.collect import collect
+from tdkit.release.generate import release
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.trusted.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
 
 EXAMPLES = REPO / "examples" / "submissions"
 EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
@@ -171,7 +170,7 @@ def test_nothing_changed_loads_no_heavy_library(semester: Course3) -> None:
     """Does a grade with nothing changed run without importing torch, datasets or matplotlib (seconds
     of start-up each, paid by a class with late submissions at every `tdkit grade`)?"""
     code = (
-        "import sys\nfrom pathlib import Path\nfrom tdkit.course import Course\nfrom tdkit.grade import grade_all\n"
+        "import sys\nfrom pathlib import Path\nfrom tdkit.core.course import Course\nfrom tdkit.trusted.grade import grade_all\n"
         "run = grade_all(Course(Path(sys.argv[1])), progress=lambda line: None)\n"
         "print(run.graded, sorted(m for m in ('torch', 'datasets', 'matplotlib') if m in sys.modules))"
     )

@@ -25,8 +25,8 @@ from servers import (
     jupyterlab,
 )
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun
+from tdkit.core.course import Course
+from tdkit.trusted.grade import GradeRun
 
 NOTEBOOK = ".jp-NotebookPanel .jp-Notebook"
 # Lab's own inline images and workers, the notebook's inline images, and an attachment's name that

@@ -1,4 +1,4 @@
-"""Deadlines and late penalties read from nbgrader_config.py (tdkit.late)."""
+"""Deadlines and late penalties read from nbgrader_config.py (tdkit.intake.late)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from nbgrader.utils import parse_utc
 
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.late import Deadlines, deadlines_from_config
-from tdkit.report import format_delay
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.intake.late import Deadlines, deadlines_from_config
+from tdkit.reports.html import format_delay
 
 HEADER = 'c = get_config()  # noqa: F821\nc.Exchange.timezone = "Europe/Paris"\n'
 DUE = 'c.TdkitDeadlines.duedate = "2024-12-03 12:00"\n'
@@ -29,7 +29,7 @@ def test_points_per_started_day_then_zero(tmp_path: Path) -> None:
         tmp_path,
         DUE
         + 'c.TdkitDeadlines.extensions = {"7": "2024-12-05 12:00"}\n'
-        + 'c.AssignLatePenalties.plugin_class = "tdkit.late.LatePenalty"\n'
+        + 'c.AssignLatePenalties.plugin_class = "tdkit.intake.late.LatePenalty"\n'
         + "c.LatePenalty.points_per_day = 2.0\nc.LatePenalty.zero_after_days = 3.0\n",
     )
     assert late.assess("1", "2024-12-03 11:59:00.000000 Europe/Paris", 21.0).penalty == 0

@@ -15,14 +15,14 @@ from conftest import REPO, copy_course
 from nbgrader.api import Gradebook
 
 from tdkit.cli import main
-from tdkit.collect import CollectReport, Status, collect
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.grade import GradeRun, grade_all
-from tdkit.moodle_export import MoodleExport, comments_text, export_moodle
-from tdkit.release import release
-from tdkit.report import format_number
-from tdkit.worksheet import read_worksheet
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.intake.collect import CollectReport, Status, collect
+from tdkit.intake.worksheet import read_worksheet
+from tdkit.release.generate import release
+from tdkit.reports.html import format_number
+from tdkit.reports.moodle import MoodleExport, comments_text, export_moodle
+from tdkit.trusted.grade import GradeRun, grade_all
 
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
@@ -198,7 +198,7 @@ def test_export_needs_a_worksheet(tmp_path: Path) -> None:
 def test_student_names_reach_the_gradebook_inert() -> None:
     """Does a name or e-mail carrying markup (students edit their own in Moodle) lose every markup
     character before formgrader, which shows names unescaped, can read it?"""
-    from tdkit.gradebook import inert_email, inert_name
+    from tdkit.intake.roster import inert_email, inert_name
 
     assert inert_name("Zoë O'Neil-Dupré") == "Zoë O’Neil-Dupré"
     hostile = inert_name('<img src=x onerror="alert(1)">Éva <script>fetch("//x")</script>')

@@ -21,9 +21,9 @@ import pytest
 from conftest import REPO, copy_course
 from servers import formgrader, get_json, grade_two, script_env
 
-from tdkit.course import DB_URL_ENV, LOCAL_DB_URL, Course
-from tdkit.errors import TdkitError
-from tdkit.grade import GradeRun
+from tdkit.core.course import DB_URL_ENV, LOCAL_DB_URL, Course
+from tdkit.core.errors import TdkitError
+from tdkit.trusted.grade import GradeRun
 
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"
 

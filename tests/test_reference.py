@@ -20,8 +20,8 @@ import torch
 import reference
 from reference.minibatch import MiniBatchRecipe, random_flips
 from reference.strongnet import StrongRecipe
-from tdkit.notebooks import read_source
-from tdkit.parameters import declared_parameters
+from tdkit.release.notebooks import read_source
+from tdkit.release.parameters import declared_parameters
 
 RESULTS = Path(reference.__file__).resolve().parent / "results.json"
 SOURCE_NOTEBOOK = Path(reference.__file__).resolve().parents[1] / "source" / "td_cnn" / "td_cnn.md"

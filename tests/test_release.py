@@ -9,12 +9,12 @@ import nbformat
 import pytest
 from conftest import REPO, copy_course
 
-from tdkit import release as release_module
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.leaks import find_leaks, missing_stub_lines
-from tdkit.notebooks import pair_text, read_source
-from tdkit.release import release
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.release import generate as release_module
+from tdkit.release.generate import release
+from tdkit.release.leaks import find_leaks, missing_stub_lines
+from tdkit.release.notebooks import pair_text, read_source
 
 
 def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from tdkit.release_stub import ClearSolutionsWithStubs, ReleaseStubError
+from tdkit.release.stub import ClearSolutionsWithStubs, ReleaseStubError
 
 SOLUTION_META = {"nbgrader": {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3,
                               "solution": True, "task": False}}

@@ -1,4 +1,4 @@
-"""The feedback pages: one HTML page per student and the class summary (tdkit.report)."""
+"""The feedback pages: one HTML page per student and the class summary (tdkit.reports.html)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from markupsafe import escape
 from PIL import Image
 
-from tdkit.report import ReportFiles, format_message, render_reports, render_student
-from tdkit.results import AssignmentResults, read_results_json
+from tdkit.reports.html import ReportFiles, format_message, render_reports, render_student
+from tdkit.reports.results import AssignmentResults, read_results_json
 
 matplotlib.use("Agg")
 
@@ -217,7 +217,7 @@ def test_message_format() -> None:
 def test_summary_example_message_comes_from_a_notebook_judged_on_its_own(results: AssignmentResults) -> None:
     """When one copy failing a check is the untouched release (its messages point to the notice at
     the top of its own page), is the summary's example message the one a real attempt got?"""
-    from tdkit.report import frequent_failures
+    from tdkit.reports.html import frequent_failures
 
     check_id = "train/matches_reference"
     attempts = [s for s in results.students.values() if any(c.check_id == check_id and not c.passed for c in s.checks)]
@@ -234,3 +234,29 @@ def test_summary_example_message_comes_from_a_notebook_judged_on_its_own(results
     row = next(r for r in frequent_failures(dataclasses.replace(results, students=students)) if r.check_id == check_id)
     assert row.count == 4
     assert row.example == real
+
+
+def test_report_verb_renders_again_from_results_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does 'tdkit report' write every page and the summary from results.json alone, grading nobody,
+    and stop with the command to run when results.json is missing or unreadable?"""
+    from click.testing import CliRunner
+    from conftest import copy_course
+
+    from tdkit.cli import main
+
+    course = copy_course(tmp_path / "course")
+    monkeypatch.chdir(course)
+    missing = CliRunner().invoke(main, ["report"])
+    assert missing.exit_code == 2 and "run 'tdkit grade' first" in missing.output
+    reports = course / "reports" / "td_cnn"
+    reports.mkdir(parents=True)
+    (reports / "results.json").write_text("{not json", encoding="utf-8")
+    unreadable = CliRunner().invoke(main, ["report"])
+    assert unreadable.exit_code == 2 and "tdkit grade --all" in unreadable.output
+    (reports / "results.json").write_bytes(FIXTURE.read_bytes())
+    result = CliRunner().invoke(main, ["report"])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (reports / "html").iterdir())
+    assert written == ["alice_martin.html", "bruno_petit.html", "chloe_durand.html", "index.html"]
+    assert "Réussi" in (reports / "html" / "alice_martin.html").read_text(encoding="utf-8")
+    assert not (course / "gradebook.db").exists() and not (course / "autograded").exists()

@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from conftest import REPO
 
-from tdkit.errors import TdkitError
-from tdkit.sandbox import Limits, bwrap_path, limits_from_config, run_sandboxed
+from tdkit.core.config import Limits, limits_from_config
+from tdkit.core.errors import TdkitError
+from tdkit.untrusted.sandbox import bwrap_path, run_sandboxed
 
 needs_bwrap = pytest.mark.skipif(
     bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"
@@ -115,8 +116,8 @@ def test_limits_config_defaults_values_and_unknown_keys() -> None:
 
 def test_course_config_sets_the_limits() -> None:
     """Does the course's own nbgrader_config.py hold the limits tdkit uses?"""
-    from tdkit.course import Course
-    from tdkit.grade import course_limits
+    from tdkit.core.course import Course
+    from tdkit.trusted.grade import course_limits
 
     assert course_limits(Course(REPO)) == Limits()
 
@@ -145,7 +146,7 @@ def test_run_cannot_write_grader_files_in_its_scratch(tmp_path: Path) -> None:
 
 def test_outputs_are_capped_while_executing(tmp_path: Path) -> None:
     """Does a cell printing 6 MB keep only the output budget, with a French note?"""
-    from tdkit.execute import execute_notebook
+    from tdkit.untrusted.execute import execute_notebook
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("for _ in range(6):\n    print('x' * (1024 * 1024))"),
@@ -159,7 +160,7 @@ def test_outputs_are_capped_while_executing(tmp_path: Path) -> None:
 
 def test_artifacts_behind_symlinks_are_not_read(tmp_path: Path) -> None:
     """Are artifacts read only as regular files in a real folder (no symlinked folder or file)?"""
-    from tdkit.untrusted import collect_artifacts
+    from tdkit.untrusted.job import collect_artifacts
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -177,7 +178,7 @@ def test_gradebook_update_is_all_or_nothing(released_course, monkeypatch: pytest
     """Does a failure in the middle of one student's update leave the gradebook without that student?"""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from tdkit.gradebook import record_grades
+    from tdkit.trusted.gradebook import record_grades
 
     calls = {"n": 0}
     real = Gradebook.find_grade
@@ -199,7 +200,7 @@ def test_gradebook_update_is_all_or_nothing(released_course, monkeypatch: pytest
 
 def test_symlinked_student_folder_is_refused(released_course, tmp_path: Path) -> None:
     """Is a submission reached through a symlinked folder refused without being read?"""
-    from tdkit.prepare import UnreadableSubmission, read_submission
+    from tdkit.intake.submission import UnreadableSubmission, read_submission
 
     outside = tmp_path / "outside" / released_course.assignment
     outside.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Layer 1 of the review path on its own: what ``tdkit.sanitize`` leaves of hostile notebooks.
+"""Layer 1 of the review path on its own: what ``tdkit.trusted.sanitize`` leaves of hostile notebooks.
 
 Fixtures are the real hostile notebook of tests/adversarial (every class of payload) with the
 outputs a kernel gives for it, built here without running it; the end-to-end proof (graded,
@@ -25,7 +25,7 @@ from hostile import (
 )
 from nbgrader.utils import is_locked
 
-from tdkit.sanitize import (
+from tdkit.trusted.sanitize import (
     JS_NOTE,
     clean_html,
     neutralise_markdown,

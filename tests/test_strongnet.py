@@ -18,7 +18,7 @@ from reference.strongnet import (
     predict_strongnet,
     train_strongnet,
 )
-from tdkit.data import load_cifar10, prepare
+from tdkit.core.data import load_cifar10, prepare
 
 TINY = StrongRecipe(widths=(8, 16, 16), n_epochs=3, batch_size=64, tta_level=0)
 

@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from conftest import REPO
 
-from tdkit.data_cache import grading_folder
-from tdkit.parameters import inject_parameters
-from tdkit.prepare import GradingProfile
+from tdkit.core.config import GradingProfile
+from tdkit.core.data_cache import grading_folder
+from tdkit.release.parameters import inject_parameters
 
 REQUIREMENTS = REPO / "td-requirements.txt"
 RELEASE = REPO / "release" / "td_cnn" / "td_cnn.ipynb"

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from notebook_namespace import CELL_ERRORS, namespace_from_notebook
 
-import tdkit.probe
-from tdkit.checks import CheckResult, run_checks
-from tdkit.inputs import GradingData, GradingInputs
-from tdkit.notebooks import read_source
-from tdkit.probe import run_probe
+import tdkit.untrusted.probe
+from tdkit.core.inputs import GradingData, GradingInputs
+from tdkit.release.notebooks import read_source
+from tdkit.reports.results import CheckResult
+from tdkit.trusted.checks import run_checks
+from tdkit.untrusted.probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADER_TESTS = ROOT / "grader_tests"
@@ -56,7 +57,7 @@ def _fast_probe(tmp_path_factory: pytest.TempPathFactory) -> None:
     them, which divides its cost by about three.
     """
     patch = pytest.MonkeyPatch()
-    patch.setattr(tdkit.probe, "GradingData", _grading_data)
+    patch.setattr(tdkit.untrusted.probe, "GradingData", _grading_data)
     _grade(CASES[0][0], tmp_path_factory.mktemp("warm-up"))
     gc.collect()
     gc.freeze()

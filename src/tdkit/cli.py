@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from tdkit.course import find_course
-from tdkit.errors import TdkitError
+from tdkit.core.course import find_course
+from tdkit.core.errors import TdkitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +40,7 @@ def main() -> None:
 @reports_errors
 def release(no_verify: bool) -> None:
     """Check the solution, generate release/td_cnn/td_cnn.ipynb and prove it leaks nothing."""
-    from tdkit.release import release as run_release
+    from tdkit.release.generate import release as run_release
 
     result = run_release(find_course(), verify=not no_verify)
     if result.verified:
@@ -70,7 +70,7 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
     """Copy each student's notebook from an LMS export zip into submitted/<id>/td_cnn/td_cnn.ipynb."""
     from pathlib import Path
 
-    from tdkit.collect import collect as run_collect
+    from tdkit.intake.collect import collect as run_collect
 
     report = run_collect(find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups)
     for line in report.lines():
@@ -104,24 +104,15 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
     A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
     the course environment, limits, grading profile, tdkit) keeps its result.
     """
-    from tdkit.grade import DEFAULT_PROFILE, grade_all
+    from tdkit.trusted.grade import grade_all
 
     course = find_course()
     if scheduler is not None:
-        from tdkit.distributed import ClusterLost, connect
+        from tdkit.trusted.distributed import grade_on_cluster
 
         if workers != 1:
             raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
-        try:
-            with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
-                for line in executor.cluster.summary():
-                    click.echo(line)
-                run = grade_all(course, student=student, everyone=everyone, executor=executor, progress=click.echo)
-        except ClusterLost as error:
-            raise TdkitError(
-                f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "
-                "command again once the scheduler and its workers are back (or grade here, without --scheduler)."
-            ) from None
+        run = grade_on_cluster(course, scheduler, tls, student=student, everyone=everyone, progress=click.echo)
     else:
         if tls is not None:
             raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
@@ -133,6 +124,17 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
     click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
 
 
+@main.command()
+@reports_errors
+def report() -> None:
+    """Write the feedback pages and the class summary again from reports/td_cnn/results.json, grading nobody."""
+    from tdkit.reports.html import rerender_reports
+
+    course = find_course()
+    files = rerender_reports(course.reports / "results.json", course.reports / "html")
+    click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
+
+
 @main.group()
 def export() -> None:
     """Send grades and feedback back to the LMS."""
@@ -142,7 +144,7 @@ def export() -> None:
 @reports_errors
 def export_moodle() -> None:
     """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
-    from tdkit.moodle_export import export_moodle as run_export
+    from tdkit.reports.moodle import export_moodle as run_export
 
     result = run_export(find_course())
     click.echo(f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet")
@@ -164,7 +166,7 @@ def export_moodle() -> None:
 @reports_errors
 def certs(directory: Path, names: tuple[str, ...]) -> None:
     """Make the course CA in DIRECTORY/ca/ (once) and a certificate folder DIRECTORY/NAME/ per machine."""
-    from tdkit.certs import make_certificates
+    from tdkit.trusted.certs import make_certificates
 
     result = make_certificates(directory, names)
     click.echo(f"course CA: {result.ca_folder} ({'created' if result.ca_created else 'kept'}; keep ca-key.pem here)")

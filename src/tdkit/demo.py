@@ -17,15 +17,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tdkit import data
-from tdkit.course import Course
-from tdkit.errors import TdkitError
-from tdkit.grade import GradeRun, grade_all
-from tdkit.late import deadlines_from_config
-from tdkit.moodle_export import MoodleExport, export_moodle
-from tdkit.prepare import GradingProfile
-from tdkit.release import ReleaseResult, release
-from tdkit.worksheet import Worksheet, format_moodle_date
+from tdkit.core import data
+from tdkit.core.config import CIFAR10_ENV, SYNTHETIC, GradingProfile
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.intake.late import deadlines_from_config
+from tdkit.intake.worksheet import Worksheet, format_moodle_date
+from tdkit.release.generate import ReleaseResult, release
+from tdkit.reports.moodle import MoodleExport, export_moodle
+from tdkit.trusted.grade import GradeRun, grade_all
 
 LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
 
@@ -40,9 +40,9 @@ class DemoResult:
 
 def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
     """The hub by default, ``TDKIT_CIFAR10`` if set, else (offline) the synthetic set, saying so."""
-    local = os.environ.get(data.ENV_VAR)
+    local = os.environ.get(CIFAR10_ENV)
     if local:
-        say(f"data: {local} ({data.ENV_VAR})")
+        say(f"data: {local} ({CIFAR10_ENV})")
         return str(Path(local).resolve())
     copy = course.root / LOCAL_COPY
     if (copy / "plain_text").is_dir():
@@ -51,8 +51,8 @@ def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
     try:
         hub = data.load_cifar10(data.HUB_ID)
     except TdkitError as error:
-        say(f"data: the hub is out of reach and {data.ENV_VAR} is not set, so the demo uses the synthetic set ({error})")
-        return data.SYNTHETIC
+        say(f"data: the hub is out of reach and {CIFAR10_ENV} is not set, so the demo uses the synthetic set ({error})")
+        return SYNTHETIC
     # The sandbox has no network: export the hub's data once as a local parquet copy.
     for split in data.SPLITS:
         hub[split].to_parquet(copy / "plain_text" / f"{split}-00000-of-00001.parquet")
@@ -122,7 +122,7 @@ def grading_worksheet(students: list[DemoStudent], zone: ZoneInfo, path: Path) -
 
 
 def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
-    from tdkit.collect import collect
+    from tdkit.intake.collect import collect
 
     source = demo_data_source(course, say)
     released = release(course)

@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tdkit.checks import PASSED_MESSAGE, run_checks
-from tdkit.errors import TdkitError
-
-SANDBOX_ENV = "TDKIT_SANDBOX"
-GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"
+from tdkit.core.config import GRADER_TESTS_ENV, SANDBOX_ENV
+from tdkit.core.errors import TdkitError
+from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
 
 
 def find_grader_tests(start: Path | None = None) -> Path:
@@ -40,7 +38,7 @@ def check(group: str, namespace: Mapping[str, Any]) -> None:
     if os.environ.get(SANDBOX_ENV):
         return
     # Imported here: it needs torch, which the kernel has; release.py only reads GRADER_TESTS_ENV.
-    from tdkit.probe import run_probe
+    from tdkit.untrusted.probe import run_probe
 
     tests = find_grader_tests()
     with tempfile.TemporaryDirectory(prefix="tdkit-hidden-") as out:

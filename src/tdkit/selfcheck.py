@@ -15,13 +15,12 @@ from pathlib import Path
 
 import nbformat
 
-from tdkit.environment import find_environment_file, read_environment
-from tdkit.errors import TdkitError
-from tdkit.execute import CellError, execute_notebook
-from tdkit.import_guard import missing_module_note, notebook_outputs, recorded_modules
-from tdkit.parameters import inject_parameters
-from tdkit.prepare import GradingProfile
-from tdkit.sandbox import SANDBOX_ENV
+from tdkit.core.config import SANDBOX_ENV, GradingProfile
+from tdkit.core.errors import TdkitError
+from tdkit.release.environment import find_environment_file, read_environment
+from tdkit.release.parameters import inject_parameters
+from tdkit.untrusted.execute import CellError, execute_notebook
+from tdkit.untrusted.import_guard import missing_module_note, notebook_outputs, recorded_modules
 
 
 @dataclass(frozen=True)

@@ -203,15 +203,15 @@ def fake_probe_and_artifacts() -> NotebookNode:
     """The release, plus a cell that forges the probe and its artifacts to pass ``train/step_called``."""
     return at_end(release_nb(), f'''
         import json, os, sys
-        import tdkit.probe
+        import tdkit.untrusted.probe
         FAKE = {json.dumps(FAKE_TRAIN)}
         def fake_probe(namespace, out_dir, *args, **kwargs):
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "train.json"), "w") as f:
                 f.write(json.dumps(FAKE))
             return {{"train": "ok"}}
-        tdkit.probe.run_probe = fake_probe
-        sys.modules["tdkit.probe"].run_probe = fake_probe
+        tdkit.untrusted.probe.run_probe = fake_probe
+        sys.modules["tdkit.untrusted.probe"].run_probe = fake_probe
         for folder in ("artifacts", ".probe-0"):
             fake_probe(None, folder)
         sys.exit = lambda *a: None
@@ -429,7 +429,7 @@ CASES = [
     Case("segfault", "a segfault via ctypes", segfault),
     Case("fork_bomb", "a fork bomb", fork_bomb),
     Case("cheat_tests", "test cells edited, deleted, duplicated; points raised; grade_id changed", edited_test_cells),
-    Case("cheat_probe", "tdkit.probe.run_probe and sys.exit replaced, fake artifact files",
+    Case("cheat_probe", "tdkit.untrusted.probe.run_probe and sys.exit replaced, fake artifact files",
          fake_probe_and_artifacts),
     Case("cheat_savers", "builtins.AssertionError, json.dump, np.savez monkeypatched", patched_savers),
     Case("cheat_values", "predict returns always-equal objects, confusion_matrix NaN", always_equal_and_nan),

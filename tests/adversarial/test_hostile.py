@@ -32,11 +32,12 @@ from hostile import (
     write,
 )
 
-from tdkit.course import Course
-from tdkit.grade import GradeRun, grade_all
-from tdkit.release import release
-from tdkit.results import StudentResult
-from tdkit.sandbox import Limits, bwrap_path
+from tdkit.core.config import Limits
+from tdkit.core.course import Course
+from tdkit.release.generate import release
+from tdkit.reports.results import StudentResult
+from tdkit.trusted.grade import GradeRun, grade_all
+from tdkit.untrusted.sandbox import bwrap_path
 
 pytestmark = pytest.mark.skipif(
     bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"
@@ -172,7 +173,7 @@ def test_tampered_test_cells_change_nothing(batch: Batch) -> None:
 
 
 def test_forged_probe_and_artifacts_are_ignored(batch: Batch) -> None:
-    """A replaced tdkit.probe.run_probe and fake artifacts cannot turn a failing check into a pass."""
+    """A replaced tdkit.untrusted.probe.run_probe and fake artifacts cannot turn a failing check into a pass."""
     cheat, td = batch["cheat_probe"], batch[TD]
     assert "train/step_called" in _failed(td) and FAKE_TRAIN["events"]
     assert _failed(cheat) == _failed(td)

@@ -1,0 +1,168 @@
+"""Where things are in an nbgrader course directory run by tdkit."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from tdkit.core.config import DB_URL_ENV
+from tdkit.core.errors import TdkitError
+
+CONFIG_FILE = "nbgrader_config.py"
+ASSIGNMENT = "td_cnn"
+LOCAL_DB_URL = Path(".tdkit") / "db_url"  # ...or from this untracked file of the course directory
+WHERE_DB_URL_GOES = (
+    f"put the URL in the environment variable {DB_URL_ENV} or in the untracked file {LOCAL_DB_URL} "
+    "(chmod 600), or keep a URL without password and give the password to PostgreSQL's client as "
+    "PGPASSWORD or in ~/.pgpass (README 'PostgreSQL gradebook')"
+)
+
+
+URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^\s/@'\"]*:[^\s/@'\"]+@")
+
+
+def url_password(url: str) -> str | None:
+    """The password a database URL holds, if any."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+
+
+def gradebook_url(config_file: str | Path) -> str | None:
+    """For nbgrader_config.py: the gradebook URL it must set (``local_db_url``), after refusing
+    any password written in that file, so that tdkit, nbgrader and formgrader all refuse it.
+
+    Refuses with SystemExit: nbgrader logs any other exception of a config file and goes on
+    without it, on an empty SQLite gradebook; ``Course.nbgrader_config`` makes it a TdkitError."""
+    path = Path(config_file)
+    try:
+        if URL_WITH_PASSWORD.search(path.read_text(encoding="utf-8")):
+            raise TdkitError(f"{path} holds a database password, and the course repository commits that file: "
+                             f"remove it there, change that password if it was ever committed, and {WHERE_DB_URL_GOES}.")
+        return local_db_url(path.parent)
+    except TdkitError as error:
+        raise SystemExit(f"tdkit: {error}") from None
+
+
+def _tracked(root: Path, path: Path) -> bool:
+    """Whether git tracks ``path`` in the repository around ``root`` (no git, no repository: no)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", str(path)],
+                              capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def local_db_url(root: str | Path) -> str | None:
+    """The gradebook URL from ``TDKIT_DB_URL`` or the course's ``.tdkit/db_url`` (None: neither).
+
+    nbgrader_config.py passes it to nbgrader, so formgrader and ``nbgrader export`` use it too.
+    Refused when the file holds a password and git tracks it."""
+    url = os.environ.get(DB_URL_ENV, "").strip()
+    if url:
+        return url
+    path = Path(root) / LOCAL_DB_URL
+    if not path.is_file():
+        return None
+    url = path.read_text(encoding="utf-8").strip()
+    if url_password(url) and _tracked(Path(root), path):
+        raise TdkitError(f"{path} holds the gradebook's password and is committed to git: git rm --cached it, "
+                         f"change that password (it is in the history), and {WHERE_DB_URL_GOES}.")
+    return url or None
+
+
+@dataclass(frozen=True)
+class Course:
+    root: Path
+    assignment: str = ASSIGNMENT
+
+    @property
+    def source_md(self) -> Path:
+        return self.root / "source" / self.assignment / f"{self.assignment}.md"
+
+    @property
+    def release_notebook(self) -> Path:
+        return self.root / "release" / self.assignment / f"{self.assignment}.ipynb"
+
+    @property
+    def grader_tests(self) -> Path:
+        return self.root / "grader_tests"
+
+    @property
+    def submitted(self) -> Path:
+        return self.root / "submitted"
+
+    @property
+    def db_url(self) -> str:
+        """The gradebook's URL; a password written in nbgrader_config.py (a committed file) is refused."""
+        configured = self.nbgrader_config().CourseDirectory.get("db_url")
+        if not configured:
+            return f"sqlite:///{self.root / 'gradebook.db'}"
+        url = str(configured)
+        if url_password(url) and url != local_db_url(self.root):
+            raise TdkitError(f"{self.root / CONFIG_FILE} holds the gradebook's password, and the course repository "
+                             f"commits that file: remove it from db_url there, change that password if it was ever "
+                             f"committed, and {WHERE_DB_URL_GOES}.")
+        return url
+
+    @property
+    def course_id(self) -> str:
+        return str(self.nbgrader_config().CourseDirectory.get("course_id") or "")
+
+    def submitted_notebook(self, student_id: str) -> Path:
+        return self.submitted / student_id / self.assignment / f"{self.assignment}.ipynb"
+
+    def autograded_notebook(self, student_id: str) -> Path:
+        return self.root / "autograded" / student_id / self.assignment / f"{self.assignment}.ipynb"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / self.assignment
+
+    def checked(self) -> Course:
+        """This course, once its configuration loads and its gradebook URL is acceptable (a password
+        written in nbgrader_config.py is refused here, before any work)."""
+        _ = self.db_url
+        return self
+
+    def nbgrader_config(self) -> Config:
+        """``nbgrader_config.py`` of the course, with the root pinned to this directory."""
+        path = self.root / CONFIG_FILE
+        if not path.is_file():
+            raise TdkitError(f"{path} is missing: tdkit runs in an nbgrader course directory.")
+        try:
+            config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
+        except SystemExit as refused:  # nbgrader_config.py refuses to load (gradebook_url): say why
+            raise TdkitError(str(refused.code).removeprefix("tdkit: ")) from None
+        config.CourseDirectory.root = str(self.root)
+        return config
+
+
+def find_course(start: Path | None = None) -> Course:
+    """The course whose ``nbgrader_config.py`` is in ``start`` (default: cwd) or above."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return Course(folder).checked()
+    raise TdkitError(f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository).")
+
+
+def ensure_nbgrader_scripts() -> None:
+    """Put this interpreter's scripts directory on PATH: nbgrader's gradebook runs ``alembic``
+    by name, which fails when tdkit is called as ``.venv/bin/tdkit`` without an activated venv."""
+    scripts = os.path.dirname(sys.executable)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")

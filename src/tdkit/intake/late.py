@@ -1,0 +1,151 @@
+"""Deadlines, extensions and late penalties, the nbgrader way.
+
+The due date and the extensions are set in ``nbgrader_config.py`` (``c.TdkitDeadlines``, in the
+course's time zone ``c.Exchange.timezone``); tdkit writes them where nbgrader keeps them (the
+gradebook's ``Assignment.duedate`` and ``SubmittedAssignment.extension``), so nbgrader computes
+the same lateness. The penalty comes from nbgrader's own plugin point,
+``c.AssignLatePenalties.plugin_class``: nbgrader's ``LateSubmissionPlugin`` ('none' or 'zero'),
+or ``tdkit.intake.late.LatePenalty`` (points per started day, zero after a cut-off).
+A submission without a timestamp is on time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nbgrader.plugins import BasePlugin, LateSubmissionPlugin
+from nbgrader.preprocessors import AssignLatePenalties
+from nbgrader.utils import parse_utc
+from traitlets import Dict, Float, Unicode
+from traitlets.config import Config, Configurable
+
+from tdkit.core.errors import TdkitError
+
+SECONDS_PER_DAY = 24 * 3600
+
+
+class TdkitDeadlines(Configurable):
+    """``c.TdkitDeadlines`` in nbgrader_config.py."""
+
+    duedate = Unicode(
+        None,
+        allow_none=True,
+        help="Due date of the assignment, 'YYYY-MM-DD HH:MM' in the course's time zone (c.Exchange.timezone).",
+    ).tag(config=True)
+    extensions = Dict(
+        value_trait=Unicode(),
+        help="Student id -> that student's own due date, same format as duedate.",
+    ).tag(config=True)
+
+
+class LatePenalty(LateSubmissionPlugin):
+    """nbgrader's late-submission plugin with a penalty per started day and an optional cut-off."""
+
+    points_per_day = Float(0.0, help="Points taken off per started day of lateness.").tag(config=True)
+    zero_after_days = Float(
+        None, allow_none=True, help="Later than this many days, the score is zero (None: never)."
+    ).tag(config=True)
+
+    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
+        if self.penalty_method == "zero":
+            return super().late_submission_penalty(student_id, score, total_seconds_late)
+        days = total_seconds_late / SECONDS_PER_DAY
+        if self.zero_after_days is not None and days > self.zero_after_days:
+            return score
+        return self.points_per_day * math.ceil(days) if days > 0 else None
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """A course's due date, extensions, time zone and late-penalty plugin."""
+
+    timezone: ZoneInfo
+    due: datetime | None  # aware
+    extensions: dict[str, datetime]  # student id -> aware due date
+    plugin: BasePlugin
+
+    def due_for(self, student_id: str) -> datetime | None:
+        return self.extensions.get(student_id, self.due)
+
+    def extension(self, student_id: str) -> timedelta | None:
+        """What nbgrader stores in ``SubmittedAssignment.extension``."""
+        if self.due is None or student_id not in self.extensions:
+            return None
+        return self.extensions[student_id] - self.due
+
+    def assess(self, student_id: str, timestamp: str | None, score: float) -> Lateness:
+        """How late ``timestamp`` (nbgrader's timestamp.txt text) is, and the penalty on ``score``."""
+        submitted = None if timestamp is None else parse_utc(timestamp).replace(tzinfo=timezone.utc)
+        due = self.due_for(student_id)
+        if submitted is None or due is None or submitted <= due:
+            return Lateness(submitted, due, 0.0, 0.0)
+        seconds = (submitted - due).total_seconds()
+        penalty = self.plugin.late_submission_penalty(student_id, score, seconds)
+        # As nbgrader's AssignLatePenalties: never below zero, never more than the score.
+        return Lateness(submitted, due, seconds, min(max(penalty or 0.0, 0.0), score))
+
+
+@dataclass(frozen=True)
+class Lateness:
+    submitted: datetime | None  # aware UTC; None: no timestamp, treated as on time
+    due: datetime | None  # the student's own due date (extension included)
+    seconds_late: float
+    penalty: float
+
+
+def course_timezone(config: Config) -> ZoneInfo:
+    """``c.Exchange.timezone`` (nbgrader's default: UTC)."""
+    name = str(config.get("Exchange", {}).get("timezone", "UTC"))
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TdkitError(
+            f"nbgrader_config.py: c.Exchange.timezone = {name!r} is not a time zone; use an IANA name such as "
+            "'Europe/Paris'."
+        ) from None
+
+
+def parse_local(text: str, zone: ZoneInfo, what: str) -> datetime:
+    """'YYYY-MM-DD HH:MM[:SS]' in ``zone`` (or with an explicit offset) as an aware datetime."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TdkitError(f"nbgrader_config.py: {what} = {text!r} is not a date; write it as 'YYYY-MM-DD HH:MM'.") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+
+
+def _check_keys(config: Config, section: str, configurable: type[Configurable]) -> None:
+    valid = sorted(configurable.class_trait_names(config=True))
+    unknown = sorted(set(config.get(section, {})) - set(valid))
+    if unknown:
+        raise TdkitError(
+            f"nbgrader_config.py: unknown c.{section}.{', c.{section}.'.join(unknown)}; valid keys: {', '.join(valid)}."
+        )
+
+
+def deadlines_from_config(config: Config) -> Deadlines:
+    """The deadlines of a course's config; an unknown key or a bad date is an error naming the fix."""
+    _check_keys(config, "TdkitDeadlines", TdkitDeadlines)
+    _check_keys(config, "LatePenalty", LatePenalty)
+    zone = course_timezone(config)
+    section = TdkitDeadlines(config=config)
+    due = None if section.duedate is None else parse_local(section.duedate, zone, "c.TdkitDeadlines.duedate")
+    extensions = {
+        sid: parse_local(text, zone, f"c.TdkitDeadlines.extensions[{sid!r}]") for sid, text in section.extensions.items()
+    }
+    if extensions and due is None:
+        raise TdkitError("nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it.")
+    assigner = AssignLatePenalties(config=config)
+    plugin: Any = assigner.plugin_class(parent=assigner)
+    return Deadlines(zone, due, extensions, plugin)
+
+
+def nbgrader_timestamp(moment: datetime, zone: ZoneInfo) -> str:
+    """``moment`` as nbgrader writes timestamp.txt (date, time with microseconds, zone), in ``zone``:
+    the zone's IANA name rather than an abbreviation, so nbgrader's parse_utc reads it exactly."""
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S.%f} {zone.key}"
+

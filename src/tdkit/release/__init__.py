@@ -1,0 +1,1 @@
+"""The student notebook going out: generation, stubs, leak check, jupytext pairing, parameters."""

@@ -1,0 +1,1 @@
+"""What comes out of a grading run: results files, HTML feedback pages, the Moodle export."""

@@ -1,0 +1,158 @@
+"""``tdkit export moodle``: grades, comments and feedback files back to Moodle.
+
+Two files in ``reports/<assignment>/moodle/``:
+- the grading worksheet saved by ``tdkit collect``, same bytes but ``Grade`` (the final score,
+  on the assignment's ``Maximum Grade``) and ``Feedback comments`` (the score, each failed check
+  in a short French line, the late penalty) filled, for "Upload grading worksheet". Students
+  without a result keep their row as it was: an empty grade stays empty.
+- ``feedback_files.zip`` for "Upload multiple feedback files in a zip": one self-contained
+  HTML page per student, named ``<Full name>_<NNNN>_assignfeedback_file_retour_<assignment>.html``.
+  Moodle's importer (``mod/assign/feedback/file/importziplib.php``) splits each name on '_':
+  the second field is the participant number, the third and fourth the plugin, the rest the
+  file name; so the full name must not hold '_' (Moodle's own export replaces it by a space).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
+from tdkit.core.files import write_atomically
+from tdkit.intake.roster import load_roster, roster_dir
+from tdkit.intake.worksheet import Worksheet, read_worksheet
+from tdkit.reports.html import Plotter, format_delay, format_number, render_student
+from tdkit.reports.results import StudentResult, read_results_json
+
+ZIP_NAME = "feedback_files.zip"
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: the same results give the same zip
+MAX_LINE = 160  # characters of a failed check's line in the comments
+_UNSAFE_NAME = re.compile(r"[_/\\:*?\"<>|\x00-\x1f]+")
+
+
+@dataclass(frozen=True)
+class MoodleExport:
+    worksheet: Path  # for "Upload grading worksheet"
+    feedback_zip: Path  # for "Upload multiple feedback files in a zip"
+    graded: list[str]  # students whose row got a grade and a feedback file
+    without_result: list[str]  # worksheet students with no result: row left as downloaded
+    not_in_worksheet: list[str]  # results with no worksheet row: not sent to Moodle
+    comments: bool  # the worksheet has a 'Feedback comments' column (the assignment enables it)
+
+
+def feedback_file_name(assignment: str) -> str:
+    return f"retour_{assignment}.html"
+
+
+def zip_entry_name(full_name: str, participant_id: str, assignment: str) -> str:
+    """The name Moodle's feedback-zip importer matches to the participant."""
+    name = " ".join(_UNSAFE_NAME.sub(" ", full_name).split()) or "Participant"
+    return f"{name}_{participant_id}_assignfeedback_file_{feedback_file_name(assignment)}"
+
+
+def _first_line(message: str) -> str:
+    line = next((part.strip() for part in message.splitlines() if part.strip()), "")
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1].rstrip() + "…"
+
+
+def comment_lines(student: StudentResult, assignment: str) -> list[str]:
+    """The feedback comments, one short French line each (plain text)."""
+    lines = [f"Note : {format_number(student.final_score)} / {format_number(student.max_score)}."]
+    if student.late_penalty:
+        lines.append(
+            f"Rendu avec {format_delay(student.seconds_late)} de retard : pénalité de "
+            f"{format_number(student.late_penalty)} point(s) sur {format_number(student.score)}."
+        )
+    elif student.seconds_late:
+        lines.append(f"Rendu avec {format_delay(student.seconds_late)} de retard, sans pénalité.")
+    if student.graded_with:
+        lines.append(f"Travail du groupe « {student.group} », corrigé une fois pour tout le groupe.")
+    if student.failure:
+        lines.append(f"Exécution interrompue : {_first_line(student.failure)}")
+    lines += [f"Échec {c.check_id} : {_first_line(c.message)}" for c in student.checks if not c.passed]
+    lines.append(f"Détail dans le fichier de retour {feedback_file_name(assignment)}.")
+    return lines
+
+
+def comments_html(lines: list[str]) -> str:
+    """Moodle keeps feedback comments as HTML: one paragraph per line."""
+    return "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in lines)
+
+
+def comments_text(cell: str) -> list[str]:
+    """The lines of a ``Feedback comments`` cell written by comments_html."""
+    return [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", cell, flags=re.DOTALL)]
+
+
+def moodle_grade(student: StudentResult, max_grade: float | None) -> str:
+    """The final score on the assignment's maximum grade (Moodle skips a grade above it), '.' decimals."""
+    value = student.final_score
+    if max_grade is not None and student.max_score:
+        value = value / student.max_score * max_grade
+    return f"{value:.2f}"
+
+
+def _max_grade(sheet: Worksheet) -> float | None:
+    index = sheet.column("max_grade")
+    values = {row[index].strip() for row in sheet.rows} if index is not None else set()
+    try:
+        return float(values.pop().replace(",", ".")) if len(values) == 1 else None
+    except ValueError:
+        return None
+
+
+def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
+    """Fill the saved grading worksheet and build the feedback-files zip from results.json."""
+    roster = load_roster(course)
+    if roster.worksheet is None:
+        raise TdkitError(
+            "No grading worksheet collected: run 'tdkit collect ARCHIVE.zip --worksheet WORKSHEET.csv' "
+            "(Moodle: Grading action > Download grading worksheet), then 'tdkit grade'."
+        )
+    results_path = course.reports / "results.json"
+    if not results_path.is_file():
+        raise TdkitError(f"{results_path} is missing: run 'tdkit grade' first.")
+    results = read_results_json(results_path)
+    sheet = read_worksheet(roster_dir(course) / roster.worksheet)
+    sheet.require("grade", "Moodle reads the grades there")
+    has_comments = sheet.column("feedback") is not None
+    max_grade = _max_grade(sheet)
+    in_sheet = {sid for row in sheet.rows if (sid := sheet.participant_id(row))}
+    graded = sorted(in_sheet & set(results.students))
+    cells = {}
+    for sid in graded:
+        student = results.students[sid]
+        cells[sid] = {"grade": moodle_grade(student, max_grade)}
+        if has_comments:
+            cells[sid]["feedback"] = comments_html(comment_lines(student, results.assignment))
+    out = out_dir or course.reports / "moodle"
+    worksheet_out = out / sheet.name
+    write_atomically(worksheet_out, sheet.with_cells(cells).to_bytes())
+    buffer = io.BytesIO()
+    plotter = Plotter()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for sid in graded:
+            name = str(roster.participants.get(sid, {}).get("full_name") or "")
+            page = render_student(
+                results.students[sid], results.assignment, plotter, summary_href=None, packages=results.environment
+            )
+            info = zipfile.ZipInfo(zip_entry_name(name, sid, results.assignment), date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16
+            zf.writestr(info, page.encode("utf-8"))
+    feedback_zip = out / ZIP_NAME
+    write_atomically(feedback_zip, buffer.getvalue())
+    return MoodleExport(
+        worksheet=worksheet_out,
+        feedback_zip=feedback_zip,
+        graded=graded,
+        without_result=sorted(in_sheet - set(results.students)),
+        not_in_worksheet=sorted(set(results.students) - in_sheet),
+        comments=has_comments,
+    )
+

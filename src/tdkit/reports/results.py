@@ -1,0 +1,187 @@
+"""The results object of a grading run, and its files: ``results.json`` and ``grades.csv``.
+
+``results.json`` has exactly this shape (other tools read it; extra keys are allowed)::
+
+    {"assignment": "td_cnn",
+     "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
+                                                             "max_points": float, "message": str}},
+                                   ...extra keys: score, max_score, seconds, failure, errors,
+                                   curves, confusion, manual, missing_modules, submitted_at,
+                                   seconds_late, late_penalty, final_score, group, graded_with,
+                                   refused, notice, fingerprint, grader_failure}},
+     ...extra keys: conflicts, environment}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tdkit.core.files import write_atomically
+from tdkit.untrusted.execute import CellError
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One hidden check's outcome for one submission."""
+
+    check_id: str
+    passed: bool
+    points: float
+    max_points: float
+    message: str
+
+    @property
+    def group(self) -> str:
+        return self.check_id.split("/", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        del record["check_id"]
+        return record
+
+
+@dataclass
+class StudentResult:
+    student_id: str
+    checks: list[CheckResult]
+    seconds: float = 0.0  # wall time of the whole grading of this submission
+    failure: str | None = None  # the run stopped early: timeout, dead kernel, unreadable notebook
+    errors: list[CellError] = field(default_factory=list)  # cells that raised, with tracebacks
+    # Loss per epoch of the student's train() and the reference's, on the same grader inputs.
+    curves: dict[str, list[float] | None] = field(default_factory=dict)
+    # Confusion matrices (10x10 lists) of the student's function and the reference's.
+    confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
+    # Manually graded cells (free-text answers): grade_id -> max points.
+    manual: dict[str, float] = field(default_factory=dict)
+    submitted_at: str | None = None  # ISO date of the submission (UTC); None: no timestamp, on time
+    seconds_late: float = 0.0  # past the student's due date (extension included)
+    late_penalty: float = 0.0  # points taken off by the late-submission plugin
+    group: str | None = None  # the student's group (binôme), if any
+    graded_with: str | None = None  # the group member whose notebook was graded, when not this student
+    # Modules the notebook imported from outside the course environment (td-requirements.txt).
+    missing_modules: list[str] = field(default_factory=list)
+    refused: bool = False  # never run (unreadable, not the TD): ``failure`` says why
+    notice: str | None = None  # what is wrong with the notebook as a whole (the release unchanged)
+    # What it was graded from: {"submission": digest, "grader": {part: digest}} (tdkit.trusted.incremental).
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    grader_failure: bool = False  # failed on the grader's side, not the student's: graded again next time
+
+    @property
+    def final_score(self) -> float:
+        """The score after the late penalty."""
+        return max(0.0, self.score - self.late_penalty)
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checks": {c.check_id: c.to_json() for c in self.checks},
+            "score": self.score,
+            "max_score": self.max_score,
+            "seconds": round(self.seconds, 3),
+            "failure": self.failure,
+            "errors": [e.__dict__ for e in self.errors],
+            "curves": self.curves,
+            "confusion": self.confusion,
+            "manual": self.manual,
+            "submitted_at": self.submitted_at,
+            "seconds_late": self.seconds_late,
+            "late_penalty": self.late_penalty,
+            "final_score": self.final_score,
+            "group": self.group,
+            "graded_with": self.graded_with,
+            "missing_modules": self.missing_modules,
+            # Only when set: most students have neither, and older results.json files lack them.
+            **({"refused": True} if self.refused else {}),
+            **({"notice": self.notice} if self.notice else {}),
+            "fingerprint": self.fingerprint,
+            "grader_failure": self.grader_failure,
+        }
+
+    @classmethod
+    def from_json(cls, student_id: str, record: dict[str, Any]) -> StudentResult:
+        return cls(
+            student_id,
+            [CheckResult(cid, **c) for cid, c in record["checks"].items()],
+            seconds=float(record.get("seconds", 0.0)),
+            failure=record.get("failure"),
+            errors=[CellError(**e) for e in record.get("errors", [])],
+            curves=record.get("curves", {}),
+            confusion=record.get("confusion", {}),
+            manual=record.get("manual", {}),
+            submitted_at=record.get("submitted_at"),
+            seconds_late=float(record.get("seconds_late", 0.0)),
+            late_penalty=float(record.get("late_penalty", 0.0)),
+            group=record.get("group"),
+            graded_with=record.get("graded_with"),
+            missing_modules=record.get("missing_modules", []),
+            refused=bool(record.get("refused", False)),
+            notice=record.get("notice"),
+            fingerprint=record.get("fingerprint", {}),
+            grader_failure=bool(record.get("grader_failure", False)),
+        )
+
+
+@dataclass
+class AssignmentResults:
+    assignment: str
+    students: dict[str, StudentResult] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)  # group conflicts, one French line each
+    environment: list[str] = field(default_factory=list)  # the declared packages graded against
+
+    @property
+    def without_timestamp(self) -> list[str]:
+        """Students whose submission has no date: treated as on time."""
+        return sorted(sid for sid, s in self.students.items() if s.submitted_at is None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "assignment": self.assignment,
+            "students": {sid: self.students[sid].to_json() for sid in sorted(self.students)},
+            "conflicts": self.conflicts,
+            "environment": self.environment,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> AssignmentResults:
+        return cls(
+            record["assignment"],
+            {sid: StudentResult.from_json(sid, r) for sid, r in record["students"].items()},
+            conflicts=record.get("conflicts", []),
+            environment=record.get("environment", []),
+        )
+
+
+def write_results_json(results: AssignmentResults, path: Path) -> None:
+    write_atomically(path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+
+
+def read_results_json(path: Path) -> AssignmentResults:
+    return AssignmentResults.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def write_grades_csv(results: AssignmentResults, path: Path) -> None:
+    """One row per student for the LMS: automatic score out of the automatic maximum, then lateness."""
+    from io import StringIO
+
+    buffer = StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student_id", "assignment", "auto_score", "auto_max_score", "failed_checks", "failure",
+                     "submitted_at", "seconds_late", "late_penalty", "final_score", "group", "graded_with"])
+    for sid in sorted(results.students):
+        student = results.students[sid]
+        failed = sum(not c.passed for c in student.checks)
+        writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or "",
+                         student.submitted_at or "", f"{student.seconds_late:.0f}", f"{student.late_penalty:g}",
+                         f"{student.final_score:g}", student.group or "", student.graded_with or ""])
+    write_atomically(path, buffer.getvalue())

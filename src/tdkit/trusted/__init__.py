@@ -1,0 +1,1 @@
+"""The trusted stage: grading orchestration, hidden checks, artifacts, gradebook, review-path safety."""

@@ -1,0 +1,163 @@
+"""Run the hidden checks (``grader_tests/``, pytest) on a probe's artifacts.
+
+Each check is a pytest test marked ``@check("group/name", points=...)``; its failure
+message, in French, is what the student reads. Runs on the trusted side only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+from tdkit.core.groups import GROUPS
+from tdkit.reports.results import CheckResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSED_MESSAGE = "Réussi."
+NOT_EVALUATED = "Non évalué : le notebook rendu n'a pas été exécuté (la raison est en haut de la page)."
+UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
+
+
+def check(check_id: str, points: float) -> Callable[[F], F]:
+    """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``."""
+    if "/" not in check_id:
+        raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
+    if check_id.split("/", 1)[0] not in GROUPS:
+        raise ValueError(f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)")
+    return pytest.mark.check(id=check_id, points=float(points))
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the current check with ``message`` (French, for the student), without a traceback."""
+    pytest.fail(message, pytrace=False)
+
+
+def require(condition: object, message: str) -> None:
+    """Fail the current check with ``message`` unless ``condition`` holds."""
+    if not condition:
+        fail(message)
+
+
+def not_evaluated(result: CheckResult, message: str = NOT_EVALUATED) -> CheckResult:
+    """``result`` failed with ``message``, a pointer to the one message at the top that says why."""
+    return CheckResult(result.check_id, False, 0.0, result.max_points, message)
+
+
+def _message(excinfo: pytest.ExceptionInfo[BaseException] | None, notes: list[str]) -> str:
+    if excinfo is None:
+        # A passed check may still have something to say (e.g. another function is at fault).
+        return " ".join([PASSED_MESSAGE, *notes])
+    error = excinfo.value
+    if isinstance(error, pytest.fail.Exception):
+        return str(error.msg)
+    # A check that breaks on a strange value is failed, and says why, rather than crashing the batch.
+    return f"Vérification impossible sur ce que renvoie la fonction ({type(error).__name__} : {error})."
+
+
+class _Collector:
+    """pytest plugin: selects the requested groups and records each check's outcome."""
+
+    def __init__(self, groups: set[str] | None) -> None:
+        self.groups = groups
+        self.results: dict[str, CheckResult] = {}
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.addinivalue_line("markers", "check(id, points): a hidden check and its points")
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        selected, deselected = [], []
+        for item in items:
+            marker = item.get_closest_marker("check")
+            if marker is None:
+                raise pytest.UsageError(f"{item.nodeid} has no @check(id, points) marker")
+            group = marker.kwargs["id"].split("/", 1)[0]
+            (selected if self.groups is None or group in self.groups else deselected).append(item)
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker("check")
+        if marker is None or not (report.when == "call" or report.failed):
+            return
+        check_id, max_points = marker.kwargs["id"], float(marker.kwargs["points"])
+        if check_id in self.results and self.results[check_id].passed is False:
+            return
+        passed = report.passed and report.when == "call"
+        notes = [str(value) for name, value in item.user_properties if name == "note"]
+        self.results[check_id] = CheckResult(
+            check_id, passed, max_points if passed else 0.0, max_points, _message(call.excinfo, notes)
+        )
+
+
+class ChecksCrashed(Exception):
+    """pytest could not run the hidden checks at all (a broken grader_tests/)."""
+
+
+def _forget_other_course(tests_dir: Path) -> None:
+    """Drop modules that another course's checks (or reference) left in ``sys.modules``.
+
+    pytest imports ``grader_tests`` modules by their bare names: a second course in the same
+    process would otherwise be judged by the first one's checks.
+    """
+    course = tests_dir.resolve().parent
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        parent = Path(path).resolve().parent
+        ours = parent == course / "grader_tests" or course / "reference" in (parent, *parent.parents)
+        theirs = parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
+        if theirs and not ours:
+            del sys.modules[name]
+
+
+def run_checks(
+    artifacts_dir: str | Path,
+    tests_dir: str | Path,
+    groups: Iterable[str] | None = None,
+    reference_out: Path | None = None,
+) -> list[CheckResult]:
+    """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``.
+
+    ``reference_out``: where the checks' oracle writes the reference's curve and confusion matrix."""
+    _forget_other_course(Path(tests_dir))
+    collector = _Collector(set(groups) if groups is not None else None)
+    args = [
+        str(tests_dir),
+        f"--artifacts={Path(artifacts_dir).resolve()}",
+        "-p", "no:cacheprovider",
+        "-p", "no:randomly",
+        # Its full garbage collections cost up to a second per submission.
+        "-p", "no:unraisableexception",
+        "-o", "python_files=checks_*.py",
+        "--capture=no",
+        "-q",
+        "--no-header",
+        "-W", "ignore",
+    ]
+    if reference_out is not None:
+        args.append(f"--reference-out={reference_out}")
+    import torch  # here, not at the top: a run that keeps every result needs no torch
+
+    output = io.StringIO()
+    # The checks' tensors are tiny: one thread, since idle threads spinning for 2 cores cost 10x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(output):
+            code = pytest.main(args, plugins=[collector])
+    finally:
+        torch.set_num_threads(threads)
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise ChecksCrashed(f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}")
+    return sorted(collector.results.values(), key=lambda r: r.check_id)
