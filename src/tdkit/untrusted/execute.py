@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -30,7 +31,7 @@ TRUNCATED_NOTE = (
 )
 
 
-def _message_bytes(msg: dict) -> int:
+def _message_bytes(msg: dict[str, Any]) -> int:
     """About how many bytes an output message would add to the notebook."""
     content = msg.get("content", {})
     size = len(str(content.get("text", ""))) + len(str(content.get("evalue", "")))
@@ -41,7 +42,7 @@ def _message_bytes(msg: dict) -> int:
     return size
 
 
-def _coerce_mime_data(msg: dict) -> None:
+def _coerce_mime_data(msg: dict[str, Any]) -> None:
     """Non-JSON MIME types must hold text in a notebook: anything else (an unknown type sent raw)
     becomes its JSON text, so the executed notebook stays valid."""
     data = msg.get("content", {}).get("data")
