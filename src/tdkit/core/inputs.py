@@ -120,6 +120,6 @@ def eval_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> tor
     torch.manual_seed(inputs.seed + 1)
     model = convnet_cls()
     with torch.no_grad():
-        model.fc3.weight.mul_(25.0)
-        model.fc3.bias.mul_(25.0)
+        model.get_parameter("fc3.weight").mul_(25.0)
+        model.get_parameter("fc3.bias").mul_(25.0)
     return model

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
@@ -64,8 +65,15 @@ class BoundedClient(NotebookClient):
     nor make the executed notebook huge.
     """
 
-    def __init__(self, *args: object, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        nb: NotebookNode,
+        km: KernelManager | None = None,
+        *,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        **kwargs: Any,  # nbclient's traitlets, passed through as given
+    ) -> None:
+        super().__init__(nb, km, **kwargs)
         self.max_output_bytes = max_output_bytes
         self.output_bytes = 0
         self.truncated_cells: set[int] = set()
