@@ -21,7 +21,7 @@ import numbers
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ class TrainingTrace:
         self.input_sums: list[float] = []
         self.batch_sizes: list[int] = []
         self._last_grad: torch.Tensor | None = None
-        watched = model.get_parameter("conv1.weight")
+        watched = cast(torch.Tensor, model.conv1.weight)  # Module attribute access is typed Tensor | Module
         self._handles = [
             model.register_forward_pre_hook(self._on_forward),
             watched.register_hook(self._on_backward),
