@@ -85,8 +85,9 @@ def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | Non
     for index, cell in enumerate(run.notebook.cells):
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            error = errors_by_cell.pop(index, None)
-            message = "ok" if error is None else f"{error.ename}: {error.evalue or 'pas encore écrit'}"
-            report.tests.append(TestCell(str(meta.get("grade_id")), float(meta.get("points", 0)), error is None, message))
+            cell_error = errors_by_cell.pop(index, None)
+            message = "ok" if cell_error is None else f"{cell_error.ename}: {cell_error.evalue or 'pas encore écrit'}"
+            passed = cell_error is None
+            report.tests.append(TestCell(str(meta.get("grade_id")), float(meta.get("points", 0)), passed, message))
     report.other_errors = list(errors_by_cell.values())
     return report

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import datasets
 import huggingface_hub.constants
@@ -309,7 +310,7 @@ def zscore_chw(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 
 
 def _labels(split: datasets.Dataset) -> np.ndarray:
-    return split.with_format("arrow")[:].column("label").to_numpy().astype(np.int64)
+    return cast(np.ndarray, split.with_format("arrow")[:].column("label").to_numpy().astype(np.int64))
 
 
 def to_zdata_dataset(x: np.ndarray, y: np.ndarray) -> datasets.Dataset:

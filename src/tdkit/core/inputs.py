@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import datasets
 import numpy as np
@@ -120,6 +121,6 @@ def eval_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> tor
     torch.manual_seed(inputs.seed + 1)
     model = convnet_cls()
     with torch.no_grad():
-        model.fc3.weight.mul_(25.0)
-        model.fc3.bias.mul_(25.0)
+        cast(torch.Tensor, model.fc3.weight).mul_(25.0)  # Module attribute access is typed Tensor | Module
+        cast(torch.Tensor, model.fc3.bias).mul_(25.0)
     return model

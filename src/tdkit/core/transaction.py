@@ -17,7 +17,7 @@ def one_transaction(gb: Gradebook) -> Iterator[None]:
     """
     session = gb.db
     commit = session.commit
-    session.commit = session.flush  # type: ignore[method-assign]
+    session.commit = session.flush
     try:
         yield
     except BaseException:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nbgrader.plugins import BasePlugin, LateSubmissionPlugin
@@ -42,7 +42,7 @@ class TdkitDeadlines(Configurable):
     ).tag(config=True)
 
 
-class LatePenalty(LateSubmissionPlugin):
+class LatePenalty(LateSubmissionPlugin):  # type: ignore[misc]  # nbgrader ships no types: its base class is Any
     """nbgrader's late-submission plugin with a penalty per started day and an optional cut-off."""
 
     points_per_day = Float(0.0, help="Points taken off per started day of lateness.").tag(config=True)
@@ -52,7 +52,7 @@ class LatePenalty(LateSubmissionPlugin):
 
     def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
         if self.penalty_method == "zero":
-            return super().late_submission_penalty(student_id, score, total_seconds_late)
+            return cast("float | None", super().late_submission_penalty(student_id, score, total_seconds_late))
         days = total_seconds_late / SECONDS_PER_DAY
         if self.zero_after_days is not None and days > self.zero_after_days:
             return score

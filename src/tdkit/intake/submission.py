@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import zipfile
+from typing import cast
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -82,7 +83,7 @@ def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: 
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
         raise UnreadableSubmission("Fichier illisible : ce JSON n'est pas un notebook Jupyter (pas de cellules).")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = cast(NotebookNode, nbformat.reads(text, as_version=4))
     except Exception as error:
         raise UnreadableSubmission(
             f"Notebook illisible ({type(error).__name__}) : {str(error)[:300]}"
@@ -146,4 +147,4 @@ def prepare_submission(
 ) -> NotebookNode:
     prepared = inject_parameters(sanitise(course, nb, student_id), profile.parameters(), strict=False)
     prepared.cells.append(probe_cell())
-    return nbformat.from_dict(prepared)
+    return cast(NotebookNode, nbformat.from_dict(prepared))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
@@ -116,12 +117,12 @@ def generate_release(course: Course, db_url: str | None = None) -> nbformat.Note
                 f"nbgrader would release files beside the notebook: {extra}. Add them to "
                 "c.CourseDirectory.ignore in nbgrader_config.py (the .md source is the full solution)."
             )
-        return nbformat.read(produced, as_version=4)
+        return cast(nbformat.NotebookNode, nbformat.read(produced, as_version=4))
 
 
 def release_text(released: nbformat.NotebookNode) -> str:
     """The bytes of release/<assignment>/<assignment>.ipynb for a generated release."""
-    return nbformat.writes(stable_ids(released)) + "\n"
+    return cast(str, nbformat.writes(stable_ids(released))) + "\n"
 
 
 def is_registered(course: Course) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import jupytext
 import nbformat
@@ -37,7 +38,7 @@ def pair_text(md_path: Path) -> str:
     """The ``.ipynb`` pair of ``md_path`` as it must be on disk."""
     nb = read_source(md_path)
     nb.metadata["jupytext"] = {"formats": "ipynb,md"}
-    return nbformat.writes(nb) + "\n"
+    return cast(str, nbformat.writes(nb)) + "\n"
 
 
 def sync_pair(md_path: Path) -> Path:

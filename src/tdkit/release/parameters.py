@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -54,7 +54,7 @@ def inject_parameters(nb: NotebookNode, values: Mapping[str, Any], *, strict: bo
                 f"Parameters {unknown} are not assigned in the notebook's 'parameters' cell: add them "
                 "there or remove them from the grading profile."
             )
-    copy = nbformat.reads(nbformat.writes(nb), as_version=4)
+    copy = cast(NotebookNode, nbformat.reads(nbformat.writes(nb), as_version=4))
     index = parameters_cell_index(copy)
     source = "# Paramètres imposés par le correcteur\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})

@@ -18,6 +18,7 @@ Registered in ``nbgrader_config.py`` in place of ``ClearSolutions``.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
@@ -31,13 +32,14 @@ class ReleaseStubError(ValueError):
     """A release stub region is malformed; the message names the cell."""
 
 
-class ClearSolutionsWithStubs(ClearSolutions):
+class ClearSolutionsWithStubs(ClearSolutions):  # type: ignore[misc]  # nbgrader ships no types: its base class is Any
     begin_stub_delimiter = Unicode(
         "BEGIN RELEASE STUB", help="Marks the start of a commented-out stub released in place of the solution"
     ).tag(config=True)
     end_stub_delimiter = Unicode("END RELEASE STUB", help="Marks the end of a release stub region").tag(
         config=True
     )
+    code_stub: dict[str, str]  # ClearSolutions' Dict trait: language -> the stub released in place of a solution
 
     def _pop_stub(self, cell: NotebookNode) -> str | None:
         """Remove the stub region from the cell; return its uncommented text, or None."""
@@ -69,7 +71,7 @@ class ClearSolutionsWithStubs(ClearSolutions):
     ) -> tuple[NotebookNode, ResourcesDict]:
         stub = self._pop_stub(cell) if cell.cell_type == "code" else None
         if stub is None:
-            return super().preprocess_cell(cell, resources, cell_index)
+            return cast("tuple[NotebookNode, ResourcesDict]", super().preprocess_cell(cell, resources, cell_index))
         if self.begin_solution_delimeter not in cell.source:
             raise ReleaseStubError(f"a release stub needs a solution region in the same cell:\n{cell.source}")
         default = self.code_stub

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import pluggy
 import pytest
 
 from tdkit.core.groups import GROUPS
@@ -71,7 +72,8 @@ class _Collector:
         config.addinivalue_line("markers", "check(id, points): a hidden check and its points")
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        selected, deselected = [], []
+        selected: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
         for item in items:
             marker = item.get_closest_marker("check")
             if marker is None:
@@ -83,7 +85,9 @@ class _Collector:
         items[:] = selected
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
         outcome = yield
         report = outcome.get_result()
         marker = item.get_closest_marker("check")

@@ -36,7 +36,7 @@ from concurrent.futures import wait as wait_futures
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
@@ -139,7 +139,7 @@ class DaskExecutor(Executor):
 
     def _threads(self) -> int:
         try:
-            return max(1, sum(self.client.nthreads().values()))
+            return max(1, sum(cast("dict[str, int]", self.client.nthreads()).values()))
         except Exception:  # noqa: BLE001 - scheduler briefly unreachable: go on one at a time
             return 1
 

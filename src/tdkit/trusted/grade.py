@@ -92,8 +92,13 @@ def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float
     history = _finite(read_artifact(artifacts, "train")["loss_history"])
     confusion = read_artifact(artifacts, "confusion_matrix").arrays.get("value")
     matrix = None
-    drawable = confusion is not None and confusion.ndim == 2 and confusion.size <= 400
-    if drawable and np.issubdtype(confusion.dtype, np.number) and np.all(np.isfinite(confusion)):
+    if (
+        confusion is not None
+        and confusion.ndim == 2
+        and confusion.size <= 400
+        and np.issubdtype(confusion.dtype, np.number)
+        and np.all(np.isfinite(confusion))
+    ):
         matrix = confusion.astype(float).tolist()
     return history, matrix
 

@@ -11,6 +11,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import cast
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -103,13 +104,13 @@ def formgrader_notebook(outcome: SandboxOutcome) -> nbformat.NotebookNode | None
     if outcome.executed is None:
         return None
     try:
-        ran = nbformat.reads(outcome.executed, as_version=4)
+        ran = cast(NotebookNode, nbformat.reads(outcome.executed, as_version=4))
     except Exception:  # noqa: BLE001 - the run may have left garbage
         return None
     if outcome.prepared is None:
         return ran
     try:
-        trusted = nbformat.reads(outcome.prepared, as_version=4)
+        trusted = cast(NotebookNode, nbformat.reads(outcome.prepared, as_version=4))
     except Exception:  # noqa: BLE001
         return None
     ran_cells = {c.get("id"): c for c in ran.cells if c.get("cell_type") == "code"}

@@ -16,7 +16,7 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nbformat
 import nh3
@@ -113,7 +113,7 @@ def _svg_as_image(svg: Any) -> str | None:
 
 
 def _note(text: str) -> NotebookNode:
-    return nbformat.v4.new_output("display_data", data={"text/plain": text})
+    return cast(NotebookNode, nbformat.v4.new_output("display_data", data={"text/plain": text}))
 
 
 def _text(value: Any) -> str:

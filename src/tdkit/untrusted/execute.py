@@ -10,7 +10,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
@@ -30,7 +32,7 @@ TRUNCATED_NOTE = (
 )
 
 
-def _message_bytes(msg: dict) -> int:
+def _message_bytes(msg: dict[str, Any]) -> int:
     """About how many bytes an output message would add to the notebook."""
     content = msg.get("content", {})
     size = len(str(content.get("text", ""))) + len(str(content.get("evalue", "")))
@@ -41,7 +43,7 @@ def _message_bytes(msg: dict) -> int:
     return size
 
 
-def _coerce_mime_data(msg: dict) -> None:
+def _coerce_mime_data(msg: dict[str, Any]) -> None:
     """Non-JSON MIME types must hold text in a notebook: anything else (an unknown type sent raw)
     becomes its JSON text, so the executed notebook stays valid."""
     data = msg.get("content", {}).get("data")
@@ -63,8 +65,15 @@ class BoundedClient(NotebookClient):
     nor make the executed notebook huge.
     """
 
-    def __init__(self, *args: object, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        nb: NotebookNode,
+        km: KernelManager | None = None,
+        *,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        **kwargs: Any,  # nbclient's traitlets, passed through as given
+    ) -> None:
+        super().__init__(nb, km, **kwargs)
         self.max_output_bytes = max_output_bytes
         self.output_bytes = 0
         self.truncated_cells: set[int] = set()

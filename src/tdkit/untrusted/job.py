@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tdkit.core.config import MB, Limits
 from tdkit.core.groups import GROUPS
@@ -68,7 +69,9 @@ def _cell_errors(entries: object) -> list[CellError]:
     errors = []
     for entry in entries if isinstance(entries, list) else []:
         try:
-            errors.append(CellError(**{k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}))
+            # Any: the names come from the run's JSON; CellError's constructor refuses unknown or missing ones
+            fields: dict[str, Any] = {k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}
+            errors.append(CellError(**fields))
         except (TypeError, ValueError, AttributeError):
             continue
     return errors

@@ -21,7 +21,7 @@ import numbers
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ class TrainingTrace:
         self.input_sums: list[float] = []
         self.batch_sizes: list[int] = []
         self._last_grad: torch.Tensor | None = None
-        watched = model.conv1.weight
+        watched = cast(torch.Tensor, model.conv1.weight)  # Module attribute access is typed Tensor | Module
         self._handles = [
             model.register_forward_pre_hook(self._on_forward),
             watched.register_hook(self._on_backward),
@@ -276,7 +276,7 @@ def stand_ins(namespace: Mapping[str, Any], probed: str, calls: list[str] | None
 def _save_arrays(out_dir: Path, group: str, arrays: Mapping[str, np.ndarray]) -> None:
     # Object arrays would need pickles: the artifact reader refuses them, so never write one.
     plain = {k: v for k, v in arrays.items() if v.dtype != object}
-    np.savez(out_dir / f"{group}.npz", **plain)
+    np.savez(out_dir / f"{group}.npz", allow_pickle=False, **plain)
 
 
 @probes("train")

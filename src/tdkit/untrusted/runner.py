@@ -23,6 +23,7 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
@@ -89,7 +90,7 @@ def probe_source(out_dir: str) -> str:
 
 def probe_cell() -> NotebookNode:
     """The probe cell appended to a submission (its output folder is chosen by the runner)."""
-    cell = nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]})
+    cell = cast(NotebookNode, nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]}))
     cell.id = PROBE_TAG
     return cell
 
@@ -150,7 +151,7 @@ def definitions_only(nb: NotebookNode) -> NotebookNode:
         given = meta.get("locked") and not meta.get("grade")
         if PROBE_TAG in tags or meta.get("solution") or given or _only_imports(cell.source):
             keep.append(cell)
-    copy = nbformat.v4.new_notebook(metadata=nb.metadata)
+    copy = cast(NotebookNode, nbformat.v4.new_notebook(metadata=nb.metadata))
     copy.cells = [nbformat.from_dict(dict(c)) for c in keep]
     for cell in copy.cells:
         cell.outputs, cell.execution_count = [], None
