@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
+from typing import Any
 
 import datasets
 import numpy as np
@@ -121,6 +121,7 @@ def eval_model(convnet_cls: type[torch.nn.Module], inputs: GradingInputs) -> tor
     torch.manual_seed(inputs.seed + 1)
     model = convnet_cls()
     with torch.no_grad():
-        cast(torch.Tensor, model.fc3.weight).mul_(25.0)  # Module attribute access is typed Tensor | Module
-        cast(torch.Tensor, model.fc3.bias).mul_(25.0)
+        fc3: Any = model.fc3  # the student's network: its layers are whatever the student built
+        fc3.weight.mul_(25.0)
+        fc3.bias.mul_(25.0)
     return model

@@ -21,7 +21,7 @@ import numbers
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,7 +63,8 @@ class TrainingTrace:
         self.input_sums: list[float] = []
         self.batch_sizes: list[int] = []
         self._last_grad: torch.Tensor | None = None
-        watched = cast(torch.Tensor, model.conv1.weight)  # Module attribute access is typed Tensor | Module
+        conv1: Any = model.conv1  # the student's network: its layers are whatever the student built
+        watched: torch.Tensor = conv1.weight
         self._handles = [
             model.register_forward_pre_hook(self._on_forward),
             watched.register_hook(self._on_backward),
