@@ -21,9 +21,12 @@ demo: $(STAMP)
 	bash scripts/system-deps.sh
 	$(VENV)/bin/tdkit demo
 
-# Lint gates the tests: a ruff finding stops `make test` before it starts.
+# Lint, format and types gate the tests: a finding stops `make test` before it starts.
+# mypy reads pyproject.toml: --strict, calls into untyped libraries allowed.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench grader_tests examples
+	$(VENV)/bin/ruff format --check src tests bench grader_tests examples
+	$(VENV)/bin/mypy src
 
 test: lint
 	bash scripts/system-deps.sh

@@ -82,7 +82,11 @@ class Student:
 def roster(n: int) -> list[Student]:
     """Mostly the example styles (the correct one three times as often), one in ten broken or hostile."""
     styles = [CORRECT, *BUGGY[:4], CORRECT, *BUGGY[4:], CORRECT]
-    odd = [f"{kind}:{name}" for pair in zip(HOSTILE, BROKEN) for kind, name in zip(("hostile", "broken"), pair)]
+    odd = [
+        f"{kind}:{name}"
+        for pair in zip(HOSTILE, BROKEN)
+        for kind, name in zip(("hostile", "broken"), pair)
+    ]
     students = []
     for i in range(n):
         if i % 20 in ODD_SLOTS:  # the k-th odd one takes the k-th odd style
@@ -97,7 +101,9 @@ def notebook_bytes(student: Student, course: Path, note: str = "") -> bytes:
     kind, _, name = student.style.partition(":")
     if kind == "broken":
         return BROKEN[name]
-    nb = nbformat.read(EXAMPLES / f"{CORRECT if kind == 'hostile' else student.style}.ipynb", as_version=4)
+    nb = nbformat.read(
+        EXAMPLES / f"{CORRECT if kind == 'hostile' else student.style}.ipynb", as_version=4
+    )
     if kind == "hostile":
         imports = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
         cell = nbformat.v4.new_code_cell(HOSTILE[name].format(course=course))
@@ -110,7 +116,9 @@ def notebook_bytes(student: Student, course: Path, note: str = "") -> bytes:
     return nbformat.writes(nb).encode("utf-8")
 
 
-def moodle_export(students: list[Student], course: Path, archive: Path, changed: dict[str, Student]) -> Path:
+def moodle_export(
+    students: list[Student], course: Path, archive: Path, changed: dict[str, Student]
+) -> Path:
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for student in students:
             now = changed.get(student.sid, student)
@@ -138,7 +146,9 @@ def tdkit(course: Path, *args: str) -> tuple[float, float, str]:
     """Run ``tdkit ARGS`` in the course: wall seconds, peak memory (MB) and the output's tail."""
     command = [str(Path(sys.executable).parent / "tdkit"), *args]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     stop, peak = threading.Event(), [0.0]
     watcher = threading.Thread(target=peak_rss_mb, args=(process.pid, stop, peak), daemon=True)
     watcher.start()
@@ -161,7 +171,9 @@ def grading_seconds(output: str) -> float:
 
 def changes(students: list[Student], n: int) -> dict[str, Student]:
     """``n`` students hand in a new version: a buggy notebook fixed, or a correct one broken."""
-    picked = [s for s in students if not s.style.startswith(("hostile", "broken"))][1 : 1 + 3 * n : 3][:n]
+    picked = [s for s in students if not s.style.startswith(("hostile", "broken"))][
+        1 : 1 + 3 * n : 3
+    ][:n]
     return {s.sid: Student(s.sid, BUGGY[0] if s.style == CORRECT else CORRECT) for s in picked}
 
 
@@ -169,7 +181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=200, help="submissions in the class")
     parser.add_argument("--workers", type=int, default=2, help="tdkit grade --workers")
-    parser.add_argument("--changed", type=int, default=5, help="submissions changed before grading again")
+    parser.add_argument(
+        "--changed", type=int, default=5, help="submissions changed before grading again"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="build the course here and keep it")
     args = parser.parse_args()
     if args.changed > args.students // 2:
@@ -193,16 +207,20 @@ def main() -> None:
         seconds, _, output = tdkit(root, "collect", str(first))
         say(f"collect: {seconds:.1f} s ({output.strip().splitlines()[-1]})")
         seconds, peak, output = tdkit(root, "grade", "--workers", str(args.workers))
-        say(f"grade --workers {args.workers} (first, fresh gradebook): {seconds:.1f} s, "
-            f"{seconds / args.students:.2f} s per submission, grader peak memory {peak:.0f} MB")
+        say(
+            f"grade --workers {args.workers} (first, fresh gradebook): {seconds:.1f} s, "
+            f"{seconds / args.students:.2f} s per submission, grader peak memory {peak:.0f} MB"
+        )
         say("  " + output.strip().splitlines()[-4])
 
         course = Course(root)
         results = read_results_json(course.reports / "results.json")
         started = time.perf_counter()
         render_reports(results, course.reports / "html")
-        say(f"reports alone (all {len(results.students)} pages and the summary rendered again): "
-            f"{time.perf_counter() - started:.1f} s")
+        say(
+            f"reports alone (all {len(results.students)} pages and the summary rendered again): "
+            f"{time.perf_counter() - started:.1f} s"
+        )
 
         changed = changes(students, args.changed)
         second = moodle_export(students, root, Path(scratch) / "export-2.zip", changed)
@@ -211,24 +229,36 @@ def main() -> None:
         seconds, peak, output = tdkit(root, "grade", "--workers", str(args.workers))
         grading = grading_seconds(output)
         kept = args.students - len(changed)
-        say(f"grade again, {len(changed)} changed: {seconds:.1f} s, grader peak memory {peak:.0f} MB; grading the "
+        say(
+            f"grade again, {len(changed)} changed: {seconds:.1f} s, grader peak memory {peak:.0f} MB; grading the "
             f"{len(changed)} took {grading:.1f} s, so the {kept} unchanged cost {seconds - grading:.1f} s in all "
-            "(tdkit's start included; target: under 10 s)")
+            "(tdkit's start included; target: under 10 s)"
+        )
         say("  " + next(line for line in output.splitlines() if line.startswith("skipped")))
         seconds, _, output = tdkit(root, "grade", "--workers", str(args.workers))
-        say(f"grade again, nothing changed: {seconds:.1f} s for the {args.students} unchanged "
-            f"({1000 * seconds / args.students:.0f} ms per student at most), tdkit's start included")
-        regraded = {sid for sid, s in read_results_json(course.reports / "results.json").students.items()
-                    if s.fingerprint != results.students[sid].fingerprint}
-        say(f"results that changed between the first and the last run: {len(regraded)} "
-            f"(the {len(changed)} changed submissions: {regraded == set(changed)})")
+        say(
+            f"grade again, nothing changed: {seconds:.1f} s for the {args.students} unchanged "
+            f"({1000 * seconds / args.students:.0f} ms per student at most), tdkit's start included"
+        )
+        regraded = {
+            sid
+            for sid, s in read_results_json(course.reports / "results.json").students.items()
+            if s.fingerprint != results.students[sid].fingerprint
+        }
+        say(
+            f"results that changed between the first and the last run: {len(regraded)} "
+            f"(the {len(changed)} changed submissions: {regraded == set(changed)})"
+        )
         scores = read_results_json(course.reports / "results.json").students
         by_style: dict[str, list[float]] = {}
         for student in students:
             style = changed.get(student.sid, student).style
             if student.sid in scores:  # collect turns some broken files away: reported there
                 by_style.setdefault(style, []).append(scores[student.sid].score)
-        say("scores by style: " + json.dumps({k: sorted(set(v)) for k, v in sorted(by_style.items())}))
+        say(
+            "scores by style: "
+            + json.dumps({k: sorted(set(v)) for k, v in sorted(by_style.items())})
+        )
         say(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -95,7 +95,9 @@ def kernel_round_trips(repeats: int = 3) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="tdkit-kernel-") as scratch:
         for _ in range(repeats):
             for mode, values in seconds.items():
-                values.append(execute_notebook(nbformat.from_dict(nb), scratch, shutdown=mode).seconds)
+                values.append(
+                    execute_notebook(nbformat.from_dict(nb), scratch, shutdown=mode).seconds
+                )
     return {mode: statistics.median(values) for mode, values in seconds.items()}
 
 
@@ -105,14 +107,26 @@ def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
     for sid in students:  # the notebook reads DATA_SOURCE with datasets alone: name the local copy
         path = course.submitted_notebook(sid)
-        nbformat.write(inject_parameters(nbformat.read(path, as_version=4), {"DATA_SOURCE": data}), path)
+        nbformat.write(
+            inject_parameters(nbformat.read(path, as_version=4), {"DATA_SOURCE": data}), path
+        )
     seconds = []
     for sid in students:
         started = time.perf_counter()
         subprocess.run(
-            [os.path.join(scripts, "nbgrader"), "autograde", course.assignment, "--student", sid, "--force",
-             "--Execute.timeout=3600"],
-            cwd=course.root, env=env, check=False, capture_output=True,
+            [
+                os.path.join(scripts, "nbgrader"),
+                "autograde",
+                course.assignment,
+                "--student",
+                sid,
+                "--force",
+                "--Execute.timeout=3600",
+            ],
+            cwd=course.root,
+            env=env,
+            check=False,
+            capture_output=True,
         )
         seconds.append(time.perf_counter() - started)
         print(f"  nbgrader autograde {sid}: {seconds[-1]:.1f} s", flush=True)
@@ -122,25 +136,34 @@ def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=2, help="copies of each example submission")
-    parser.add_argument("--nbgrader", type=int, default=2, help="submissions graded by plain nbgrader")
+    parser.add_argument(
+        "--nbgrader", type=int, default=2, help="submissions graded by plain nbgrader"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tdkit-bench-") as root:
         course = Course(copy_course(Path(root) / "course"))
         release(course, verify=False)
         students = submit(course, args.copies)
-        print(f"{len(students)} submissions ({args.copies} copies of {len(students) // args.copies} examples), "
-              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+        print(
+            f"{len(students)} submissions ({args.copies} copies of {len(students) // args.copies} examples), "
+            f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        )
         runs, walls = {}, {}
         for workers in (1, 2):
             started = time.perf_counter()
-            runs[workers] = grade_all(course, everyone=True, workers=workers, progress=lambda line: None)
+            runs[workers] = grade_all(
+                course, everyone=True, workers=workers, progress=lambda line: None
+            )
             wall = time.perf_counter() - started
             per = [s.seconds for s in runs[workers].results.students.values()]
-            print(f"tdkit grade --workers {workers}: {wall:.1f} s in all, {wall / len(students):.1f} s per submission "
-                  f"(each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)")
+            print(
+                f"tdkit grade --workers {workers}: {wall:.1f} s in all, {wall / len(students):.1f} s per submission "
+                f"(each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)"
+            )
             walls[workers] = wall
         same = all(
-            runs[1].results.students[s].checks == runs[2].results.students[s].checks for s in students
+            runs[1].results.students[s].checks == runs[2].results.students[s].checks
+            for s in students
         )
         print(f"speed-up with 2 workers: x{walls[1] / walls[2]:.2f}; identical checks: {same}")
         print("where one submission's time goes (the full solution, 1 worker):")
@@ -154,11 +177,15 @@ def main() -> None:
             f"{trips['graceful'] - trips['immediate']:.2f} s saved per kernel"
         )
         if args.nbgrader:
-            chosen = [solution] + [s for s in students if s.endswith("_0") and s != solution][: args.nbgrader - 1]
+            chosen = [solution] + [s for s in students if s.endswith("_0") and s != solution][
+                : args.nbgrader - 1
+            ]
             plain = nbgrader_autograde(course, chosen)
             ours = statistics.mean(runs[1].results.students[s].seconds for s in chosen)
-            print(f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
-                  f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}")
+            print(
+                f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
+                f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -107,7 +107,9 @@ class Stopwatch:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, among {', '.join(PARTS)}")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, among {', '.join(PARTS)}"
+    )
     args = parser.parse_args(argv)
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -123,7 +125,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     print(f"Loading and z-scoring CIFAR-10 from {source}", flush=True)
     data = prepare(load_cifar10(source))
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() and set(parts) != set(PARTS) else {}
+    results = (
+        json.loads(RESULTS.read_text()) if RESULTS.is_file() and set(parts) != set(PARTS) else {}
+    )
     results.update(
         {
             "command": "make reference  (.venv/bin/python bench/training.py)",
@@ -224,11 +228,15 @@ def minibatch_runs(data: Prepared, source: Path) -> dict:
         curve: list[list[float]] = []  # [training seconds, test accuracy] after each epoch
         watch = Stopwatch()
 
-        def evaluate(epoch: int, model: torch.nn.Module, watch: Stopwatch = watch, curve: list = curve) -> None:
+        def evaluate(
+            epoch: int, model: torch.nn.Module, watch: Stopwatch = watch, curve: list = curve
+        ) -> None:
             accuracy = watch.outside(lambda: reference.accuracy(model, test))
             curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])
 
-        loss_history = reference.train_minibatch(model, train, dataclasses.replace(recipe, seed=seed), evaluate)
+        loss_history = reference.train_minibatch(
+            model, train, dataclasses.replace(recipe, seed=seed), evaluate
+        )
         watch.stop()
         confusion = reference.confusion_matrix(model, test)
         run = {
@@ -270,7 +278,10 @@ def _summary_of(runs: list[dict]) -> dict:
 
 def strongnet_runs(data: Prepared, source: Path) -> dict:
     inputs, labels = torch.as_tensor(data.x_train), torch.as_tensor(data.y_train, dtype=torch.int64)
-    test_inputs, test_labels = torch.as_tensor(data.x_test), torch.as_tensor(data.y_test, dtype=torch.int64)
+    test_inputs, test_labels = (
+        torch.as_tensor(data.x_test),
+        torch.as_tensor(data.y_test, dtype=torch.int64),
+    )
     recipe = StrongRecipe()
 
     def test_accuracy(model: StrongNet, tta_level: int) -> float:
@@ -284,13 +295,22 @@ def strongnet_runs(data: Prepared, source: Path) -> dict:
         watch = Stopwatch()
 
         def evaluate(
-            epoch: int, model: StrongNet, watch: Stopwatch = watch, curve: list = curve, seed: int = seed
+            epoch: int,
+            model: StrongNet,
+            watch: Stopwatch = watch,
+            curve: list = curve,
+            seed: int = seed,
         ) -> None:
             accuracy = watch.outside(lambda: test_accuracy(model, 0))
             curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])
-            print(f"  strongnet seed {seed} epoch {epoch + 1}: {curve[-1][0]} s, test {accuracy:.2%}", flush=True)
+            print(
+                f"  strongnet seed {seed} epoch {epoch + 1}: {curve[-1][0]} s, test {accuracy:.2%}",
+                flush=True,
+            )
 
-        model, loss_history = train_strongnet(inputs, labels, dataclasses.replace(recipe, seed=seed), evaluate)
+        model, loss_history = train_strongnet(
+            inputs, labels, dataclasses.replace(recipe, seed=seed), evaluate
+        )
         watch.stop()
         evaluation = time.perf_counter()
         predictions = predict_strongnet(model, test_inputs, recipe.tta_level).numpy()
@@ -334,7 +354,10 @@ def per_sample_run(data: Prepared, source: Path) -> dict:
         losses.append(reference.train(model, optimizer, rows, n_epochs=1)[0] * len(rows))
         accuracy = watch.outside(lambda: reference.accuracy(model, test))
         curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])
-        print(f"  per-sample loop, {start + len(rows)} rows: {curve[-1][0]} s, test {accuracy:.2%}", flush=True)
+        print(
+            f"  per-sample loop, {start + len(rows)} rows: {curve[-1][0]} s, test {accuracy:.2%}",
+            flush=True,
+        )
     result = {
         "what": f"reference.train(ConvNet(), SGD(lr={PER_SAMPLE_LR}), first {PER_SAMPLE_ROWS} "
         "training rows in dataset order, n_epochs=1), weights from torch.manual_seed(0); curve: "
@@ -349,7 +372,10 @@ def per_sample_run(data: Prepared, source: Path) -> dict:
         "load_average_before_after": [load, _load()],
         "curve_seconds_accuracy": curve,
     }
-    print(f"per-sample loop: test {result['test_accuracy']:.2%}, {result['train_seconds']} s", flush=True)
+    print(
+        f"per-sample loop: test {result['test_accuracy']:.2%}, {result['train_seconds']} s",
+        flush=True,
+    )
     return result
 
 
@@ -415,13 +441,24 @@ def notebook_run(data: Prepared, source: Path) -> dict:
     sections: dict[str, float] = {}
     heading, printed = "(début)", []
     for cell in execution.notebook.cells:
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#") and "nbgrader" not in cell.metadata:
+        if (
+            cell.cell_type == "markdown"
+            and cell.source.lstrip().startswith("#")
+            and "nbgrader" not in cell.metadata
+        ):
             heading = cell.source.lstrip().splitlines()[0].lstrip("#").strip()
         elif cell.cell_type == "code":
             sections[heading] = round(sections.get(heading, 0.0) + cell_seconds(cell), 1)
-            printed += [o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+            printed += [
+                o.get("text", "")
+                for o in cell.get("outputs", [])
+                if o.get("output_type") == "stream"
+            ]
     accuracies = {
-        ("per_sample" if name == "Exactitude" else "minibatch"): {"train": float(tr) / 100, "test": float(te) / 100}
+        ("per_sample" if name == "Exactitude" else "minibatch"): {
+            "train": float(tr) / 100,
+            "test": float(te) / 100,
+        }
         for name, tr, te in NOTEBOOK_ACCURACY.findall("".join(printed))
     }
     result = {
@@ -487,7 +524,9 @@ def summary(results: dict) -> str:
             target, slow = results[slower]["test_accuracy"], results[slower]["train_seconds"]
             fast = seconds_to_reach(results[faster].get("curve_seconds_accuracy", []), target)
             if fast:
-                rows.append(f"{who} {target:.1%} after {fast} s instead of {slow} s: x{slow / fast:.2f}")
+                rows.append(
+                    f"{who} {target:.1%} after {fast} s instead of {slow} s: x{slow / fast:.2f}"
+                )
     return "\n".join(rows)
 
 

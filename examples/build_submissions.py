@@ -475,6 +475,7 @@ ACTIVATION_EVAL_RESTORED = code('''
         return maps / maps.amax(dim=(1, 2), keepdim=True)
 ''')
 
+
 def confusion_requires_grad() -> str:
     """The loop version, with requires_grad turned off on the model instead of torch.no_grad()."""
     return swap(
@@ -486,14 +487,24 @@ def confusion_requires_grad() -> str:
 
 def confusion_tensor() -> str:
     """The loop version, counted in a torch tensor (per-class accuracy converts it)."""
-    cell = swap(confusion_cell(), "np.zeros((10, 10), dtype=int)", "torch.zeros((10, 10), dtype=torch.int64)")
-    return swap(cell, "    return np.diag(confusion)", "    confusion = np.asarray(confusion, dtype=float)\n    return np.diag(confusion)")
+    cell = swap(
+        confusion_cell(),
+        "np.zeros((10, 10), dtype=int)",
+        "torch.zeros((10, 10), dtype=torch.int64)",
+    )
+    return swap(
+        cell,
+        "    return np.diag(confusion)",
+        "    confusion = np.asarray(confusion, dtype=float)\n    return np.diag(confusion)",
+    )
 
 
 def train_set_format() -> str:
     """The TD's loop, iterating the caller's dataset switched to torch in place."""
     loop = swap(train_loop(), 'dataset.with_format("torch")', "dataset")
-    return swap(loop, "    loss_history = []", '    dataset.set_format("torch")\n    loss_history = []')
+    return swap(
+        loop, "    loss_history = []", '    dataset.set_format("torch")\n    loss_history = []'
+    )
 
 
 # Correct styles at the edge of the new checks: no model.eval() (no_grad only), NumPy scalars
@@ -684,7 +695,9 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
     frozen = {"train/matches_reference": "poids", "train/loss_history": "modèle de départ"}
     # H and W swapped in predict: the TD's own trap, in the evaluation.
     transposed_predict = swap(
-        solution["predict"], '["zdata"], dtype=torch.float32)', '["zdata"], dtype=torch.float32).transpose(2, 3)'
+        solution["predict"],
+        '["zdata"], dtype=torch.float32)',
+        '["zdata"], dtype=torch.float32).transpose(2, 3)',
     )
     moving = {"train/matches_reference": "poids", "train/loss_history": "référence"}
     return [
@@ -827,15 +840,28 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "their values are wrong with the student's predict.",
             {**base, "predict": transposed_predict},
             {"predict/matches_reference": "référence"},
-            notes={"accuracy/matches_reference": "votre propre `predict`", "confusion_matrix/orientation": "votre propre `predict`"},
+            notes={
+                "accuracy/matches_reference": "votre propre `predict`",
+                "confusion_matrix/orientation": "votre propre `predict`",
+            },
         ),
         Submission(
             "cascade_predict_global_data",
             "predict ignores its dataset argument (the notebook's global test_dataset); accuracy and "
             "confusion_matrix call it correctly: with the student's predict they even raise.",
-            {**base, "predict": swap(solution["predict"], 'torch.as_tensor(dataset.with_format', 'torch.as_tensor(test_dataset.with_format')},
+            {
+                **base,
+                "predict": swap(
+                    solution["predict"],
+                    "torch.as_tensor(dataset.with_format",
+                    "torch.as_tensor(test_dataset.with_format",
+                ),
+            },
             {"predict/matches_reference": "argument", "predict/returns_int_array": "forme (120,)"},
-            notes={"accuracy/matches_reference": "erreur", "confusion_matrix/orientation": "votre propre `predict`"},
+            notes={
+                "accuracy/matches_reference": "erreur",
+                "confusion_matrix/orientation": "votre propre `predict`",
+            },
         ),
         Submission(
             "cascade_accuracy_via_confusion",
@@ -866,7 +892,9 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "right with the student's own predict: only predict's type costs a point.",
             {
                 **base,
-                "predict": swap(solution["predict"], "torch.cat(predictions).numpy()", "torch.cat(predictions)"),
+                "predict": swap(
+                    solution["predict"], "torch.cat(predictions).numpy()", "torch.cat(predictions)"
+                ),
                 "accuracy": ACCURACY_FOR_TENSOR_PREDICT,
             },
             {"predict/returns_int_array": "tenseur"},
@@ -875,7 +903,14 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "predict_returns_list",
             "predict returns a Python list of ints.",
-            {**base, "predict": swap(solution["predict"], "torch.cat(predictions).numpy()", "torch.cat(predictions).tolist()")},
+            {
+                **base,
+                "predict": swap(
+                    solution["predict"],
+                    "torch.cat(predictions).numpy()",
+                    "torch.cat(predictions).tolist()",
+                ),
+            },
             {"predict/returns_int_array": "np.ndarray"},
         ),
         Submission(
@@ -887,13 +922,27 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "accuracy_returns_tensor",
             "accuracy returns a 0-d torch tensor.",
-            {**base, "accuracy": swap(solution["accuracy"], "return float(np.mean(predict(model, dataset) == labels))", "return torch.as_tensor(predict(model, dataset) == labels).double().mean()")},
+            {
+                **base,
+                "accuracy": swap(
+                    solution["accuracy"],
+                    "return float(np.mean(predict(model, dataset) == labels))",
+                    "return torch.as_tensor(predict(model, dataset) == labels).double().mean()",
+                ),
+            },
             {"accuracy/range": "float"},
         ),
         Submission(
             "confusion_float_counts",
             "Confusion matrix of float counts (np.zeros without dtype): the visible test asks for ints.",
-            {**base, "confusion_matrix": swap(solution["confusion_matrix"], "np.zeros((10, 10), dtype=np.int64)", "np.zeros((10, 10))")},
+            {
+                **base,
+                "confusion_matrix": swap(
+                    solution["confusion_matrix"],
+                    "np.zeros((10, 10), dtype=np.int64)",
+                    "np.zeros((10, 10))",
+                ),
+            },
             {"confusion_matrix/counts": "entier"},
         ),
         Submission(
@@ -907,7 +956,11 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             "Activation maps returned as a NumPy array.",
             {
                 **base,
-                "activation_maps": swap(solution["activation_maps"], "return maps / maps.flatten", "maps = maps / maps.flatten")
+                "activation_maps": swap(
+                    solution["activation_maps"],
+                    "return maps / maps.flatten",
+                    "maps = maps / maps.flatten",
+                )
                 + "\n    return maps.numpy()",
             },
             {"activation_maps/shape_range": "tenseur"},
@@ -915,13 +968,19 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "train_returns_tuple",
             "Correct loop, returns a tuple of losses.",
-            {**base, "train": swap(train_loop(), "return loss_history", "return tuple(loss_history)")},
+            {
+                **base,
+                "train": swap(train_loop(), "return loss_history", "return tuple(loss_history)"),
+            },
             {"train/returns_history": "liste"},
         ),
         Submission(
             "train_returns_tensors",
             "Correct loop, the epoch loss summed as tensors (loss, not loss.item()): tensors with a graph.",
-            {**base, "train": swap(train_loop(), "epoch_loss += loss.item()", "epoch_loss += loss")},
+            {
+                **base,
+                "train": swap(train_loop(), "epoch_loss += loss.item()", "epoch_loss += loss"),
+            },
             {"train/returns_history": "item()"},
         ),
         Submission(
@@ -977,7 +1036,12 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         Submission(
             "accuracy_leaves_eval",
             "accuracy puts the model in eval mode and leaves it there.",
-            {**base, "accuracy": swap(solution["accuracy"], "    labels = ", "    model.eval()\n    labels = ")},
+            {
+                **base,
+                "accuracy": swap(
+                    solution["accuracy"], "    labels = ", "    model.eval()\n    labels = "
+                ),
+            },
             {"accuracy/leaves_arguments": "model.train"},
         ),
         Submission(

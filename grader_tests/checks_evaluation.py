@@ -90,7 +90,10 @@ def _matches(values: list, expected: list[float]) -> bool:
     if len(values) != len(expected) or any(v is None for v in values):
         return False
     got = np.asarray(values, dtype=np.float64)
-    return bool(np.allclose(got, expected, atol=1e-9) or np.allclose(got, np.multiply(expected, 100), atol=1e-7))
+    return bool(
+        np.allclose(got, expected, atol=1e-9)
+        or np.allclose(got, np.multiply(expected, 100), atol=1e-7)
+    )
 
 
 def _accuracy_values(artifact: Artifact) -> list:
@@ -118,7 +121,9 @@ def _predict_note(artifact: Artifact, what: str, expected_here: str) -> str | No
 @check("accuracy/range", points=0.5)
 def test_accuracy_range(artifact: Artifact) -> None:
     value = artifact["value"]
-    require(value is not None, f"`accuracy` doit renvoyer un nombre ; reçu : {described(artifact)}.")
+    require(
+        value is not None, f"`accuracy` doit renvoyer un nombre ; reçu : {described(artifact)}."
+    )
     require(
         artifact["returned"].get("float"),
         f"`accuracy` doit renvoyer un `float` Python (le test visible le vérifie) ; reçu : {described(artifact)}. "
@@ -132,7 +137,9 @@ def test_accuracy_range(artifact: Artifact) -> None:
 
 
 @check("accuracy/matches_reference", points=1)
-def test_accuracy_matches_reference(artifact: Artifact, record_property: Callable[[str, object], None]) -> None:
+def test_accuracy_matches_reference(
+    artifact: Artifact, record_property: Callable[[str, object], None]
+) -> None:
     datasets = eval_datasets()
     direct = [reference.accuracy(reference_eval_model(), d) for d in datasets]
     values = _accuracy_values(artifact)
@@ -142,7 +149,11 @@ def test_accuracy_matches_reference(artifact: Artifact, record_property: Callabl
     if alone and (_matches(values, direct) or _matches(values, grader_accuracies())):
         if written is not None and _matches(written, direct):
             return
-        got = "" if written is None else f"{written[0]:.4f} au lieu de {direct[0]:.4f} sur {datasets[0].num_rows} images"
+        got = (
+            ""
+            if written is None
+            else f"{written[0]:.4f} au lieu de {direct[0]:.4f} sur {datasets[0].num_rows} images"
+        )
         note = _predict_note(artifact, "Votre `accuracy`", got)
         if note:
             record_property("note", note)
@@ -155,7 +166,11 @@ def test_accuracy_matches_reference(artifact: Artifact, record_property: Callabl
         len(values) == len(datasets) and all(v is not None for v in values),
         "`accuracy` doit renvoyer un nombre pour chaque dataset qu'on lui passe.",
     )
-    context = " (avec un `predict` correct, celui du correcteur)" if alone and with_grader else " avec le même modèle"
+    context = (
+        " (avec un `predict` correct, celui du correcteur)"
+        if alone and with_grader
+        else " avec le même modèle"
+    )
     for got, want, rows in zip(values, expected, datasets):
         scale = 100.0 if got > 1.0 else 1.0
         require(
@@ -163,7 +178,9 @@ def test_accuracy_matches_reference(artifact: Artifact, record_property: Callabl
             f"Sur {rows.num_rows} images, `accuracy` a renvoyé {got:.4f} alors que la référence trouve {want:.4f}"
             f"{context} : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
         )
-    fail("`accuracy` ne renvoie pas les mêmes valeurs selon le `predict` utilisé : calculez-la sur le `dataset` passé.")
+    fail(
+        "`accuracy` ne renvoie pas les mêmes valeurs selon le `predict` utilisé : calculez-la sur le `dataset` passé."
+    )
 
 
 @check("accuracy/leaves_arguments", points=0.5)
@@ -240,14 +257,20 @@ def _same_matrix(confusion: np.ndarray | None, expected: np.ndarray) -> bool:
 
 
 @check("confusion_matrix/orientation", points=1)
-def test_confusion_orientation(artifact: Artifact, record_property: Callable[[str, object], None]) -> None:
+def test_confusion_orientation(
+    artifact: Artifact, record_property: Callable[[str, object], None]
+) -> None:
     confusion = returned_array(artifact, "`confusion_matrix`")
     direct = _expected_confusion()
     written = artifact.arrays.get("written")
     alone = artifact["judged"] == "alone"
     if alone and (_same_matrix(confusion, direct) or _same_matrix(confusion, grader_confusion())):
         if not _same_matrix(written, direct):
-            got = "" if written is None else "une autre matrice que la référence (même modèle, mêmes images)"
+            got = (
+                ""
+                if written is None
+                else "une autre matrice que la référence (même modèle, mêmes images)"
+            )
             note = _predict_note(artifact, "Votre `confusion_matrix`", got)
             if note:
                 record_property("note", note)
@@ -255,7 +278,11 @@ def test_confusion_orientation(artifact: Artifact, record_property: Callable[[st
     if _same_matrix(written, direct):
         return
     require(confusion.shape == direct.shape, "Forme incorrecte (voir la vérification de forme).")
-    expected = grader_confusion() if alone and "predict" in (artifact["stand_ins_called"] or []) else direct
+    expected = (
+        grader_confusion()
+        if alone and "predict" in (artifact["stand_ins_called"] or [])
+        else direct
+    )
     if np.array_equal(confusion, expected.T):
         fail(
             "La matrice de confusion est transposée : la ligne i doit être la classe vraie i et la colonne j "

@@ -49,7 +49,9 @@ def test_returns_history(artifact: Artifact) -> None:
         "`train` renvoie des tenseurs encore attachés au graphe de calcul : ajoutez les pertes avec "
         "`loss.item()`, qui donne un nombre Python (et libère le graphe).",
     )
-    require(items <= {"number", "tensor"}, "Les pertes renvoyées par `train` doivent être des nombres.")
+    require(
+        items <= {"number", "tensor"}, "Les pertes renvoyées par `train` doivent être des nombres."
+    )
     require(
         len(history) == INPUTS.train_epochs,
         f"`train` a renvoyé {len(history)} valeurs pour {INPUTS.train_epochs} époques : "

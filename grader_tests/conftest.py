@@ -15,7 +15,11 @@ from tdkit.trusted.checks import fail
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--artifacts", required=True, help="directory of the probe's artifacts")
-    parser.addoption("--reference-out", default=None, help="file to write the reference's curve and confusion matrix to")
+    parser.addoption(
+        "--reference-out",
+        default=None,
+        help="file to write the reference's curve and confusion matrix to",
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

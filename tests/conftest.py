@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
     sys.path.insert(0, str(REPO))
-if str(REPO / "tests" / "adversarial") not in sys.path:  # hostile.py: the browser tests grade its markup case
+if (
+    str(REPO / "tests" / "adversarial") not in sys.path
+):  # hostile.py: the browser tests grade its markup case
     sys.path.insert(0, str(REPO / "tests" / "adversarial"))
 
 # Tests run tiny tensors beside Jupyter kernels on 2 cores: spinning OpenMP threads cost 10x.
@@ -30,7 +32,9 @@ REAL_CIFAR10 = REPO.parent / "shared" / "cifar10"  # the full offline copy besid
 def real_cifar10() -> Path:
     """The offline CIFAR-10 copy; skips the test where it is absent."""
     if not REAL_CIFAR10.is_dir():
-        pytest.skip(f"no offline CIFAR-10 copy at {REAL_CIFAR10} (../shared/cifar10 beside the repo)")
+        pytest.skip(
+            f"no offline CIFAR-10 copy at {REAL_CIFAR10} (../shared/cifar10 beside the repo)"
+        )
     return REAL_CIFAR10
 
 

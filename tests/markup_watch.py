@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _LISTENERS: list[Listener] = []
-BLOCKED_BY_POLICY = "csp"  # Playwright's failure text for a load the Content-Security-Policy stopped
+BLOCKED_BY_POLICY = (
+    "csp"  # Playwright's failure text for a load the Content-Security-Policy stopped
+)
 
 
 class Listener:
@@ -36,7 +38,9 @@ class Listener:
                 return
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Record)
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="payload-listener").start()
+        threading.Thread(
+            target=self.server.serve_forever, daemon=True, name="payload-listener"
+        ).start()
 
     @property
     def url(self) -> str:
@@ -52,7 +56,9 @@ def payload_listener() -> Listener:
 
 @dataclass
 class Watch:
-    requests: list[Any] = field(default_factory=list)  # Playwright requests, their outcome read at the end
+    requests: list[Any] = field(
+        default_factory=list
+    )  # Playwright requests, their outcome read at the end
     dialogs: list[str] = field(default_factory=list)
 
     def made(self) -> list[str]:
@@ -74,7 +80,11 @@ def watch(page: Any) -> Watch:
 def assert_inert(page: Any, seen: Watch, allowed: tuple[str, ...], what: str) -> None:
     """Nothing of the student's ran or called out on this page."""
     page.wait_for_load_state("networkidle")
-    markers = [frame.evaluate("() => window.__tdkit_pwned || null") for frame in page.frames if not frame.is_detached()]
+    markers = [
+        frame.evaluate("() => window.__tdkit_pwned || null")
+        for frame in page.frames
+        if not frame.is_detached()
+    ]
     assert [m for m in markers if m] == [], f"{what}: student scripts ran: {markers}"
     listener = payload_listener()
     assert listener.hits == [], f"{what}: the payload listener was called: {listener.hits}"
@@ -107,6 +117,9 @@ def active_markup(page: Any, container: str = "body") -> list[str]:
 
 def shown_images(page: Any, container: str = "body") -> int:
     """How many images under ``container`` are decoded and shown (student pictures must stay visible)."""
-    return int(page.eval_on_selector(
-        container, "root => [...root.querySelectorAll('img')].filter(e => e.complete && e.naturalWidth > 0).length"
-    ))
+    return int(
+        page.eval_on_selector(
+            container,
+            "root => [...root.querySelectorAll('img')].filter(e => e.complete && e.naturalWidth > 0).length",
+        )
+    )

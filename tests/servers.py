@@ -67,12 +67,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def grade_two(root: Path, extra: Mapping[str, nbformat.NotebookNode] | None = None) -> tuple[Course, GradeRun]:
+def grade_two(
+    root: Path, extra: Mapping[str, nbformat.NotebookNode] | None = None
+) -> tuple[Course, GradeRun]:
     """Release the course at ``root`` and grade two submissions: the solution ('sol') and the
     release notebook as students receive it ('td'), and the ``extra`` ones (student id -> notebook)."""
     course = Course(root)
     release(course, verify=False)
-    notebooks = {"sol": nbformat.read(SOLUTION, as_version=4), "td": nbformat.read(RELEASE, as_version=4), **(extra or {})}
+    notebooks = {
+        "sol": nbformat.read(SOLUTION, as_version=4),
+        "td": nbformat.read(RELEASE, as_version=4),
+        **(extra or {}),
+    }
     for student, notebook in notebooks.items():
         target = course.submitted_notebook(student)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -111,24 +117,39 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 
 # Extensions installed in the venv that no test here needs (they only slow the start).
-_UNUSED_EXTENSIONS = ("nbgrader.server_extensions.assignment_list", "nbgrader.server_extensions.course_list",
-                      "nbgrader.server_extensions.validate_assignment", "notebook", "jupyter_lsp", "jupytext",
-                      "jupyterlab_jupytext", "notebook_shim", "jupyter_server_terminals")
+_UNUSED_EXTENSIONS = (
+    "nbgrader.server_extensions.assignment_list",
+    "nbgrader.server_extensions.course_list",
+    "nbgrader.server_extensions.validate_assignment",
+    "notebook",
+    "jupyter_lsp",
+    "jupytext",
+    "jupyterlab_jupytext",
+    "notebook_shim",
+    "jupyter_server_terminals",
+)
 
 
 @contextmanager
-def _jupyter(app: str, course_root: Path, workdir: Path, lab: bool, timeout: float) -> Iterator[tuple[str, str]]:
+def _jupyter(
+    app: str, course_root: Path, workdir: Path, lab: bool, timeout: float
+) -> Iterator[tuple[str, str]]:
     """``jupyter APP --config=jupyter_server_config.py`` from the course directory, as the README
     says, on 127.0.0.1 and a free port, with its own Jupyter config, data and runtime dirs (already
     under ``workdir`` are kept). Yields (base URL, token); the server is stopped on exit, whatever happened."""
     jupyter = shutil.which("jupyter", path=SCRIPTS) or shutil.which("jupyter")
     if jupyter is None:
-        pytest.skip("no jupyter executable beside the interpreter: install the kit with `pip install -e .`")
+        pytest.skip(
+            "no jupyter executable beside the interpreter: install the kit with `pip install -e .`"
+        )
     config_dir, data_dir, runtime_dir = (workdir / name for name in ("config", "data", "runtime"))
     for folder in (config_dir, data_dir, runtime_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    extensions = {"nbgrader.server_extensions.formgrader": True, "jupyterlab": lab,
-                  **dict.fromkeys(_UNUSED_EXTENSIONS, False)}
+    extensions = {
+        "nbgrader.server_extensions.formgrader": True,
+        "jupyterlab": lab,
+        **dict.fromkeys(_UNUSED_EXTENSIONS, False),
+    }
     (config_dir / "jupyter_server_config.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": extensions}}), encoding="utf-8"
     )
@@ -145,19 +166,30 @@ def _jupyter(app: str, course_root: Path, workdir: Path, lab: bool, timeout: flo
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [
-                jupyter, app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+                jupyter,
+                app,
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={course_root}",
                 "--config=jupyter_server_config.py",  # the course's, as the README says: formgrader's CSP
                 *(["--allow-root"] if os.geteuid() == 0 else []),
             ],
-            cwd=course_root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=course_root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"jupyter {app} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"jupyter {app} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+                )
             try:
                 url = f"{base}/formgrader/api/assignments?token={token}"
                 with urllib.request.urlopen(url, timeout=5) as reply:
@@ -166,7 +198,9 @@ def _jupyter(app: str, course_root: Path, workdir: Path, lab: bool, timeout: flo
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter {app} not up after {timeout:.0f} s:\n{log_path.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"jupyter {app} not up after {timeout:.0f} s:\n{log_path.read_text()[-4000:]}"
+                )
             time.sleep(0.5)
         yield base, token
     finally:
@@ -174,18 +208,24 @@ def _jupyter(app: str, course_root: Path, workdir: Path, lab: bool, timeout: flo
 
 
 @contextmanager
-def formgrader(course_root: Path, workdir: Path, timeout: float = 90.0) -> Iterator[tuple[str, str]]:
+def formgrader(
+    course_root: Path, workdir: Path, timeout: float = 90.0
+) -> Iterator[tuple[str, str]]:
     """nbgrader's formgrader: ``jupyter server`` with only the formgrader extension."""
     with _jupyter("server", course_root, workdir, lab=False, timeout=timeout) as running:
         yield running
 
 
 # Lab's default renders only the cells near the viewport; every cell must be on the page to be checked.
-LAB_SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"}}
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"}
+}
 
 
 @contextmanager
-def jupyterlab(course_root: Path, workdir: Path, timeout: float = 120.0) -> Iterator[tuple[str, str]]:
+def jupyterlab(
+    course_root: Path, workdir: Path, timeout: float = 120.0
+) -> Iterator[tuple[str, str]]:
     """JupyterLab as the README tells a TA to start it (``jupyter lab --config=jupyter_server_config.py``),
     formgrader included, with every notebook cell rendered (``LAB_SETTINGS``)."""
     for name, settings in LAB_SETTINGS.items():

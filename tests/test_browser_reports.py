@@ -49,7 +49,9 @@ def _open(context: Any, url: str) -> tuple[Any, list[str]]:
 
 def _assert_all_loaded(images: list[dict[str, Any]], failed: list[str], what: str) -> None:
     assert images, f"{what}: no image at all"
-    broken = [img for img in images if not (img["complete"] and img["width"] > 0 and img["height"] > 0)]
+    broken = [
+        img for img in images if not (img["complete"] and img["width"] > 0 and img["height"] > 0)
+    ]
     assert broken == [], f"{what}: images that did not load: {broken}"
     assert failed == [], f"{what}: failed requests: {failed}"
 
@@ -73,7 +75,9 @@ def test_class_summary_images_load_and_link_to_students(
 
 
 @pytest.mark.parametrize("student_id", ["sol", "td"])
-def test_feedback_report_images_load(browser_course: tuple[Course, GradeRun], browser_context: Any, student_id: str) -> None:
+def test_feedback_report_images_load(
+    browser_course: tuple[Course, GradeRun], browser_context: Any, student_id: str
+) -> None:
     """Does a student's feedback page show every figure (learning curves, confusion matrices)?"""
     course, run = browser_course
     page, failed = _open(browser_context, (course.reports / "html" / f"{student_id}.html").as_uri())
@@ -87,7 +91,9 @@ def test_feedback_report_images_load(browser_course: tuple[Course, GradeRun], br
     page.close()
 
 
-def test_hostile_markup_runs_nothing_on_tdkit_pages(browser_course: tuple[Course, GradeRun], browser_context: Any) -> None:
+def test_hostile_markup_runs_nothing_on_tdkit_pages(
+    browser_course: tuple[Course, GradeRun], browser_context: Any
+) -> None:
     """Do the class summary and the hostile submission's feedback page (its error message and
     traceback carry every payload) run none of them and request nothing beyond their own files,
     the student's error still readable?"""
@@ -117,20 +123,35 @@ def _check(context: Any, page_file: Path, name: str) -> None:
     text = page.inner_text("body")
     assert [t for t in READABLE_TEXTS if t not in text] == [], name
     assert "Sortie JavaScript supprimée" in text
-    assert shown_images(page, "body") >= 6, name  # 4 attached PNGs, a PNG output, the SVG as an image
+    assert shown_images(page, "body") >= 6, (
+        name
+    )  # 4 attached PNGs, a PNG output, the SVG as an image
     page.screenshot(path=str(artifacts_dir("feedback") / f"{name}.png"), full_page=True)
     page.close()
 
 
-def test_nbgrader_feedback_is_inert_and_readable(browser_course: tuple[Course, GradeRun], browser_context: Any) -> None:
+def test_nbgrader_feedback_is_inert_and_readable(
+    browser_course: tuple[Course, GradeRun], browser_context: Any
+) -> None:
     """Does the feedback page `nbgrader generate_feedback` writes for the hostile submission run
     none of its payloads, request nothing, and show the student's text and images?"""
     course, _ = browser_course
     nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
-    done = subprocess.run([nbgrader, "generate_feedback", "td_cnn", f"--student={MARKUP}", "--force"],
-                          cwd=course.root, env=script_env(), capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [nbgrader, "generate_feedback", "td_cnn", f"--student={MARKUP}", "--force"],
+        cwd=course.root,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    _check(browser_context, course.root / "feedback" / MARKUP / "td_cnn" / "td_cnn.html", "nbgrader_feedback")
+    _check(
+        browser_context,
+        course.root / "feedback" / MARKUP / "td_cnn" / "td_cnn.html",
+        "nbgrader_feedback",
+    )
 
 
 @pytest.mark.parametrize("template", ["lab", "classic"])
@@ -140,7 +161,9 @@ def test_nbconvert_export_is_inert_and_readable(
     """Does the autograded notebook exported to HTML by nbconvert run none of the student's
     payloads, request nothing, and show the student's text and images?"""
     course, _ = browser_course
-    html, _ = HTMLExporter(template_name=template).from_filename(str(course.autograded_notebook(MARKUP)))
+    html, _ = HTMLExporter(template_name=template).from_filename(
+        str(course.autograded_notebook(MARKUP))
+    )
     page_file = tmp_path / f"{template}.html"
     page_file.write_text(html, encoding="utf-8")
     _check(browser_context, page_file, f"nbconvert_{template}")

@@ -21,7 +21,9 @@ FIXTURE = Path(__file__).parent / "files" / "collect" / "moodle_export.zip"
 
 def notebook(text: str) -> bytes:
     cell = {"cell_type": "markdown", "id": "a", "metadata": {}, "source": [text]}
-    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+    return json.dumps(
+        {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    ).encode()
 
 
 def make_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes | str]]) -> Path:
@@ -69,13 +71,22 @@ def test_moodle_folders(course: Course, tmp_path: Path) -> None:
         tmp_path / "export.zip",
         [
             ("Alice Martin_101_assignsubmission_file_/td_cnn.ipynb", notebook("alice")),
-            ("Alice Martin_101_assignsubmission_file_/.ipynb_checkpoints/td_cnn-checkpoint.ipynb", b"{}"),
-            ("__MACOSX/Alice Martin_101_assignsubmission_file_/._td_cnn.ipynb", b"\x00\x05\x16\x07"),
+            (
+                "Alice Martin_101_assignsubmission_file_/.ipynb_checkpoints/td_cnn-checkpoint.ipynb",
+                b"{}",
+            ),
+            (
+                "__MACOSX/Alice Martin_101_assignsubmission_file_/._td_cnn.ipynb",
+                b"\x00\x05\x16\x07",
+            ),
             ("Jean_Pierre 2_102_assignsubmission_file_/td_cnn.ipynb", notebook("jean-pierre")),
         ],
     )
     report = collect(course, archive)
-    assert [(o.student, o.status) for o in report.outcomes] == [("101", Status.TAKEN), ("102", Status.TAKEN)]
+    assert [(o.student, o.status) for o in report.outcomes] == [
+        ("101", Status.TAKEN),
+        ("102", Status.TAKEN),
+    ]
     assert submitted(course, "101").read_bytes() == notebook("alice")
     assert submitted(course, "102").read_bytes() == notebook("jean-pierre")
     assert files_under(course.submitted) == {"101/td_cnn/td_cnn.ipynb", "102/td_cnn/td_cnn.ipynb"}
@@ -173,7 +184,8 @@ def test_absolute_paths(course: Course, tmp_path: Path) -> None:
     """Are absolute entries ('/tmp/...', 'C:/...') rejected rather than attributed to anyone?"""
     target = tmp_path / "evil.ipynb"
     archive = make_zip(
-        tmp_path / "export.zip", [(str(target), notebook("x")), ("C:/101/td_cnn.ipynb", notebook("x"))]
+        tmp_path / "export.zip",
+        [(str(target), notebook("x")), ("C:/101/td_cnn.ipynb", notebook("x"))],
     )
     report = collect(course, archive)
     assert [o.status for o in report.outcomes] == [Status.REJECTED, Status.REJECTED]
@@ -259,7 +271,10 @@ def test_zip_bomb(course: Course, tmp_path: Path) -> None:
     )
     assert archive.stat().st_size < 2_000
     report = outcomes(collect(course, archive, max_notebook_bytes=1_000, max_total_bytes=1_000))
-    assert report["101"].status is Status.REJECTED and "per-notebook limit (1000 bytes)" in report["101"].reason
+    assert (
+        report["101"].status is Status.REJECTED
+        and "per-notebook limit (1000 bytes)" in report["101"].reason
+    )
     assert report["102"].status is Status.TAKEN
     assert report["103"].status is Status.REJECTED and "per-archive limit" in report["103"].reason
     assert files_under(course.submitted) == {"102/td_cnn/td_cnn.ipynb"}
@@ -296,7 +311,10 @@ def test_force_unchanged_differs(course: Course, tmp_path: Path) -> None:
     assert collect(course, first).outcomes[0].status is Status.UNCHANGED
 
     (skipped,) = collect(course, second).outcomes
-    assert skipped.status is Status.SKIPPED and skipped.reason == "already collected, differs; use --force"
+    assert (
+        skipped.status is Status.SKIPPED
+        and skipped.reason == "already collected, differs; use --force"
+    )
     assert submitted(course, "101").read_bytes() == notebook("v1")
 
     (replaced,) = collect(course, second, force=True).outcomes
@@ -305,7 +323,9 @@ def test_force_unchanged_differs(course: Course, tmp_path: Path) -> None:
     assert files_under(course.submitted) == {"101/td_cnn/td_cnn.ipynb"}  # no temporary file left
 
 
-def test_cli_on_moodle_export(course: Course, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_on_moodle_export(
+    course: Course, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Does 'tdkit collect' print one line per student and a summary, exit 0 with rejections,
     and exit 2 with the archive's name when the zip is unreadable?"""
     monkeypatch.chdir(course.root)
@@ -313,7 +333,13 @@ def test_cli_on_moodle_export(course: Course, tmp_path: Path, monkeypatch: pytes
     result = runner.invoke(main, ["collect", str(FIXTURE)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert [line.split(":")[0] for line in lines[:-1]] == ["101234", "101235", "101236", "101237", "101238"]
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "101234",
+        "101235",
+        "101236",
+        "101237",
+        "101238",
+    ]
     assert lines[0] == "101234: taken 'Alice Martin_101234_assignsubmission_file_/td_cnn.ipynb'"
     assert "renamed 'TD CNN (1).ipynb' -> td_cnn.ipynb" in lines[1]
     assert lines[2].startswith("101236: rejected: 2 notebooks")
@@ -337,7 +363,9 @@ WORKSHEET_FR = FIXTURE.with_name("worksheet_fr.csv")
 
 def paris(course: Course) -> Course:
     """The course in Paris time, the zone of the fixtures' worksheet dates."""
-    (course.root / "nbgrader_config.py").write_text('c = get_config()  # noqa: F821\nc.Exchange.timezone = "Europe/Paris"\n')
+    (course.root / "nbgrader_config.py").write_text(
+        'c = get_config()  # noqa: F821\nc.Exchange.timezone = "Europe/Paris"\n'
+    )
     return course
 
 
@@ -353,20 +381,35 @@ def test_collect_with_worksheet(course: Course) -> None:
     stamp = (submitted(course, "101234").parent / "timestamp.txt").read_text(encoding="utf-8")
     assert stamp == "2024-12-03 14:05:00.000000 Europe/Paris"
     assert str(parse_utc(stamp)) == "2024-12-03 13:05:00"
-    assert by_id["101234"].timestamp == stamp and "submitted 2024-12-03 14:05" in by_id["101234"].describe()
+    assert (
+        by_id["101234"].timestamp == stamp
+        and "submitted 2024-12-03 14:05" in by_id["101234"].describe()
+    )
     midnight = (submitted(course, "101238").parent / "timestamp.txt").read_text(encoding="utf-8")
     assert midnight.startswith("2024-12-03 00:00:00")  # 12:00 AM
-    assert by_id["101239"].status is Status.MISSING and "no submission in the archive" in by_id["101239"].reason
+    assert (
+        by_id["101239"].status is Status.MISSING
+        and "no submission in the archive" in by_id["101239"].reason
+    )
     assert not (course.submitted / "101239").exists()
     assert [o.student for o in report.missing] == ["101239"]
     assert report.summary().endswith("; 1 missing")
     with Gradebook(course.db_url, course.course_id) as gb:
         elise = gb.find_student("101235")
-        assert (elise.first_name, elise.last_name, elise.email) == ("Élise", "Durand", "elise.durand@etu.example.fr")
+        assert (elise.first_name, elise.last_name, elise.email) == (
+            "Élise",
+            "Durand",
+            "elise.durand@etu.example.fr",
+        )
         assert gb.find_student("101239").last_name == "Roux"
     saved = course.root / "moodle" / "td_cnn"
     assert (saved / "worksheet_en.csv").read_bytes() == WORKSHEET_EN.read_bytes()
-    assert json.loads((saved / "roster.json").read_text(encoding="utf-8"))["participants"]["101239"]["submitted_at"] is None
+    assert (
+        json.loads((saved / "roster.json").read_text(encoding="utf-8"))["participants"]["101239"][
+            "submitted_at"
+        ]
+        is None
+    )
 
 
 def test_moodle_group_submissions(course: Course) -> None:
@@ -374,8 +417,12 @@ def test_moodle_group_submissions(course: Course) -> None:
     folder covered by the group rather than missing, and a student of the default group alone?"""
     report = collect(paris(course), FIXTURE, worksheet=WORKSHEET_FR)
     groups = {g.name: g for g in report.roster.groups}
-    assert groups["Binôme 1"].members == ("101234", "101240") and groups["Binôme 1"].graded == "101234"
-    assert groups["Binôme 2"].members == ("101238", "101241") and groups["Binôme 2"].graded == "101238"
+    assert (
+        groups["Binôme 1"].members == ("101234", "101240") and groups["Binôme 1"].graded == "101234"
+    )
+    assert (
+        groups["Binôme 2"].members == ("101238", "101241") and groups["Binôme 2"].graded == "101238"
+    )
     assert report.missing == [] and not report.roster.conflicts
     assert report.roster.group_of("101235") is None
     stamp = (submitted(course, "101235").parent / "timestamp.txt").read_text(encoding="utf-8")
@@ -397,25 +444,42 @@ def test_pairs_from_groups_csv(course: Course, tmp_path: Path) -> None:
         ],
     )
     groups = tmp_path / "groups.csv"
-    groups.write_text("group,student_id\nA,201\nA,202\nB,203\nB,204\nC,205\nD,205\nD,206\n", encoding="utf-8")
+    groups.write_text(
+        "group,student_id\nA,201\nA,202\nB,203\nB,204\nC,205\nD,205\nD,206\n", encoding="utf-8"
+    )
     report = collect(course, archive, groups=groups)
     by_id = outcomes(report)
     assert by_id["202"].status is Status.GROUPED and "same notebook as 201" in by_id["202"].reason
     assert not submitted(course, "202").exists() and submitted(course, "201").is_file()
-    assert {sid for sid in ("203", "204", "205") if by_id[sid].status is Status.TAKEN} == {"203", "204", "205"}
+    assert {sid for sid in ("203", "204", "205") if by_id[sid].status is Status.TAKEN} == {
+        "203",
+        "204",
+        "205",
+    }
     conflicts = {c.subject: c for c in report.roster.conflicts}
     assert conflicts["B"].kind == "two_notebooks"
     assert conflicts["B"].candidates == (
         "203 (Cleo_203_assignsubmission_file_/td_cnn.ipynb)",
         "204 (Dan_204_assignsubmission_file_/td_cnn.ipynb)",
     )
-    assert conflicts["205"].kind == "several_groups" and conflicts["205"].candidates == ("C (groups.csv)", "D (groups.csv)")
+    assert conflicts["205"].kind == "several_groups" and conflicts["205"].candidates == (
+        "C (groups.csv)",
+        "D (groups.csv)",
+    )
     groups_by_name = {g.name: g for g in report.roster.groups}
     assert groups_by_name["A"].graded == "201" and groups_by_name["B"].graded is None
     assert groups_by_name["D"].members == ("206",)  # 205 is taken out of both of its groups
     lines = report.lines()
-    assert any(line.startswith("conflict: group 'B': different notebooks from 203") and "/ 204" in line for line in lines)
-    assert any(line.startswith("conflict: student 205: in several groups (C (groups.csv) / D (groups.csv))") for line in lines)
+    assert any(
+        line.startswith("conflict: group 'B': different notebooks from 203") and "/ 204" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith(
+            "conflict: student 205: in several groups (C (groups.csv) / D (groups.csv))"
+        )
+        for line in lines
+    )
     assert "1 grouped" in report.summary() and "2 group conflict(s)" in report.summary()
 
 
@@ -423,7 +487,10 @@ def test_bad_worksheets(course: Course, tmp_path: Path) -> None:
     """Does a worksheet that is not UTF-8, lacks the Identifier column or has a date Moodle could
     not have written stop collect with a message naming the fix, before anything is written?"""
     cases = {
-        "latin1.csv": ("Identifier,Grade\n\"Participant 1\",é\n".encode("latin-1"), "save it again as 'CSV UTF-8'"),
+        "latin1.csv": (
+            'Identifier,Grade\n"Participant 1",é\n'.encode("latin-1"),
+            "save it again as 'CSV UTF-8'",
+        ),
         "noid.csv": (b"Name,Grade\nx,1\n", "no 'Identifier' column"),
         "date.csv": (
             b'Identifier,"Last modified (submission)"\n"Participant 101234","3/12/2024 14:05"\n',
@@ -443,5 +510,7 @@ def test_cli_collect_with_worksheet(course: Course, monkeypatch: pytest.MonkeyPa
     monkeypatch.chdir(paris(course).root)
     result = CliRunner().invoke(main, ["collect", str(FIXTURE), "--worksheet", str(WORKSHEET_EN)])
     assert result.exit_code == 0, result.output
-    assert "101239: missing: in the grading worksheet, no submission in the archive" in result.output
+    assert (
+        "101239: missing: in the grading worksheet, no submission in the archive" in result.output
+    )
     assert "; submitted 2024-12-03 14:05:00.000000 Europe/Paris" in result.output

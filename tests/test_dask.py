@@ -39,7 +39,9 @@ from tdkit.trusted.certs import MachineFiles, make_certificates
 from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.untrusted.job import SandboxJob, execute_job
 
-pytest.importorskip("distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')")
+pytest.importorskip(
+    "distributed", reason="dask[distributed] is not installed (pip install 'tdkit[scale]')"
+)
 
 from tdkit.trusted.distributed import Cluster, ClusterLost, DaskExecutor, connect, security_for
 
@@ -69,7 +71,10 @@ class LocalCluster:
     grader: MachineFiles  # the grading machine's certificate folder
 
     def log_tails(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.logs.glob("*.log"))
+        )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -89,14 +94,26 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     logs = tmp_path_factory.mktemp("dask-logs")
     certs = tmp_path_factory.mktemp("dask-tls")
     tdkit = Path(sys.executable).with_name("tdkit")
-    subprocess.run([str(tdkit), "certs", str(certs), "scheduler", "worker1", "worker2", "grader"], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [str(tdkit), "certs", str(certs), "scheduler", "worker1", "worker2", "grader"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     port = _free_port()
     address = f"tls://127.0.0.1:{port}"
 
     def tls(name: str) -> list[str]:
         files = MachineFiles(certs / name)
-        return ["--tls-ca-file", str(files.ca), "--tls-cert", str(files.cert), "--tls-key", str(files.key)]
+        return [
+            "--tls-ca-file",
+            str(files.ca),
+            "--tls-cert",
+            str(files.cert),
+            "--tls-key",
+            str(files.key),
+        ]
+
     env = {
         **os.environ,
         "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # as the README says
@@ -104,12 +121,38 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         "MKL_NUM_THREADS": "1",
     }
     commands = {
-        "scheduler": [str(DASK), "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
-                      "--no-dashboard", *tls("scheduler")],
+        "scheduler": [
+            str(DASK),
+            "scheduler",
+            "--protocol",
+            "tls",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+            *tls("scheduler"),
+        ],
         **{
-            f"worker{i}": [str(DASK), "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
-                           "--name", f"worker{i}", "--memory-limit", "0", "--local-directory", str(logs / f"w{i}"),
-                           "--preload", "tdkit.untrusted.job", *tls(f"worker{i}")]  # as the README says
+            f"worker{i}": [
+                str(DASK),
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+                "--name",
+                f"worker{i}",
+                "--memory-limit",
+                "0",
+                "--local-directory",
+                str(logs / f"w{i}"),
+                "--preload",
+                "tdkit.untrusted.job",
+                *tls(f"worker{i}"),
+            ]  # as the README says
             for i in (1, 2)
         },
     }
@@ -118,8 +161,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         for name, command in commands.items():
             with open(logs / f"{name}.log", "wb") as log:
                 processes[name] = subprocess.Popen(
-                    command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
+                    command,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
                 )
         yield LocalCluster(address, processes, logs, MachineFiles(certs / "grader"))
     finally:
@@ -130,9 +178,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 class HookedExecutor(Executor):
     """Test-only: sends the real job, or one that kills its worker process for the chosen students."""
 
-    def __init__(self, inner: DaskExecutor, runs_log: Path, kill_once: set[str], kill_always: set[str]) -> None:
+    def __init__(
+        self, inner: DaskExecutor, runs_log: Path, kill_once: set[str], kill_always: set[str]
+    ) -> None:
         self.inner = inner
-        self.runs_log = str(runs_log)  # one line per job started on a worker: student, pid, killed or ran
+        self.runs_log = str(
+            runs_log
+        )  # one line per job started on a worker: student, pid, killed or ran
         self.kill_once = kill_once  # the first run of these students' jobs kills its worker
         self.kill_always = kill_always
 
@@ -192,7 +244,9 @@ def runs(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Run
         print(cluster.log_tails())
         raise
     print(f"\nlocal, workers=2: {len(local.graded)} submissions in {local.seconds:.1f} s")
-    print(f"dask, 2 workers x 1 thread: {len(dask.graded)} submissions (3 worker deaths) in {dask.seconds:.1f} s")
+    print(
+        f"dask, 2 workers x 1 thread: {len(dask.graded)} submissions (3 worker deaths) in {dask.seconds:.1f} s"
+    )
     print("\n".join(summary + progress))
     print(runs_log.read_text())
     return Runs(course, local, dask, progress, runs_log, summary)
@@ -206,7 +260,9 @@ def test_dask_results_are_the_local_results(runs: Runs) -> None:
         assert there.score == here.score and there.failure == here.failure, student
         assert [e.ename for e in there.errors] == [e.ename for e in here.errors], student
         assert there.curves == here.curves and there.confusion == here.confusion, student
-    assert runs.dask.results.students["alice"].score == runs.dask.results.students["alice"].max_score
+    assert (
+        runs.dask.results.students["alice"].score == runs.dask.results.students["alice"].max_score
+    )
     assert runs.dask.results.students["ines"].errors[0].ename == "NameError"
 
 
@@ -228,9 +284,15 @@ def test_job_killing_its_worker_twice_is_reported(runs: Runs) -> None:
     """Is a job that kills every worker it runs on reported after two deaths, while the batch finishes?"""
     assert "dies 2 time(s)" in runs.summary[0], runs.summary
     killed = _runs(runs, KILLER)
-    assert [what for _, what in killed] == ["killed", "killed"] and killed[0][0] != killed[1][0], killed
+    assert [what for _, what in killed] == ["killed", "killed"] and killed[0][0] != killed[1][0], (
+        killed
+    )
     zoe = runs.dask.results.students[KILLER]
-    assert zoe.failure is not None and "KilledWorker" in zoe.failure and "2 workers Dask" in zoe.failure
+    assert (
+        zoe.failure is not None
+        and "KilledWorker" in zoe.failure
+        and "2 workers Dask" in zoe.failure
+    )
     assert zoe.score == 0
     assert set(runs.dask.graded) == {*SUBMISSIONS, KILLER}
     assert len([line for line in runs.progress if line.startswith("[")]) == len(SUBMISSIONS) + 1
@@ -247,8 +309,14 @@ def test_unreachable_scheduler_names_the_fix(runs: Runs) -> None:
     assert "Check the address" in str(caught.value)
     assert time.perf_counter() - started < 15
     tdkit = Path(sys.executable).with_name("tdkit")
-    done = subprocess.run([str(tdkit), "grade", "--scheduler", address], cwd=runs.course.root,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(tdkit), "grade", "--scheduler", address],
+        cwd=runs.course.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"Cannot reach a Dask scheduler at {address}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -258,17 +326,24 @@ def test_lost_scheduler_stops_the_batch(tmp_path: Path) -> None:
     """Does a scheduler dying mid-batch stop it (ClusterLost), rather than grade everyone left as a failure?"""
     from distributed import Client
 
-    assert not issubclass(ClusterLost, Exception)  # grade_all turns an Exception into a student's failure
+    assert not issubclass(
+        ClusterLost, Exception
+    )  # grade_all turns an Exception into a student's failure
     port = _free_port()
     with open(tmp_path / "scheduler.log", "wb") as log:
         scheduler = subprocess.Popen(
             [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - the child only calls prctl
         )
     try:
         deadline = time.monotonic() + 60
-        while True:  # a short timeout: the client also waits that long for a lost scheduler to come back
+        while (
+            True
+        ):  # a short timeout: the client also waits that long for a lost scheduler to come back
             try:
                 client = Client(f"tcp://127.0.0.1:{port}", timeout=3, set_as_default=False)
                 break
@@ -276,7 +351,10 @@ def test_lost_scheduler_stops_the_batch(tmp_path: Path) -> None:
                 if time.monotonic() > deadline:
                     raise
         executor = DaskExecutor(client, Cluster(f"tcp://127.0.0.1:{port}", {}, 0, 1))
-        sent, waiting = executor.submit(time.sleep, 60), executor.submit(time.sleep, 60)  # no worker: both wait
+        sent, waiting = (
+            executor.submit(time.sleep, 60),
+            executor.submit(time.sleep, 60),
+        )  # no worker: both wait
         os.killpg(scheduler.pid, signal.SIGKILL)
         for future in (sent, waiting):
             with pytest.raises(ClusterLost):
@@ -296,12 +374,16 @@ def _refuses_a_client_without_certificate(address: str, ca: Path) -> bool:
         try:
             with context.wrap_socket(raw) as tls:
                 tls.sendall(b"\0" * 8)
-                return tls.recv(1) == b""  # TLS 1.3: the missing certificate is reported on first read
+                return (
+                    tls.recv(1) == b""
+                )  # TLS 1.3: the missing certificate is reported on first read
         except (ssl.SSLError, ConnectionError):
             return True
 
 
-def test_client_without_the_course_certificate_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_client_without_the_course_certificate_is_refused(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     """Does the TLS scheduler refuse plain TCP, a client showing no certificate, and one whose
     certificate another CA signed (while it still serves the course's own)?"""
     from distributed import Client
@@ -310,8 +392,15 @@ def test_client_without_the_course_certificate_is_refused(cluster: LocalCluster,
     stranger = make_certificates(tmp_path / "other-course", ["intruder"]).machines[0]
     attempts = {
         "plain tcp": (cluster.address.replace("tls://", "tcp://"), None),
-        "another CA": (cluster.address, Security(require_encryption=True, tls_ca_file=str(cluster.grader.ca),
-                                                 tls_client_cert=str(stranger.cert), tls_client_key=str(stranger.key))),
+        "another CA": (
+            cluster.address,
+            Security(
+                require_encryption=True,
+                tls_ca_file=str(cluster.grader.ca),
+                tls_client_cert=str(stranger.cert),
+                tls_client_key=str(stranger.key),
+            ),
+        ),
     }
     for what, (address, security) in attempts.items():
         with pytest.raises((OSError, TimeoutError)):
@@ -323,8 +412,13 @@ def test_client_without_the_course_certificate_is_refused(cluster: LocalCluster,
         connect(cluster.address, tls=stranger.folder, timeout=3)
     with pytest.raises(TdkitError, match="--tls DIR/NAME"):
         connect(cluster.address, timeout=3)
-    with connect(cluster.address, tls=cluster.grader.folder, timeout=300) as executor:  # workers import torch first
-        assert executor.cluster.notes == [] and executor.client.submit(sum, [1, 2]).result(timeout=60) == 3
+    with connect(
+        cluster.address, tls=cluster.grader.folder, timeout=300
+    ) as executor:  # workers import torch first
+        assert (
+            executor.cluster.notes == []
+            and executor.client.submit(sum, [1, 2]).result(timeout=60) == 3
+        )
 
 
 def test_plain_tcp_is_for_loopback(tmp_path: Path) -> None:
@@ -332,8 +426,15 @@ def test_plain_tcp_is_for_loopback(tmp_path: Path) -> None:
     does tls:// name the certificate folder it needs?"""
     assert security_for("tcp://127.0.0.1:8786", None) == (None, [])
     assert security_for("tcp://localhost:8786", None) == (None, [])
-    security, warnings = security_for("tcp://192.0.2.10:8786", None)  # TEST-NET-1: never this machine
-    assert security is None and len(warnings) == 1 and "tls://" in warnings[0] and "tdkit certs" in warnings[0]
+    security, warnings = security_for(
+        "tcp://192.0.2.10:8786", None
+    )  # TEST-NET-1: never this machine
+    assert (
+        security is None
+        and len(warnings) == 1
+        and "tls://" in warnings[0]
+        and "tdkit certs" in warnings[0]
+    )
     with pytest.raises(TdkitError, match="tdkit certs"):
         security_for("tls://192.0.2.10:8786", tmp_path / "nothing")
     with pytest.raises(TdkitError, match="tls://192.0.2.10:8786"):

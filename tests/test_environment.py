@@ -44,13 +44,18 @@ def _solution_with_unavailable_imports() -> nbformat.NotebookNode:
     """The solution whose first cell starts as students' often do: seaborn, scikit-learn, tqdm."""
     nb = nbformat.read(SOLUTION, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    first.source = "import seaborn as sns\nfrom sklearn.metrics import f1_score\nfrom tqdm import tqdm\n" + first.source
+    first.source = (
+        "import seaborn as sns\nfrom sklearn.metrics import f1_score\nfrom tqdm import tqdm\n"
+        + first.source
+    )
     return nb
 
 
 def _solution_with_sklearn_confusion() -> nbformat.NotebookNode:
     nb = nbformat.read(SOLUTION, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "confusion_matrix")
+    cell = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "confusion_matrix"
+    )
     cell.source = SKLEARN_CONFUSION
     return nb
 
@@ -71,7 +76,9 @@ def _declare(root: Path, line: str) -> None:
 def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun, GradeRun]:
     """Both notebooks graded against the course's environment, then the sklearn one again once
     scikit-learn is declared."""
-    pytest.importorskip("sklearn", reason="scikit-learn is in the test extra: pip install -e '.[test]'")
+    pytest.importorskip(
+        "sklearn", reason="scikit-learn is in the test extra: pip install -e '.[test]'"
+    )
     course = Course(copy_course(tmp_path_factory.mktemp("environment")))
     release(course, verify=False)
     _submit(course, "imports", _solution_with_unavailable_imports())
@@ -87,7 +94,17 @@ def test_environment_is_the_declared_packages_and_their_dependencies() -> None:
     environment = read_environment(REPO / ENVIRONMENT_FILE)
     assert environment.not_installed == ()
     assert environment.packages[:2] == ("torch", "datasets")
-    for module in ("torch", "datasets", "numpy", "matplotlib", "polars", "PIL", "IPython", "pandas", "tqdm"):
+    for module in (
+        "torch",
+        "datasets",
+        "numpy",
+        "matplotlib",
+        "polars",
+        "PIL",
+        "IPython",
+        "pandas",
+        "tqdm",
+    ):
         assert environment.allows(module), module
     for module in ("os", "json", "tdkit", "numpy.linalg"):
         assert environment.allows(module), module
@@ -97,7 +114,10 @@ def test_environment_is_the_declared_packages_and_their_dependencies() -> None:
 
 @pytest.mark.parametrize(
     ("line", "says"),
-    [("--index-url http://example.org", "pip option"), ("torch >=>= 2", "not a package requirement")],
+    [
+        ("--index-url http://example.org", "pip option"),
+        ("torch >=>= 2", "not a package requirement"),
+    ],
 )
 def test_bad_lines_are_refused_with_their_line(tmp_path: Path, line: str, says: str) -> None:
     """Is a line that is not one package refused, naming the file, the line and what is expected?"""
@@ -136,18 +156,27 @@ def test_kernel_holds_imports_to_the_environment(tmp_path: Path) -> None:
     environment = read_environment(REPO / ENVIRONMENT_FILE)
     run = execute_notebook(nb, tmp_path, cell_timeout=60, environment=environment.kernel_json())
     assert run.failure is None
-    assert [(e.index, e.ename) for e in run.errors] == [(2, "ModuleNotFoundError"), (3, "ModuleNotFoundError")]
-    assert all("Le module `sklearn` n'est pas disponible dans l'environnement de correction" in e.evalue
-               for e in run.errors)
+    assert [(e.index, e.ename) for e in run.errors] == [
+        (2, "ModuleNotFoundError"),
+        (3, "ModuleNotFoundError"),
+    ]
+    assert all(
+        "Le module `sklearn` n'est pas disponible dans l'environnement de correction" in e.evalue
+        for e in run.errors
+    )
     assert "`cm` (importé de `sklearn.metrics`)" in run.errors[1].evalue
-    printed = {i: "".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout")
-               for i, c in enumerate(run.notebook.cells)}
+    printed = {
+        i: "".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout")
+        for i, c in enumerate(run.notebook.cells)
+    }
     assert printed[1] == "True\n"
     assert printed[4].startswith("2.0 True <sns : module `seaborn` indisponible")
     assert recorded_modules(notebook_outputs(run.notebook)) == ["seaborn", "sklearn"]
 
 
-def test_unavailable_imports_keep_full_marks_with_the_note(graded: tuple[Course, GradeRun, GradeRun]) -> None:
+def test_unavailable_imports_keep_full_marks_with_the_note(
+    graded: tuple[Course, GradeRun, GradeRun],
+) -> None:
     """Does a correct notebook starting with seaborn and scikit-learn imports keep 21/21, its page
     naming both modules at the top?"""
     course, undeclared, _ = graded
@@ -156,7 +185,9 @@ def test_unavailable_imports_keep_full_marks_with_the_note(graded: tuple[Course,
     assert student.score == student.max_score == 21.0
     assert student.missing_modules == ["seaborn", "sklearn"]
     page = (course.reports / "html" / "imports.html").read_text(encoding="utf-8")
-    note = page.index("Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction")
+    note = page.index(
+        "Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction"
+    )
     assert "Le module <code>sklearn</code>" in page
     assert "paquets disponibles : torch, datasets, numpy" in page
     assert note < page.index("Vue d'ensemble")
@@ -183,7 +214,9 @@ def test_declared_sklearn_passes(graded: tuple[Course, GradeRun, GradeRun]) -> N
     assert "scikit-learn" in declared.results.environment
 
 
-def test_class_summary_counts_students_and_modules(graded: tuple[Course, GradeRun, GradeRun]) -> None:
+def test_class_summary_counts_students_and_modules(
+    graded: tuple[Course, GradeRun, GradeRun],
+) -> None:
     """Does the class summary say how many copies import a missing module, and which?"""
     course, undeclared, _ = graded
     assert undeclared.results.environment[:2] == ["torch", "datasets"]
@@ -197,10 +230,18 @@ def test_reports_name_the_modules_from_results_json(tmp_path: Path) -> None:
     results = read_results_json(REPO / "tests/files/results/results.json")
     files = render_reports(results, tmp_path)
     page = files.students["chloe_durand"].read_text(encoding="utf-8")
-    note = page.index("Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction "
-                      "(paquets disponibles : torch, datasets, numpy, matplotlib, polars, pillow, ipykernel")
-    assert note < page.index("L'exécution de votre notebook s'est arrêtée") < page.index("Vue d'ensemble")
-    assert "environnement de correction" not in files.students["alice_martin"].read_text(encoding="utf-8")
+    note = page.index(
+        "Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction "
+        "(paquets disponibles : torch, datasets, numpy, matplotlib, polars, pillow, ipykernel"
+    )
+    assert (
+        note
+        < page.index("L'exécution de votre notebook s'est arrêtée")
+        < page.index("Vue d'ensemble")
+    )
+    assert "environnement de correction" not in files.students["alice_martin"].read_text(
+        encoding="utf-8"
+    )
     summary = files.summary.read_text(encoding="utf-8")
     assert "1 copie importe un module" in summary
     assert '<td><code>seaborn</code></td><td class="num">1</td>' in summary
@@ -217,10 +258,16 @@ def test_check_says_the_same(graded: tuple[Course, GradeRun, GradeRun], tmp_path
     result = runner.invoke(main, ["check", str(notebook), "--requirements", str(undeclared)])
     lines = result.output.splitlines()
     assert result.exit_code == 1, result.output
-    assert lines[0].startswith("note: Le module `sklearn` n'est pas disponible dans l'environnement de correction")
+    assert lines[0].startswith(
+        "note: Le module `sklearn` n'est pas disponible dans l'environnement de correction"
+    )
     assert any(line.startswith("FAIL test_confusion_matrix") for line in lines), result.output
-    assert not any(line.startswith("FAIL") and "confusion" not in line for line in lines), result.output
-    result = runner.invoke(main, ["check", str(notebook), "--requirements", str(course.root / ENVIRONMENT_FILE)])
+    assert not any(line.startswith("FAIL") and "confusion" not in line for line in lines), (
+        result.output
+    )
+    result = runner.invoke(
+        main, ["check", str(notebook), "--requirements", str(course.root / ENVIRONMENT_FILE)]
+    )
     assert result.exit_code == 0, result.output
     assert not result.output.startswith("note:")
 
@@ -228,7 +275,9 @@ def test_check_says_the_same(graded: tuple[Course, GradeRun, GradeRun], tmp_path
 def test_release_lists_the_environment_and_refuses_imports_outside_it(tmp_path: Path) -> None:
     """Does `tdkit release` write a declared package into the notebook's list, and refuse a solution
     importing an undeclared one?"""
-    pytest.importorskip("sklearn", reason="scikit-learn is in the test extra: pip install -e '.[test]'")
+    pytest.importorskip(
+        "sklearn", reason="scikit-learn is in the test extra: pip install -e '.[test]'"
+    )
     course = Course(copy_course(tmp_path / "course"))
     _declare(course.root, SKLEARN)
     result = release(course, verify=False)
@@ -237,7 +286,11 @@ def test_release_lists_the_environment_and_refuses_imports_outside_it(tmp_path: 
     assert f"- `{SKLEARN}`" in released.cells[1].source
     assert f"- `{SKLEARN}`" in course.source_md.read_text(encoding="utf-8")
     markdown = course.source_md.read_text(encoding="utf-8")
-    course.source_md.write_text(markdown.replace("import datasets\n", "import datasets\nimport seaborn\n", 1),
-                                encoding="utf-8")
-    with pytest.raises(TdkitError, match=r"(?s)outside the course environment .*cell 2: seaborn.*make release"):
+    course.source_md.write_text(
+        markdown.replace("import datasets\n", "import datasets\nimport seaborn\n", 1),
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        TdkitError, match=r"(?s)outside the course environment .*cell 2: seaborn.*make release"
+    ):
         release(course, verify=False)

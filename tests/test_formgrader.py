@@ -34,7 +34,9 @@ from tdkit.trusted.grade import GradeRun
 
 
 @pytest.fixture(scope="module")
-def server(browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def server(
+    browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     with formgrader(browser_course[0].root, tmp_path_factory.mktemp("formgrader")) as running:
         yield running
 
@@ -68,8 +70,13 @@ def test_manage_submissions_shows_tdkit_scores(
     rows = {}
     for row in page.locator("tbody tr").all():
         student = row.locator("td.student-id").inner_text().strip()
-        rows[student] = (row.locator("td.status").inner_text().strip(), row.locator("td.score").inner_text())
-    page.screenshot(path=str(artifacts_dir("formgrader") / "manage_submissions.png"), full_page=True)
+        rows[student] = (
+            row.locator("td.status").inner_text().strip(),
+            row.locator("td.score").inner_text(),
+        )
+    page.screenshot(
+        path=str(artifacts_dir("formgrader") / "manage_submissions.png"), full_page=True
+    )
     assert set(rows) == set(run.results.students)
     for student_id, student in run.results.students.items():
         status, score = rows[student_id]
@@ -90,7 +97,9 @@ def test_open_a_submission_shows_tdkit_cell_scores(
     page = browser_context.new_page()
     page.goto(f"{base}/formgrader/gradebook/td_cnn/td_cnn")
     page.wait_for_selector("a.name-hidden")  # "Submission #1": names are hidden by default
-    page.screenshot(path=str(artifacts_dir("formgrader") / "gradebook_submissions.png"), full_page=True)
+    page.screenshot(
+        path=str(artifacts_dir("formgrader") / "gradebook_submissions.png"), full_page=True
+    )
     href = page.locator("a.name-shown", has_text="sol").get_attribute("href")
     assert href and "/formgrader/submissions/" in href
     page.goto(f"{base}{href}?index=0")
@@ -119,7 +128,9 @@ def _submission(server: tuple[str, str], student: str) -> str:
     return f"{base}/formgrader/submissions/{next(n['id'] for n in notebooks if n['student'] == student)}/"
 
 
-def _open_submission(context: Any, server: tuple[str, str], student: str) -> tuple[Any, Any, list[str]]:
+def _open_submission(
+    context: Any, server: tuple[str, str], student: str
+) -> tuple[Any, Any, list[str]]:
     """The submission page once formgrader's own scripts have loaded the cell scores from its API."""
     page = context.new_page()
     seen = watch(page)
@@ -130,7 +141,9 @@ def _open_submission(context: Any, server: tuple[str, str], student: str) -> tup
     return page, seen, console
 
 
-def test_hostile_submission_is_inert_and_readable(server: tuple[str, str], browser_context: Any) -> None:
+def test_hostile_submission_is_inert_and_readable(
+    server: tuple[str, str], browser_context: Any
+) -> None:
     """Does formgrader's view of the hostile markup submission run none of its payloads and request
     nothing beyond the server, while the student's answers, outputs and images stay readable?"""
     base, _ = server
@@ -160,7 +173,9 @@ def test_policy_alone_stops_an_unsanitised_notebook(
     try:
         page, seen, console = _open_submission(browser_context, server, MARKUP)
         html = page.content()
-        assert "<script>(window.top.__tdkit_pwned" in html and "onerror=" in html  # the markup did reach the page
+        assert (
+            "<script>(window.top.__tdkit_pwned" in html and "onerror=" in html
+        )  # the markup did reach the page
         assert_inert(page, seen, (f"{base}/", *TEMPLATE_OWN), "formgrader, unsanitised notebook")
         assert any("Content Security Policy" in line for line in console), console
         assert any(url.startswith(payload_listener().url) for url in seen.blocked()), seen.blocked()
@@ -169,20 +184,36 @@ def test_policy_alone_stops_an_unsanitised_notebook(
         path.write_bytes(sanitised)
 
 
-FORMGRADER_PAGES = ("manage_assignments", "gradebook", "gradebook/td_cnn", "gradebook/td_cnn/td_cnn",
-                    "manage_submissions/td_cnn", "manage_students", "manage_students/sol", "manage_students/sol/td_cnn")
+FORMGRADER_PAGES = (
+    "manage_assignments",
+    "gradebook",
+    "gradebook/td_cnn",
+    "gradebook/td_cnn/td_cnn",
+    "manage_submissions/td_cnn",
+    "manage_students",
+    "manage_students/sol",
+    "manage_students/sol/td_cnn",
+)
 
 
-def test_every_formgrader_page_sends_the_policy_and_still_works(server: tuple[str, str], browser_context: Any) -> None:
+def test_every_formgrader_page_sends_the_policy_and_still_works(
+    server: tuple[str, str], browser_context: Any
+) -> None:
     """Does every formgrader page send a policy without 'unsafe-inline' or 'unsafe-eval' scripts,
     and do formgrader's own scripts all run under it (no violation reported)?"""
     base, token = server
-    pages = [f"{base}/formgrader/{name}" for name in FORMGRADER_PAGES] + [_submission(server, "sol")]
+    pages = [f"{base}/formgrader/{name}" for name in FORMGRADER_PAGES] + [
+        _submission(server, "sol")
+    ]
     for url in pages:
         with urllib.request.urlopen(f"{url}?token={token}") as reply:
             policy = reply.headers.get("Content-Security-Policy", "")
         scripts = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
-        assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts and "*" not in scripts, (url, policy)
+        assert (
+            "'unsafe-inline'" not in scripts
+            and "'unsafe-eval'" not in scripts
+            and "*" not in scripts
+        ), (url, policy)
         assert "default-src 'none'" in policy and "base-uri 'none'" in policy, (url, policy)
     for url in pages:
         page = browser_context.new_page()
@@ -191,12 +222,18 @@ def test_every_formgrader_page_sends_the_policy_and_still_works(server: tuple[st
         page.goto(url)
         page.wait_for_load_state("networkidle")
         # The only thing the policy blocks on formgrader's own pages: MathJax from its CDN.
-        blocked = [line for line in console if "Content Security Policy" in line and TEMPLATE_OWN[1] not in line]
+        blocked = [
+            line
+            for line in console
+            if "Content Security Policy" in line and TEMPLATE_OWN[1] not in line
+        ]
         assert blocked == [], url
         page.close()
 
 
-def test_no_student_notebook_is_trusted(browser_course: tuple[Course, GradeRun], server: tuple[str, str]) -> None:
+def test_no_student_notebook_is_trusted(
+    browser_course: tuple[Course, GradeRun], server: tuple[str, str]
+) -> None:
     """Does the Jupyter server that runs formgrader (and that JupyterLab reads notebooks from) see
     every autograded notebook as untrusted, with no signature or trust flag written by tdkit?"""
     course, run = browser_course
@@ -215,11 +252,20 @@ def test_policy_hashes_only_what_comes_before_the_notebook() -> None:
     def sha(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    page = ('<script>var base_url = "/";</script><span onclick="toggle_name(true);"></span>'
-            '<div id="notebook-container"><script>steal()</script><img onerror="steal()"></div>')
-    scripts = next(d for d in policy(page, "http://h:1", "/").split("; ") if d.startswith("script-src"))
-    assert scripts.split()[1:] == ["http://h:1/formgrader/static/", *sorted([sha('var base_url = "/";'),
-                                   sha("toggle_name(true);")]), "'unsafe-hashes'"]
+    page = (
+        '<script>var base_url = "/";</script><span onclick="toggle_name(true);"></span>'
+        '<div id="notebook-container"><script>steal()</script><img onerror="steal()"></div>'
+    )
+    scripts = next(
+        d for d in policy(page, "http://h:1", "/").split("; ") if d.startswith("script-src")
+    )
+    assert scripts.split()[1:] == [
+        "http://h:1/formgrader/static/",
+        *sorted([sha('var base_url = "/";'), sha("toggle_name(true);")]),
+        "'unsafe-hashes'",
+    ]
     assert sha("steal()") not in scripts
-    unread = next(d for d in policy(None, "http://h:1", "/").split("; ") if d.startswith("script-src"))
+    unread = next(
+        d for d in policy(None, "http://h:1", "/").split("; ") if d.startswith("script-src")
+    )
     assert unread == "script-src http://h:1/formgrader/static/"

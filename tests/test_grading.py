@@ -32,7 +32,9 @@ def _submit(course: Course, student: str, nb: nbformat.NotebookNode) -> None:
 def _td_answered() -> nbformat.NotebookNode:
     """The release with the TD's loop as distributed and one question answered: work to grade."""
     nb = nbformat.read(RELEASE, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_examples")
+    cell = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_examples"
+    )
     cell.source = "Sur huit images, trois sont bien classées : on ne peut rien conclure."
     return nb
 
@@ -40,7 +42,11 @@ def _td_answered() -> nbformat.NotebookNode:
 def _crashing_solution() -> nbformat.NotebookNode:
     """The solution with a typo in a cell between the training and the evaluation."""
     nb = nbformat.read(SOLUTION, as_version=4)
-    index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "predict")
+    index = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "predict"
+    )
     nb.cells.insert(index, nbformat.v4.new_code_cell("predictions = predcit(model, test_dataset)"))
     return nb
 
@@ -93,7 +99,9 @@ def test_td_as_written_loses_the_training_checks(graded: tuple[Course, GradeRun]
     assert not checks["predict/matches_reference"].passed  # not written yet in the release
 
 
-def test_crash_mid_way_is_recorded_and_the_rest_still_graded(graded: tuple[Course, GradeRun]) -> None:
+def test_crash_mid_way_is_recorded_and_the_rest_still_graded(
+    graded: tuple[Course, GradeRun],
+) -> None:
     """Does a cell that raises show with its traceback, while every function is still probed?"""
     _, run = graded
     crash = run.results.students["crash"]
@@ -102,14 +110,19 @@ def test_crash_mid_way_is_recorded_and_the_rest_still_graded(graded: tuple[Cours
     assert crash.score == crash.max_score
 
 
-def test_nbgrader_export_shows_tdkit_scores(graded: tuple[Course, GradeRun], tmp_path: Path) -> None:
+def test_nbgrader_export_shows_tdkit_scores(
+    graded: tuple[Course, GradeRun], tmp_path: Path
+) -> None:
     """Does nbgrader's own `nbgrader export` read the scores tdkit wrote to the gradebook?"""
     course, run = graded
     out = tmp_path / "grades.csv"
     scripts = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
     subprocess.run(
-        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)], cwd=course.root, env=env, check=True,
+        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
+        cwd=course.root,
+        env=env,
+        check=True,
         capture_output=True,
     )
     rows = {line.split(",")[3]: line.split(",") for line in out.read_text().splitlines()[1:]}
@@ -141,7 +154,10 @@ def test_reports_are_written(graded: tuple[Course, GradeRun]) -> None:
     """Is there one HTML report per student and a class summary?"""
     course, _ = graded
     html = course.reports / "html"
-    assert {p.name for p in html.glob("*.html")} >= {"index.html", *(f"{sid}.html" for sid in STUDENTS)}
+    assert {p.name for p in html.glob("*.html")} >= {
+        "index.html",
+        *(f"{sid}.html" for sid in STUDENTS),
+    }
 
 
 def test_not_the_td_gets_one_message_at_the_top(graded: tuple[Course, GradeRun]) -> None:
@@ -161,9 +177,19 @@ def test_untouched_release_says_nothing_was_changed(graded: tuple[Course, GradeR
     """Is the release submitted as distributed graded as such, with « Rien n'a été modifié » once at the top?"""
     course, run = graded
     result, td = run.results.students["untouched"], run.results.students["td"]
-    assert result.notice and result.notice.startswith("Rien n'a été modifié") and result.failure is None
-    assert [(c.check_id, c.passed) for c in result.checks] == [(c.check_id, c.passed) for c in td.checks]
+    assert (
+        result.notice
+        and result.notice.startswith("Rien n'a été modifié")
+        and result.failure is None
+    )
+    assert [(c.check_id, c.passed) for c in result.checks] == [
+        (c.check_id, c.passed) for c in td.checks
+    ]
     assert {c.message for c in result.checks if not c.passed} == {UNCHANGED}
-    assert td.notice is None and "NotImplementedError" in {c.check_id: c.message for c in td.checks}["predict/matches_reference"]
+    assert (
+        td.notice is None
+        and "NotImplementedError"
+        in {c.check_id: c.message for c in td.checks}["predict/matches_reference"]
+    )
     page = (course.reports / "html" / "untouched.html").read_text(encoding="utf-8")
     assert page.count("Rien n&#39;a été modifié :") == 1

@@ -34,7 +34,9 @@ def release() -> NotebookNode:
 
 
 def _cell(nb: NotebookNode, grade_id: str) -> NotebookNode:
-    return next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(
+        c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id
+    )
 
 
 def test_last_years_td_is_named_with_its_missing_cells(release: NotebookNode) -> None:
@@ -79,7 +81,9 @@ def _extra_cell(release: NotebookNode) -> NotebookNode:
     """Graded cells untouched, the student's predict in a cell of their own below."""
     nb = copy.deepcopy(release)
     index = nb.cells.index(_cell(nb, "predict"))
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell("def predict(model, dataset):\n    return None"))
+    nb.cells.insert(
+        index + 1, nbformat.v4.new_code_cell("def predict(model, dataset):\n    return None")
+    )
     return nb
 
 
@@ -95,24 +99,38 @@ def _one_cell_deleted(release: NotebookNode) -> NotebookNode:
     [_answered, _extra_cell, _one_cell_deleted],
     ids=["one-answer-written", "own-cell-added", "one-graded-cell-deleted"],
 )
-def test_any_change_is_graded(release: NotebookNode, make: Callable[[NotebookNode], NotebookNode]) -> None:
+def test_any_change_is_graded(
+    release: NotebookNode, make: Callable[[NotebookNode], NotebookNode]
+) -> None:
     """Is a release with any work in it (an answer, a cell of one's own) graded, never refused?"""
     found = identify(make(release), release, "td_cnn.ipynb")
     assert found.verdict == "assignment", found.message
 
 
 @pytest.mark.parametrize(
-    "path", sorted(p for p in EXAMPLES.glob("*.ipynb") if p.stem != "chloe_unanswered"), ids=lambda p: p.stem
+    "path",
+    sorted(p for p in EXAMPLES.glob("*.ipynb") if p.stem != "chloe_unanswered"),
+    ids=lambda p: p.stem,
 )
 def test_example_submissions_are_the_assignment(release: NotebookNode, path: Path) -> None:
     """Is every worked example submission (and the instructor's solution) recognised as the TD?"""
     assert identify(_read(path), release, "td_cnn.ipynb").verdict == "assignment"
-    assert identify(_read(ROOT / "source" / "td_cnn" / "td_cnn.ipynb"), release, "td_cnn.ipynb").verdict == "assignment"
+    assert (
+        identify(
+            _read(ROOT / "source" / "td_cnn" / "td_cnn.ipynb"), release, "td_cnn.ipynb"
+        ).verdict
+        == "assignment"
+    )
 
 
 def test_require_assignment_raises_the_french_message() -> None:
     """Does the grader's entry point refuse a foreign notebook (only) with the message the student reads?"""
     with pytest.raises(NotTheAssignment, match="n'est pas celui distribué"):
         require_assignment(_read(NOT_TD / "td_cnn_last_year.ipynb"), RELEASE)
-    assert require_assignment(_read(EXAMPLES / "alice_solution.ipynb"), RELEASE).verdict == "assignment"
-    assert require_assignment(_read(RELEASE), RELEASE).verdict == "untouched"  # graded, with its message
+    assert (
+        require_assignment(_read(EXAMPLES / "alice_solution.ipynb"), RELEASE).verdict
+        == "assignment"
+    )
+    assert (
+        require_assignment(_read(RELEASE), RELEASE).verdict == "untouched"
+    )  # graded, with its message

@@ -30,8 +30,13 @@ TDKIT = os.path.join(os.path.dirname(sys.executable), "tdkit")
 
 
 def _git(cwd: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
@@ -53,19 +58,29 @@ def _export(path: Path, students: dict[str, str]) -> Path:
     """A Moodle export: participant id -> example submission name."""
     with zipfile.ZipFile(path, "w") as zf:
         for sid, example in students.items():
-            zf.write(EXAMPLES / f"{example}.ipynb", f"Étudiant {sid}_{sid}_assignsubmission_file_/td_cnn.ipynb")
+            zf.write(
+                EXAMPLES / f"{example}.ipynb",
+                f"Étudiant {sid}_{sid}_assignsubmission_file_/td_cnn.ipynb",
+            )
     return path
 
 
 def _tdkit(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TDKIT, *args], cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [TDKIT, *args], cwd=root, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def _nbgrader_export(root: Path, out: Path) -> dict[str, float]:
     scripts = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
-    subprocess.run([os.path.join(scripts, "nbgrader"), "export", "--to", str(out)], cwd=root, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     with open(out, newline="") as file:
         return {row["student_id"]: float(row["score"]) for row in csv.DictReader(file)}
 
@@ -73,13 +88,18 @@ def _nbgrader_export(root: Path, out: Path) -> dict[str, float]:
 def test_fresh_clone_collects_and_grades_for_real(tmp_path: Path) -> None:
     """On a clone with no gradebook, do `tdkit collect` then `tdkit grade` give the real scores?"""
     clone = _clone(tmp_path)
-    collected = _tdkit(clone, "collect", str(_export(tmp_path / "export.zip", {"101": "alice_solution",
-                                                                              "102": "bob_td_loop_kept"})))
+    collected = _tdkit(
+        clone,
+        "collect",
+        str(_export(tmp_path / "export.zip", {"101": "alice_solution", "102": "bob_td_loop_kept"})),
+    )
     assert collected.returncode == 0, collected.stdout + collected.stderr
     graded = _tdkit(clone, "grade", "--workers", "2")
     assert graded.returncode == 0, graded.stdout + graded.stderr
     assert "registered the committed release/td_cnn/td_cnn.ipynb in the gradebook" in graded.stdout
-    results = json.loads((clone / "reports/td_cnn/results.json").read_text(encoding="utf-8"))["students"]
+    results = json.loads((clone / "reports/td_cnn/results.json").read_text(encoding="utf-8"))[
+        "students"
+    ]
     assert results["101"]["score"] == FULL
     failed = {cid for cid, check in results["102"]["checks"].items() if not check["passed"]}
     assert failed == set(EXPECTED["bob_td_loop_kept"]["failed"])
@@ -87,8 +107,13 @@ def test_fresh_clone_collects_and_grades_for_real(tmp_path: Path) -> None:
     assert _nbgrader_export(clone, tmp_path / "grades.csv") == {
         sid: student["score"] for sid, student in results.items()
     }
-    assert not subprocess.run(["git", "status", "--porcelain", "release", "source"], cwd=clone,
-                              capture_output=True, text=True, check=True).stdout, "release/ was rewritten"
+    assert not subprocess.run(
+        ["git", "status", "--porcelain", "release", "source"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout, "release/ was rewritten"
 
 
 def test_stale_release_on_a_fresh_clone_stops_before_grading(tmp_path: Path) -> None:
@@ -96,8 +121,10 @@ def test_stale_release_on_a_fresh_clone_stops_before_grading(tmp_path: Path) -> 
     grading anyone, naming `tdkit release`, and leave no grade anywhere?"""
     clone = _clone(tmp_path)
     release_nb = clone / "release/td_cnn/td_cnn.ipynb"
-    release_nb.write_text(release_nb.read_text(encoding="utf-8").replace("Quelques règles", "Des règles"),
-                          encoding="utf-8")
+    release_nb.write_text(
+        release_nb.read_text(encoding="utf-8").replace("Quelques règles", "Des règles"),
+        encoding="utf-8",
+    )
     _tdkit(clone, "collect", str(_export(tmp_path / "export.zip", {"101": "alice_solution"})))
     graded = _tdkit(clone, "grade")
     assert graded.returncode == 2
@@ -144,13 +171,17 @@ def semester(tmp_path_factory: pytest.TempPathFactory) -> Course3:
 def test_unchanged_students_are_skipped_and_said_so(semester: Course3) -> None:
     """Graded again with nothing changed, is nobody run, are the files kept and is it reported?"""
     before = semester.files()
-    pages = {p.name: p.stat().st_mtime_ns for p in (semester.course.reports / "html").glob("*.html")}
+    pages = {
+        p.name: p.stat().st_mtime_ns for p in (semester.course.reports / "html").glob("*.html")
+    }
     run = semester.grade()
     assert run.graded == [] and run.plan.keep == ["a", "b"]
     assert semester.lines[0].startswith("skipped 2 unchanged submission(s)")
     assert semester.files() == before
     now = {p.name: p.stat().st_mtime_ns for p in (semester.course.reports / "html").glob("*.html")}
-    assert {name: now[name] for name in ("a.html", "b.html")} == {n: pages[n] for n in ("a.html", "b.html")}
+    assert {name: now[name] for name in ("a.html", "b.html")} == {
+        n: pages[n] for n in ("a.html", "b.html")
+    }
 
 
 def test_nothing_changed_touches_no_page_nor_gradebook(semester: Course3) -> None:
@@ -161,7 +192,9 @@ def test_nothing_changed_touches_no_page_nor_gradebook(semester: Course3) -> Non
     gradebook = (semester.course.root / "gradebook.db").read_bytes()
     before = semester.files()
     assert semester.grade().graded == []
-    assert {p.name: p.stat().st_mtime_ns for p in html.glob("*.html")} == pages and "index.html" in pages
+    assert {
+        p.name: p.stat().st_mtime_ns for p in html.glob("*.html")
+    } == pages and "index.html" in pages
     assert (semester.course.root / "gradebook.db").read_bytes() == gradebook
     assert semester.files() == before
 
@@ -174,12 +207,19 @@ def test_nothing_changed_loads_no_heavy_library(semester: Course3) -> None:
         "run = grade_all(Course(Path(sys.argv[1])), progress=lambda line: None)\n"
         "print(run.graded, sorted(m for m in ('torch', 'datasets', 'matplotlib') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(semester.course.root)], capture_output=True, text=True,
-                         timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(semester.course.root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
     assert out.strip().splitlines()[-1] == "[] []"
 
 
-def test_changed_and_new_submissions_are_graded_the_others_kept(semester: Course3, tmp_path: Path) -> None:
+def test_changed_and_new_submissions_are_graded_the_others_kept(
+    semester: Course3, tmp_path: Path
+) -> None:
     """A late submission and a corrected one: are exactly those two graded, and do results.json,
     grades.csv, the gradebook and the pages all show the new scores beside the kept one?"""
     kept = semester.runs[0].results.students["a"]
@@ -190,9 +230,13 @@ def test_changed_and_new_submissions_are_graded_the_others_kept(semester: Course
     students = run.results.students
     assert students["a"].checks == kept.checks and students["a"].fingerprint == kept.fingerprint
     assert students["b"].score == FULL
-    assert {c.check_id for c in students["c"].checks if not c.passed} == set(EXPECTED["emma_percent"]["failed"])
+    assert {c.check_id for c in students["c"].checks if not c.passed} == set(
+        EXPECTED["emma_percent"]["failed"]
+    )
     rows = list(csv.DictReader((semester.course.reports / "grades.csv").open(encoding="utf-8")))
-    assert {r["student_id"]: float(r["auto_score"]) for r in rows} == {s: r.score for s, r in students.items()}
+    assert {r["student_id"]: float(r["auto_score"]) for r in rows} == {
+        s: r.score for s, r in students.items()
+    }
     assert _nbgrader_export(semester.course.root, tmp_path / "export.csv") == {
         s: r.score for s, r in students.items()
     }
@@ -231,11 +275,16 @@ def test_failure_on_the_graders_side_is_graded_again(semester: Course3) -> None:
 def test_a_change_of_the_grader_regrades_everyone(semester: Course3) -> None:
     """After an edit of grader_tests/, is every student graded again, the reason naming the part?"""
     checks = semester.course.grader_tests / "checks_train.py"
-    checks.write_text(checks.read_text(encoding="utf-8") + "\n# relu par un second correcteur\n",
-                      encoding="utf-8")
+    checks.write_text(
+        checks.read_text(encoding="utf-8") + "\n# relu par un second correcteur\n", encoding="utf-8"
+    )
     run = semester.grade(workers=2)
     assert run.plan.grade == {sid: "grader changed: grader_tests" for sid in ("a", "b", "c")}
-    assert {sid: s.score for sid, s in run.results.students.items()} == {"a": FULL, "b": FULL, "c": FULL}
+    assert {sid: s.score for sid, s in run.results.students.items()} == {
+        "a": FULL,
+        "b": FULL,
+        "c": FULL,
+    }
 
 
 def test_all_forces_a_full_regrade(semester: Course3) -> None:
@@ -251,8 +300,13 @@ def test_killed_mid_batch_then_rerun_is_consistent(semester: Course3, tmp_path: 
     grades.csv, the gradebook and the pages consistent, and is the next run a no-op?"""
     semester.submit("a", "farid_transposed_precision")
     semester.submit("b", "gaelle_sum_and_x0")
-    process = subprocess.Popen([TDKIT, "grade", "--workers", "1"], cwd=semester.course.root,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [TDKIT, "grade", "--workers", "1"],
+        cwd=semester.course.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("[1/2]"):
@@ -262,7 +316,9 @@ def test_killed_mid_batch_then_rerun_is_consistent(semester: Course3, tmp_path: 
     assert process.wait(timeout=60) == -9
     rerun = _tdkit(semester.course.root, "grade")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    results = json.loads((semester.course.reports / "results.json").read_text(encoding="utf-8"))["students"]
+    results = json.loads((semester.course.reports / "results.json").read_text(encoding="utf-8"))[
+        "students"
+    ]
     for sid, example in (("a", "farid_transposed_precision"), ("b", "gaelle_sum_and_x0")):
         failed = {cid for cid, check in results[sid]["checks"].items() if not check["passed"]}
         assert failed == set(EXPECTED[example]["failed"]), sid
@@ -282,14 +338,20 @@ def test_a_pair_is_written_again_only_when_its_notebook_changes(tmp_path: Path) 
     groups.write_text("group,student_id\nP,101\nP,102\n", encoding="utf-8")
     collect(course, _export(tmp_path / "export.zip", {"101": "bob_td_loop_kept"}), groups=groups)
     first = grade_all(course, progress=lambda line: None)
-    assert first.results.students["102"].graded_with == "101" and first.results.students["102"].score < FULL
+    assert (
+        first.results.students["102"].graded_with == "101"
+        and first.results.students["102"].score < FULL
+    )
     gradebook = (course.root / "gradebook.db").read_bytes()
     assert grade_all(course, progress=lambda line: None).graded == []
     assert (course.root / "gradebook.db").read_bytes() == gradebook
     shutil.copy(EXAMPLES / "alice_solution.ipynb", course.submitted_notebook("101"))
     run = grade_all(course, progress=lambda line: None)
     assert run.plan.grade == {"101": CHANGED}
-    assert (run.results.students["102"].graded_with, run.results.students["102"].score) == ("101", FULL)
+    assert (run.results.students["102"].graded_with, run.results.students["102"].score) == (
+        "101",
+        FULL,
+    )
     with Gradebook(course.db_url, course.course_id) as gb:
         assert gb.find_submission("td_cnn", "102").score == FULL
 
@@ -305,7 +367,9 @@ def test_a_pair_is_written_again_only_when_its_notebook_changes(tmp_path: Path) 
     ],
     ids=["limits", "profile", "reference", "release", "grader_tests"],
 )
-def test_every_part_of_the_grader_is_in_the_fingerprint(tmp_path: Path, change: dict, part: str) -> None:
+def test_every_part_of_the_grader_is_in_the_fingerprint(
+    tmp_path: Path, change: dict, part: str
+) -> None:
     """Does each part of the grader change its own part of the fingerprint, and only it?"""
     course = Course(copy_course(tmp_path / "course"))
     limits, profile = Limits(), GradingProfile()

@@ -35,7 +35,9 @@ LAB_OWN = ("data:", "blob:", "attachment:")
 
 
 @pytest.fixture(scope="module")
-def lab(browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def lab(
+    browser_course: tuple[Course, GradeRun], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
     with jupyterlab(browser_course[0].root, tmp_path_factory.mktemp("jupyterlab")) as running:
         yield running
 
@@ -47,7 +49,9 @@ def test_lab_started_as_the_readme_says_keeps_formgrader_policy(lab: tuple[str, 
     with urllib.request.urlopen(f"{base}/formgrader/manage_assignments?token={token}") as reply:
         assert "default-src 'none'" in reply.headers.get("Content-Security-Policy", "")
     with urllib.request.urlopen(f"{base}/lab?token={token}") as reply:
-        assert reply.status == 200 and "default-src" not in reply.headers.get("Content-Security-Policy", "")
+        assert reply.status == 200 and "default-src" not in reply.headers.get(
+            "Content-Security-Policy", ""
+        )
 
 
 def _open_in_lab(context: Any, lab: tuple[str, str], course: Course) -> tuple[Any, Any]:
@@ -60,7 +64,9 @@ def _open_in_lab(context: Any, lab: tuple[str, str], course: Course) -> tuple[An
     seen = watch(page)
     page.goto(f"{base}/lab/tree/{path.relative_to(course.root).as_posix()}?reset&token={token}")
     markdown = sum(cell.cell_type == "markdown" for cell in cells)
-    with_outputs = sum(bool(cell.get("outputs")) for cell in cells)  # Lab merges successive stream outputs
+    with_outputs = sum(
+        bool(cell.get("outputs")) for cell in cells
+    )  # Lab merges successive stream outputs
     page.wait_for_function(
         """([selector, cells, markdown, withOutputs]) => {
             const nb = document.querySelector(selector);
@@ -74,8 +80,9 @@ def _open_in_lab(context: Any, lab: tuple[str, str], course: Course) -> tuple[An
     return page, seen
 
 
-def test_hostile_submission_is_inert_and_readable_in_lab(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
-                                                         browser_context: Any) -> None:
+def test_hostile_submission_is_inert_and_readable_in_lab(
+    browser_course: tuple[Course, GradeRun], lab: tuple[str, str], browser_context: Any
+) -> None:
     """Does JupyterLab's view of the hostile markup submission run none of its payloads and request
     nothing beyond the server, while the student's answers, outputs and images stay readable?"""
     course, _ = browser_course
@@ -86,10 +93,14 @@ def test_hostile_submission_is_inert_and_readable_in_lab(browser_course: tuple[C
     # on the page that could act, and only when clicked; Chromium then opens nothing.
     autolinks = page.locator(".jp-RenderedText a[href^='data:']")
     active = active_markup(page, NOTEBOOK)
-    assert len(active) == autolinks.count() and all(a.startswith("a[href]=data:text/html") for a in active), active
+    assert len(active) == autolinks.count() and all(
+        a.startswith("a[href]=data:text/html") for a in active
+    ), active
     autolinks.first.scroll_into_view_if_needed()
     autolinks.first.click()
-    assert_inert(page, seen, (f"{base}/", *LAB_OWN), "JupyterLab, a data: link in an output clicked")
+    assert_inert(
+        page, seen, (f"{base}/", *LAB_OWN), "JupyterLab, a data: link in an output clicked"
+    )
     assert browser_context.pages == [page]
     text = page.inner_text(NOTEBOOK)
     assert [t for t in READABLE_TEXTS if t not in text] == []
@@ -100,8 +111,9 @@ def test_hostile_submission_is_inert_and_readable_in_lab(browser_course: tuple[C
     page.close()
 
 
-def test_saving_in_lab_does_not_trust_the_notebook(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
-                                                   browser_context: Any) -> None:
+def test_saving_in_lab_does_not_trust_the_notebook(
+    browser_course: tuple[Course, GradeRun], lab: tuple[str, str], browser_context: Any
+) -> None:
     """After a TA opens the hostile submission in Lab and saves it, is it still unsigned and
     untrusted for the Jupyter server?"""
     course, _ = browser_course
@@ -110,7 +122,9 @@ def test_saving_in_lab_does_not_trust_the_notebook(browser_course: tuple[Course,
     graded_bytes = path.read_bytes()
     try:
         page, _ = _open_in_lab(browser_context, lab, course)
-        with page.expect_response(lambda r: r.request.method == "PUT" and "/api/contents/autograded/" in r.url) as put:
+        with page.expect_response(
+            lambda r: r.request.method == "PUT" and "/api/contents/autograded/" in r.url
+        ) as put:
             page.keyboard.press("Control+s")
         assert put.value.ok, put.value.status
         page.close()
@@ -124,8 +138,9 @@ def test_saving_in_lab_does_not_trust_the_notebook(browser_course: tuple[Course,
 LAB_PASSIVE_LOADS = {"GET /img-remote", "GET /md-image", "GET /poster", "GET /css-inline"}
 
 
-def test_untrusted_alone_in_lab_runs_no_script(browser_course: tuple[Course, GradeRun], lab: tuple[str, str],
-                                               browser_context: Any) -> None:
+def test_untrusted_alone_in_lab_runs_no_script(
+    browser_course: tuple[Course, GradeRun], lab: tuple[str, str], browser_context: Any
+) -> None:
     """With the autograded notebook left unsanitised (layer 1 bypassed), does JupyterLab, which
     renders it untrusted, run none of the student's scripts and handlers nor open a dialog, its
     only calls out being the passive loads its sanitiser keeps?"""
@@ -133,12 +148,20 @@ def test_untrusted_alone_in_lab_runs_no_script(browser_course: tuple[Course, Gra
     path = course.autograded_notebook(MARKUP)
     graded_bytes = path.read_bytes()
     listener = payload_listener()
-    nbformat.write(unsanitised_markup(nbformat.reads(graded_bytes, as_version=4), listener.url), path)
+    nbformat.write(
+        unsanitised_markup(nbformat.reads(graded_bytes, as_version=4), listener.url), path
+    )
     try:
         page, seen = _open_in_lab(browser_context, lab, course)
         page.wait_for_load_state("networkidle")
-        markers = [frame.evaluate("() => window.__tdkit_pwned || null") for frame in page.frames if not frame.is_detached()]
-        page.screenshot(path=str(artifacts_dir("jupyterlab") / "notebook_unsanitised.png"), full_page=True)
+        markers = [
+            frame.evaluate("() => window.__tdkit_pwned || null")
+            for frame in page.frames
+            if not frame.is_detached()
+        ]
+        page.screenshot(
+            path=str(artifacts_dir("jupyterlab") / "notebook_unsanitised.png"), full_page=True
+        )
         page.close()
         assert [m for m in markers if m] == [], f"student scripts ran in Lab: {markers}"
         assert seen.dialogs == []

@@ -35,9 +35,15 @@ def test_points_per_started_day_then_zero(tmp_path: Path) -> None:
     assert late.assess("1", "2024-12-03 11:59:00.000000 Europe/Paris", 21.0).penalty == 0
     hour = late.assess("1", "2024-12-03 13:00:00.000000 Europe/Paris", 21.0)
     assert (hour.seconds_late, hour.penalty) == (3600, 2.0)
-    assert late.assess("1", "2024-12-05 12:30:00.000000 Europe/Paris", 21.0).penalty == 6.0  # 3 started days
-    assert late.assess("1", "2024-12-06 12:30:00.000000 Europe/Paris", 21.0).penalty == 21.0  # past 3 days: zero
-    assert late.assess("1", "2024-12-03 13:00:00.000000 Europe/Paris", 1.0).penalty == 1.0  # never above the score
+    assert (
+        late.assess("1", "2024-12-05 12:30:00.000000 Europe/Paris", 21.0).penalty == 6.0
+    )  # 3 started days
+    assert (
+        late.assess("1", "2024-12-06 12:30:00.000000 Europe/Paris", 21.0).penalty == 21.0
+    )  # past 3 days: zero
+    assert (
+        late.assess("1", "2024-12-03 13:00:00.000000 Europe/Paris", 1.0).penalty == 1.0
+    )  # never above the score
     assert late.assess("1", None, 21.0).penalty == 0  # no timestamp: on time
     assert late.assess("7", "2024-12-05 11:00:00.000000 Europe/Paris", 21.0).penalty == 0
     assert late.extension("7") == timedelta(days=2) and late.extension("1") is None
@@ -56,7 +62,10 @@ def test_nbgrader_plugin_by_default(tmp_path: Path) -> None:
     ("settings", "fix"),
     [
         ("c.TdkitDeadlines.due = '2024-12-03'\n", "valid keys: duedate, extensions"),
-        ("c.LatePenalty.per_day = 1\n", "valid keys: penalty_method, points_per_day, zero_after_days"),
+        (
+            "c.LatePenalty.per_day = 1\n",
+            "valid keys: penalty_method, points_per_day, zero_after_days",
+        ),
         ("c.TdkitDeadlines.duedate = '3/12/2024'\n", "write it as 'YYYY-MM-DD HH:MM'"),
         ("c.TdkitDeadlines.extensions = {'1': '2024-12-05'}\n", "needs c.TdkitDeadlines.duedate"),
         ("c.Exchange.timezone = 'Paris'\n", "an IANA name such as 'Europe/Paris'"),

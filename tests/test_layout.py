@@ -40,16 +40,28 @@ def imported_modules(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = current.split(".")[: len(current.split(".")) - node.level + (1 if is_package else 0)]
+                base = current.split(".")[
+                    : len(current.split(".")) - node.level + (1 if is_package else 0)
+                ]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
             found.add(prefix)
             # ``from tdkit.core import data`` imports the module tdkit.core.data
-            found.update(f"{prefix}.{alias.name}" for alias in node.names
-                         if (PACKAGE.parent / Path(*f"{prefix}.{alias.name}".split("."))).with_suffix(".py").exists())
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.update(
+                f"{prefix}.{alias.name}"
+                for alias in node.names
+                if (PACKAGE.parent / Path(*f"{prefix}.{alias.name}".split(".")))
+                .with_suffix(".py")
+                .exists()
+            )
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found.add(node.args[0].value)
     return found
 
@@ -93,7 +105,7 @@ def find_cycle(edges: dict[tuple[str, str], list[str]]) -> list[str]:
         path.append(node)
         for nxt in sorted(successors[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -113,15 +125,28 @@ def test_stages_import_only_the_right_way() -> None:
     edges = package_graph(graph)
     picture = describe(edges)
     print(picture)
-    wrong_way = [line for (source, target), lines in edges.items()
-                 if source == "untrusted" and target not in UNTRUSTED_MAY_IMPORT for line in lines]
-    assert not wrong_way, f"the untrusted package imports outside itself and core: {wrong_way}\n{picture}"
-    oracle = [f"{module} -> {target}" for module, imports in graph.items() for target in imports
-              if target.split(".")[0] in FORBIDDEN_TOP_LEVEL]
+    wrong_way = [
+        line
+        for (source, target), lines in edges.items()
+        if source == "untrusted" and target not in UNTRUSTED_MAY_IMPORT
+        for line in lines
+    ]
+    assert not wrong_way, (
+        f"the untrusted package imports outside itself and core: {wrong_way}\n{picture}"
+    )
+    oracle = [
+        f"{module} -> {target}"
+        for module, imports in graph.items()
+        for target in imports
+        if target.split(".")[0] in FORBIDDEN_TOP_LEVEL
+    ]
     assert not oracle, f"src/tdkit imports the reference or the hidden tests: {oracle}\n{picture}"
     cycle = find_cycle(edges)
-    assert not cycle, f"import cycle between packages: {' -> '.join(cycle)}\n" + "\n".join(
-        line for a, b in itertools.pairwise(cycle) for line in edges[(a, b)]) + f"\n{picture}"
+    assert not cycle, (
+        f"import cycle between packages: {' -> '.join(cycle)}\n"
+        + "\n".join(line for a, b in itertools.pairwise(cycle) for line in edges[(a, b)])
+        + f"\n{picture}"
+    )
 
 
 if __name__ == "__main__":

@@ -59,7 +59,10 @@ def trip(tmp_path_factory: pytest.TempPathFactory) -> RoundTrip:
         zf.writestr("Léa Petit_101237_assignsubmission_file_/TD CNN.ipynb", solution)
         zf.writestr("Paul Girard_101238_assignsubmission_file_/td_cnn.ipynb", solution)
     groups = course.root / "groups.csv"
-    groups.write_text("group,student_id\nBinôme 1,101234\nBinôme 1,101237\nB3,101236\nB4,101236\n", encoding="utf-8")
+    groups.write_text(
+        "group,student_id\nBinôme 1,101234\nBinôme 1,101237\nB3,101236\nB4,101236\n",
+        encoding="utf-8",
+    )
     collected = collect(course, archive, worksheet=WORKSHEET, groups=groups)
     run = grade_all(course, progress=lambda line: None)
     return RoundTrip(course, collected, run, export_moodle(course))
@@ -70,12 +73,20 @@ def test_pair_graded_once(trip: RoundTrip) -> None:
     grades.csv and the gradebook?"""
     assert Status.GROUPED in {o.status for o in trip.collected.outcomes}
     assert sorted(trip.run.graded) == ["101234", "101235", "101238"]
-    results = json.loads((trip.course.reports / "results.json").read_text(encoding="utf-8"))["students"]
+    results = json.loads((trip.course.reports / "results.json").read_text(encoding="utf-8"))[
+        "students"
+    ]
     alice, lea = results["101234"], results["101237"]
     assert lea["graded_with"] == "101234" and lea["group"] == alice["group"] == "Binôme 1"
-    assert (lea["score"], lea["late_penalty"], lea["final_score"]) == (alice["score"], 2.0, alice["score"] - 2.0)
+    assert (lea["score"], lea["late_penalty"], lea["final_score"]) == (
+        alice["score"],
+        2.0,
+        alice["score"] - 2.0,
+    )
     grades = (trip.course.reports / "grades.csv").read_text(encoding="utf-8").splitlines()
-    assert grades[0].endswith("submitted_at,seconds_late,late_penalty,final_score,group,graded_with")
+    assert grades[0].endswith(
+        "submitted_at,seconds_late,late_penalty,final_score,group,graded_with"
+    )
     assert any(line.startswith("101237,") and line.endswith(",Binôme 1,101234") for line in grades)
     with Gradebook(trip.course.db_url, trip.course.course_id) as gb:
         for sid in ("101234", "101237"):
@@ -89,7 +100,10 @@ def test_lateness_and_extension(trip: RoundTrip) -> None:
     """Do nbgrader's own due date and extension in the gradebook give the lateness tdkit reports, with
     the penalty of the configured plugin (2 points per started day), and none with an extension?"""
     results = trip.run.results.students
-    assert results["101234"].seconds_late == 2 * 3600 + 5 * 60 and results["101234"].late_penalty == 2.0
+    assert (
+        results["101234"].seconds_late == 2 * 3600 + 5 * 60
+        and results["101234"].late_penalty == 2.0
+    )
     assert results["101235"].seconds_late == 0 and results["101235"].late_penalty == 0
     assert results["101238"].seconds_late == 0
     with Gradebook(trip.course.db_url, trip.course.course_id) as gb:
@@ -107,7 +121,9 @@ def test_worksheet_round_trip(trip: RoundTrip) -> None:
     before = read_worksheet(WORKSHEET)
     after = read_worksheet(trip.exported.worksheet)
     assert after.header == before.header and (after.bom, after.delimiter) == (True, ",")
-    results = json.loads((trip.course.reports / "results.json").read_text(encoding="utf-8"))["students"]
+    results = json.loads((trip.course.reports / "results.json").read_text(encoding="utf-8"))[
+        "students"
+    ]
     grade, feedback = before.column("grade"), before.column("feedback")
     assert grade is not None and feedback is not None
     for old, new in zip(before.rows, after.rows, strict=True):
@@ -119,12 +135,21 @@ def test_worksheet_round_trip(trip: RoundTrip) -> None:
             assert (new[grade], new[feedback]) == (old[grade], old[feedback]), sid
             continue
         record = results[sid]
-        assert float(new[grade]) == pytest.approx(record["final_score"] / record["max_score"] * 20, abs=0.005)
+        assert float(new[grade]) == pytest.approx(
+            record["final_score"] / record["max_score"] * 20, abs=0.005
+        )
         lines = comments_text(new[feedback])
-        assert lines[0] == f"Note : {format_number(record['final_score'])} / {format_number(record['max_score'])}."
+        assert (
+            lines[0]
+            == f"Note : {format_number(record['final_score'])} / {format_number(record['max_score'])}."
+        )
         failed = [cid for cid, check in record["checks"].items() if not check["passed"]]
-        assert [line.split(" : ")[0] for line in lines if line.startswith("Échec ")] == [f"Échec {c}" for c in failed]
-        assert any("pénalité de 2 point(s)" in line for line in lines) == (record["late_penalty"] == 2.0)
+        assert [line.split(" : ")[0] for line in lines if line.startswith("Échec ")] == [
+            f"Échec {c}" for c in failed
+        ]
+        assert any("pénalité de 2 point(s)" in line for line in lines) == (
+            record["late_penalty"] == 2.0
+        )
     zoe = next(r for r in after.rows if after.participant_id(r) == "101239")
     assert zoe[grade] == "" and zoe[feedback] == ""
     assert trip.exported.without_result == ["101236", "101239"]
@@ -139,15 +164,23 @@ def test_feedback_zip_matches_moodle_importer(trip: RoundTrip) -> None:
     matched = {}
     for name, page in pages.items():
         parts = name.split("_", 4)
-        assert len(parts) == 5 and parts[1].isdigit() and parts[2:4] == ["assignfeedback", "file"], name
+        assert (
+            len(parts) == 5 and parts[1].isdigit() and parts[2:4] == ["assignfeedback", "file"]
+        ), name
         assert not name.startswith((".", "~")) and "/" not in name
         matched[parts[1]] = (parts[0], parts[4], page)
     assert sorted(matched) == ["101234", "101235", "101237", "101238"]
     assert matched["101235"][:2] == ("Élise Durand", "retour_td_cnn.html")
     for _, _, page in matched.values():
-        assert re.findall(r'src="(?!data:)', page) == [] and re.findall(r'href="(?!#|https?:)', page) == []
+        assert (
+            re.findall(r'src="(?!data:)', page) == []
+            and re.findall(r'href="(?!#|https?:)', page) == []
+        )
         assert "data:image/png;base64," in page
-    assert "Rendu avec 2 h 5 min de retard" in matched["101237"][2] and "Binôme 1" in matched["101237"][2]
+    assert (
+        "Rendu avec 2 h 5 min de retard" in matched["101237"][2]
+        and "Binôme 1" in matched["101237"][2]
+    )
 
 
 def test_summary_counts_and_conflicts(trip: RoundTrip) -> None:
@@ -172,7 +205,10 @@ def test_cli_export(trip: RoundTrip, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_timestamp_in_course_time_zone() -> None:
     """Are the worksheet's English and French dates read in the course's time zone, 12 AM as midnight?"""
     zone = ZoneInfo("Europe/Paris")
-    fr = {p.participant_id: p for p in read_worksheet(WORKSHEET.with_name("worksheet_fr.csv")).participants(zone)}
+    fr = {
+        p.participant_id: p
+        for p in read_worksheet(WORKSHEET.with_name("worksheet_fr.csv")).participants(zone)
+    }
     en = {p.participant_id: p for p in read_worksheet(WORKSHEET).participants(zone)}
     assert fr["101234"].submitted_at == en["101234"].submitted_at
     assert str(en["101238"].submitted_at) == "2024-12-03 00:00:00+01:00"
@@ -192,7 +228,6 @@ def test_export_needs_a_worksheet(tmp_path: Path) -> None:
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n")
     with pytest.raises(TdkitError, match="--worksheet"):
         export_moodle(course)
-
 
 
 def test_student_names_reach_the_gradebook_inert() -> None:

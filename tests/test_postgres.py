@@ -27,7 +27,9 @@ from tdkit.trusted.grade import GradeRun
 
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"
 
-psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2 is not installed: pip install -e '.[scale]'")
+psycopg2 = pytest.importorskip(
+    "psycopg2", reason="psycopg2 is not installed: pip install -e '.[scale]'"
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ class Server:
     def url_with_password(self) -> str:
         """With the password and the driver named (SQLAlchemy 2.1 reads a bare postgresql:// as
         psycopg 3, not the psycopg2 that the 'scale' extra installs)."""
-        return self.url.replace("postgresql://tdkit@", f"postgresql+psycopg2://tdkit:{self.password}@", 1)
+        return self.url.replace(
+            "postgresql://tdkit@", f"postgresql+psycopg2://tdkit:{self.password}@", 1
+        )
 
 
 @pytest.fixture(scope="session")
@@ -49,19 +53,33 @@ def postgres() -> Iterator[Server]:
     try:
         started = subprocess.run(
             ["bash", str(POSTGRES_SH), "start", folder],
-            check=False, capture_output=True, text=True, timeout=300,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if started.returncode == 3:
             pytest.skip(f"PostgreSQL is not available: {started.stderr.strip()}")
         if started.returncode != 0:
-            raise RuntimeError(f"scripts/postgres.sh start failed:\n{started.stdout}\n{started.stderr}")
-        yield Server(started.stdout.strip().splitlines()[-1], (Path(folder) / "password").read_text().strip())
+            raise RuntimeError(
+                f"scripts/postgres.sh start failed:\n{started.stdout}\n{started.stderr}"
+            )
+        yield Server(
+            started.stdout.strip().splitlines()[-1], (Path(folder) / "password").read_text().strip()
+        )
     finally:
-        subprocess.run(["bash", str(POSTGRES_SH), "stop", folder], check=False, capture_output=True, timeout=120)
+        subprocess.run(
+            ["bash", str(POSTGRES_SH), "stop", folder],
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 @pytest.fixture(scope="module")
-def pg_graded(postgres: Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
+def pg_graded(
+    postgres: Server, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Course, GradeRun]:
     root = copy_course(tmp_path_factory.mktemp("pg-course"))
     local = root / LOCAL_DB_URL  # as the README says: untracked, readable by its owner only
     local.parent.mkdir()
@@ -72,7 +90,9 @@ def pg_graded(postgres: Server, tmp_path_factory: pytest.TempPathFactory) -> tup
     return grade_two(course.root)
 
 
-def test_gradebook_rows_are_in_postgresql(pg_graded: tuple[Course, GradeRun], postgres: Server) -> None:
+def test_gradebook_rows_are_in_postgresql(
+    pg_graded: tuple[Course, GradeRun], postgres: Server
+) -> None:
     """Are the assignment, its cells and both students' tdkit scores in PostgreSQL, and no SQLite
     gradebook written beside the course?"""
     course, run = pg_graded
@@ -95,24 +115,34 @@ def test_gradebook_rows_are_in_postgresql(pg_graded: tuple[Course, GradeRun], po
         assert float(scores[student_id]) == pytest.approx(student.score), student_id
 
 
-def test_nbgrader_export_reads_postgresql(pg_graded: tuple[Course, GradeRun], tmp_path: Path) -> None:
+def test_nbgrader_export_reads_postgresql(
+    pg_graded: tuple[Course, GradeRun], tmp_path: Path
+) -> None:
     """Does nbgrader's own `nbgrader export` (db_url from nbgrader_config.py) show tdkit's scores?"""
     course, run = pg_graded
     out = tmp_path / "grades.csv"
     nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
     subprocess.run(
-        [nbgrader, "export", "--to", str(out)], cwd=course.root, env=script_env(), check=True, capture_output=True
+        [nbgrader, "export", "--to", str(out)],
+        cwd=course.root,
+        env=script_env(),
+        check=True,
+        capture_output=True,
     )
     lines = out.read_text().splitlines()
     header = lines[0].split(",")
     rows = {row[header.index("student_id")]: row for row in (line.split(",") for line in lines[1:])}
     assert set(rows) == {"sol", "td"}
     for student_id, student in run.results.students.items():
-        assert float(rows[student_id][header.index("score")]) == pytest.approx(student.score), student_id
+        assert float(rows[student_id][header.index("score")]) == pytest.approx(student.score), (
+            student_id
+        )
     assert not (course.root / "gradebook.db").exists()
 
 
-def test_formgrader_api_reads_postgresql(pg_graded: tuple[Course, GradeRun], tmp_path: Path) -> None:
+def test_formgrader_api_reads_postgresql(
+    pg_graded: tuple[Course, GradeRun], tmp_path: Path
+) -> None:
     """Does formgrader, started over the course, list both submissions with tdkit's scores?"""
     course, run = pg_graded
     with formgrader(course.root, tmp_path) as (base, token):
@@ -122,7 +152,9 @@ def test_formgrader_api_reads_postgresql(pg_graded: tuple[Course, GradeRun], tmp
     for student_id, student in run.results.students.items():
         # formgrader counts a submission as autograded when the gradebook timestamp equals
         # submitted/<id>/td_cnn/timestamp.txt (None when absent), as nbgrader autograde records it.
-        assert by_student[student_id]["autograded"], f"{student_id}: 'needs autograding' (timestamp)"
+        assert by_student[student_id]["autograded"], (
+            f"{student_id}: 'needs autograding' (timestamp)"
+        )
         assert by_student[student_id]["score"] == pytest.approx(student.score), student_id
 
 
@@ -135,14 +167,32 @@ def test_password_in_nbgrader_config_is_refused(postgres: Server, tmp_path: Path
     with pytest.raises(TdkitError, match=f"{DB_URL_ENV}.*{LOCAL_DB_URL}"):
         Course(root).nbgrader_config()
     tdkit = os.path.join(os.path.dirname(sys.executable), "tdkit")
-    done = subprocess.run([tdkit, "grade"], cwd=root, env=script_env(), capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [tdkit, "grade"],
+        cwd=root,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stdout + done.stderr
-    assert "holds a database password" in done.stderr and DB_URL_ENV in done.stderr and str(LOCAL_DB_URL) in done.stderr
+    assert (
+        "holds a database password" in done.stderr
+        and DB_URL_ENV in done.stderr
+        and str(LOCAL_DB_URL) in done.stderr
+    )
     assert postgres.password not in done.stdout + done.stderr
     nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
-    exported = subprocess.run([nbgrader, "export", "--to", str(tmp_path / "grades.csv")], cwd=root, env=script_env(),
-                              capture_output=True, text=True, timeout=120, check=False)
+    exported = subprocess.run(
+        [nbgrader, "export", "--to", str(tmp_path / "grades.csv")],
+        cwd=root,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert not (tmp_path / "grades.csv").exists(), exported.stdout + exported.stderr
     assert "holds a database password" in exported.stdout + exported.stderr
 
@@ -159,7 +209,9 @@ def _current_user(url: str) -> str:
         engine.dispose()
 
 
-def test_password_from_the_environment(postgres: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_from_the_environment(
+    postgres: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Do TDKIT_DB_URL, or a URL without password in nbgrader_config.py with PGPASSWORD, reach the
     gradebook; and is a .tdkit/db_url holding a password refused once git tracks it?"""
     root = copy_course(tmp_path / "course")

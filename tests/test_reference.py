@@ -245,7 +245,12 @@ def test_results_record_where_and_how_they_were_measured(results: dict) -> None:
     assert {"torch", "threads", "cpu_count", "platform"} <= results["environment"].keys()
     assert results["date"]
     for part in ("minibatch", "per_sample", "td_buggy_loop", "strongnet"):
-        assert {"test_accuracy", "loss_history", "train_seconds", "curve_seconds_accuracy"} <= results[part].keys()
+        assert {
+            "test_accuracy",
+            "loss_history",
+            "train_seconds",
+            "curve_seconds_accuracy",
+        } <= results[part].keys()
         assert {"date", "load_average_before_after"} <= results[part].keys()
 
 
@@ -268,7 +273,9 @@ def test_results_minibatch_recipe_reaches_70_percent_within_60_seconds(results: 
 def test_results_strongnet_reaches_85_percent_within_10_minutes(results: dict) -> None:
     """Does the stronger network, as recorded with today's recipe, reach 85 % in under 600 s?"""
     run = results["strongnet"]
-    assert run["recipe"] == json.loads(json.dumps(dataclasses.asdict(StrongRecipe()))), "stale: run `make reference`"
+    assert run["recipe"] == json.loads(json.dumps(dataclasses.asdict(StrongRecipe()))), (
+        "stale: run `make reference`"
+    )
     confusion = np.asarray(run["confusion_matrix"])
     assert confusion.sum() == results["data"]["n_test"]
     assert np.trace(confusion) / confusion.sum() == pytest.approx(run["test_accuracy"], abs=1e-4)

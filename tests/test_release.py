@@ -26,9 +26,9 @@ def test_committed_release_is_fresh(tmp_path: Path) -> None:
     course = Course(copy_course(tmp_path / "course"))
     result = release(course)
     assert result.verified
-    assert result.release_path.read_text(encoding="utf-8") == (REPO / "release/td_cnn/td_cnn.ipynb").read_text(
-        encoding="utf-8"
-    ), "release/ is stale: run 'tdkit release' and commit the result"
+    assert result.release_path.read_text(encoding="utf-8") == (
+        REPO / "release/td_cnn/td_cnn.ipynb"
+    ).read_text(encoding="utf-8"), "release/ is stale: run 'tdkit release' and commit the result"
     assert not result.changed
     assert (REPO / "source/td_cnn/td_cnn.ipynb").read_text(encoding="utf-8") == pair_text(
         REPO / "source/td_cnn/td_cnn.md"
@@ -57,9 +57,15 @@ def test_committed_release_has_no_leak() -> None:
 @pytest.mark.parametrize(
     ("planted", "kind"),
     [
-        ('    inputs = torch.as_tensor(dataset.with_format("numpy")[:]["zdata"], dtype=torch.float32)', "solution"),
+        (
+            '    inputs = torch.as_tensor(dataset.with_format("numpy")[:]["zdata"], dtype=torch.float32)',
+            "solution",
+        ),
         ('check("train", globals())', "hidden test"),
-        ("Sur quelques exemples on ne peut rien conclure : il faut une mesure sur tout le test. Les erreurs", "solution"),
+        (
+            "Sur quelques exemples on ne peut rien conclure : il faut une mesure sur tout le test. Les erreurs",
+            "solution",
+        ),
     ],
 )
 def test_planted_leak_is_caught(planted: str, kind: str) -> None:

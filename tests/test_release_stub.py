@@ -7,13 +7,26 @@ import pytest
 
 from tdkit.release.stub import ClearSolutionsWithStubs, ReleaseStubError
 
-SOLUTION_META = {"nbgrader": {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3,
-                              "solution": True, "task": False}}
+SOLUTION_META = {
+    "nbgrader": {
+        "grade": False,
+        "grade_id": "f",
+        "locked": False,
+        "schema_version": 3,
+        "solution": True,
+        "task": False,
+    }
+}
 
 
 def _run(source: str) -> str:
     cell = nbformat.v4.new_code_cell(source, metadata=SOLUTION_META)
-    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        cells=[cell],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     nb, _ = ClearSolutionsWithStubs().preprocess(nb, {})
     return nb.cells[0].source
 

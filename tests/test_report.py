@@ -214,29 +214,49 @@ def test_message_format() -> None:
     assert str(format_message("une ` seule")) == "une ` seule"
 
 
-def test_summary_example_message_comes_from_a_notebook_judged_on_its_own(results: AssignmentResults) -> None:
+def test_summary_example_message_comes_from_a_notebook_judged_on_its_own(
+    results: AssignmentResults,
+) -> None:
     """When one copy failing a check is the untouched release (its messages point to the notice at
     the top of its own page), is the summary's example message the one a real attempt got?"""
     from tdkit.reports.html import frequent_failures
 
     check_id = "train/matches_reference"
-    attempts = [s for s in results.students.values() if any(c.check_id == check_id and not c.passed for c in s.checks)]
+    attempts = [
+        s
+        for s in results.students.values()
+        if any(c.check_id == check_id and not c.passed for c in s.checks)
+    ]
     assert len(attempts) >= 2
     real = next(c.message for c in attempts[0].checks if c.check_id == check_id)
-    untouched = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
+    untouched = (
+        "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
+    )
     students = {s.student_id: s for s in results.students.values() if s not in attempts[1:]}
     # More untouched copies than real attempts: the most frequent message is the notice's pointer.
     for number in range(3):
-        checks = [dataclasses.replace(c, message=untouched) if c.check_id == check_id else c for c in attempts[1].checks]
+        checks = [
+            dataclasses.replace(c, message=untouched) if c.check_id == check_id else c
+            for c in attempts[1].checks
+        ]
         students[f"release_{number}"] = dataclasses.replace(
-            attempts[1], student_id=f"release_{number}", checks=checks, notice="Rien n'a été modifié."
+            attempts[1],
+            student_id=f"release_{number}",
+            checks=checks,
+            notice="Rien n'a été modifié.",
         )
-    row = next(r for r in frequent_failures(dataclasses.replace(results, students=students)) if r.check_id == check_id)
+    row = next(
+        r
+        for r in frequent_failures(dataclasses.replace(results, students=students))
+        if r.check_id == check_id
+    )
     assert row.count == 4
     assert row.example == real
 
 
-def test_report_verb_renders_again_from_results_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_verb_renders_again_from_results_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Does 'tdkit report' write every page and the summary from results.json alone, grading nobody,
     and stop with the command to run when results.json is missing or unreadable?"""
     from click.testing import CliRunner

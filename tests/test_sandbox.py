@@ -18,7 +18,8 @@ from tdkit.core.errors import TdkitError
 from tdkit.untrusted.sandbox import bwrap_path, run_sandboxed
 
 needs_bwrap = pytest.mark.skipif(
-    bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"
+    bwrap_path() is None,
+    reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)",
 )
 
 PROBE = """
@@ -51,7 +52,10 @@ def _run(tmp_path: Path, port: int, *, isolate: bool) -> str:
     script.write_text(PROBE)
     secret = REPO / "reference" / "td_cnn.py"
     run = run_sandboxed(
-        [sys.executable, str(script), str(port), str(secret)], tmp_path, Limits(run_timeout=60), isolate=isolate
+        [sys.executable, str(script), str(port), str(secret)],
+        tmp_path,
+        Limits(run_timeout=60),
+        isolate=isolate,
     )
     assert run.returncode == 0, run.output
     return run.output
@@ -73,7 +77,9 @@ def test_control_without_sandbox_reaches_both(tmp_path: Path, listening_port: in
 
 def test_wall_clock_limit_kills_the_run(tmp_path: Path) -> None:
     """Is a run that sleeps past its wall-clock limit killed and reported as timed out?"""
-    run = run_sandboxed([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, Limits(run_timeout=2))
+    run = run_sandboxed(
+        [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, Limits(run_timeout=2)
+    )
     assert run.timed_out and run.seconds < 20
 
 
@@ -123,12 +129,16 @@ def test_course_config_sets_the_limits() -> None:
 
 
 @needs_bwrap
-@pytest.mark.skipif(os.geteuid() != 0, reason="the per-run uid (which makes RLIMIT_NPROC hold) needs a root grader")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="the per-run uid (which makes RLIMIT_NPROC hold) needs a root grader"
+)
 def test_fork_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
     """Does a fork loop hit the process limit (Linux ignores RLIMIT_NPROC for root: the run has its own uid)?"""
     script = tmp_path / "bomb.py"
     script.write_text(FORK_BOMB)
-    run = run_sandboxed([sys.executable, str(script)], tmp_path, Limits(run_timeout=30, max_processes=64))
+    run = run_sandboxed(
+        [sys.executable, str(script)], tmp_path, Limits(run_timeout=30, max_processes=64)
+    )
     assert "FORK:refused after" in run.output, run.output
     assert run.seconds < 20
 
@@ -149,8 +159,10 @@ def test_outputs_are_capped_while_executing(tmp_path: Path) -> None:
     from tdkit.untrusted.execute import execute_notebook
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("for _ in range(6):\n    print('x' * (1024 * 1024))"),
-                nbformat.v4.new_code_cell("print('after')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("for _ in range(6):\n    print('x' * (1024 * 1024))"),
+        nbformat.v4.new_code_cell("print('after')"),
+    ]
     execution = execute_notebook(nb, tmp_path, cell_timeout=60, max_output_bytes=1024 * 1024)
     assert execution.truncated and execution.failure is None
     size = len(nbformat.writes(execution.notebook))
@@ -174,7 +186,9 @@ def test_artifacts_behind_symlinks_are_not_read(tmp_path: Path) -> None:
     assert set(collect_artifacts(real)) == {"predict.json"}
 
 
-def test_gradebook_update_is_all_or_nothing(released_course, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gradebook_update_is_all_or_nothing(
+    released_course, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Does a failure in the middle of one student's update leave the gradebook without that student?"""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -194,7 +208,10 @@ def test_gradebook_update_is_all_or_nothing(released_course, monkeypatch: pytest
     with pytest.raises(RuntimeError):
         record_grades(released_course, "half_written", [], None, stamp)
     monkeypatch.undo()
-    with Gradebook(released_course.db_url, released_course.course_id) as gb, pytest.raises(MissingEntry):
+    with (
+        Gradebook(released_course.db_url, released_course.course_id) as gb,
+        pytest.raises(MissingEntry),
+    ):
         gb.find_submission(released_course.assignment, "half_written")
 
 

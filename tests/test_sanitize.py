@@ -36,8 +36,11 @@ from tdkit.trusted.sanitize import (
 
 LISTENER = "http://127.0.0.1:9"
 # What may never be left in anything a browser renders as HTML.
-ACTIVE = re.compile(r"<(script|iframe|object|embed|base|meta|link|style|form|svg)\b|\son\w+\s*=|javascript:|"
-                    r"data:text|127\.0\.0\.1:9/(?!js/)", re.IGNORECASE)
+ACTIVE = re.compile(
+    r"<(script|iframe|object|embed|base|meta|link|style|form|svg)\b|\son\w+\s*=|javascript:|"
+    r"data:text|127\.0\.0\.1:9/(?!js/)",
+    re.IGNORECASE,
+)
 
 
 def _outputs() -> list[nbformat.NotebookNode]:
@@ -45,12 +48,28 @@ def _outputs() -> list[nbformat.NotebookNode]:
     html = markup_payloads(LISTENER)
     new = nbformat.v4.new_output
     return [
-        new("display_data", data={"text/html": html, "text/plain": "<IPython.core.display.HTML object>"}),
-        new("display_data", data={"application/javascript": payload_js(LISTENER, "js"), "text/plain": "js"}),
+        new(
+            "display_data",
+            data={"text/html": html, "text/plain": "<IPython.core.display.HTML object>"},
+        ),
+        new(
+            "display_data",
+            data={"application/javascript": payload_js(LISTENER, "js"), "text/plain": "js"},
+        ),
         new("display_data", data={"image/svg+xml": markup_svg(LISTENER), "text/plain": "svg"}),
-        new("display_data", data={"text/markdown": markup_markdown(LISTENER, "sortie"), "text/plain": "md"}),
-        new("display_data", data={"image/png": TINY_PNG, "text/plain": "png"}, metadata={"image/png": {"width": 8}}),
-        new("display_data", data={"text/html": html, "application/vnd.jupyter.widget-view+json": {"model_id": "x"}}),
+        new(
+            "display_data",
+            data={"text/markdown": markup_markdown(LISTENER, "sortie"), "text/plain": "md"},
+        ),
+        new(
+            "display_data",
+            data={"image/png": TINY_PNG, "text/plain": "png"},
+            metadata={"image/png": {"width": 8}},
+        ),
+        new(
+            "display_data",
+            data={"text/html": html, "application/vnd.jupyter.widget-view+json": {"model_id": "x"}},
+        ),
         new("display_data", data={"text/html": html}, metadata={"text/html": {"isolated": True}}),
         new("stream", name="stdout", text=f"{READABLE} {html}"),
         new("error", ename="ValueError", evalue=html, traceback=[html]),
@@ -70,9 +89,13 @@ def test_no_active_markup_is_left_where_html_is_rendered(notebook: nbformat.Note
     event handler, a javascript:/data: URL, a frame, a base, a meta, a stylesheet or a remote load?"""
     data = [o.get("data", {}) for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     html = [d["text/html"] for d in data if "text/html" in d]
-    assert len(html) == 4  # the HTML output, the SVG as an image, the widget's and the 'isolated' HTML
+    assert (
+        len(html) == 4
+    )  # the HTML output, the SVG as an image, the widget's and the 'isolated' HTML
     for markup in html:
-        assert not ACTIVE.search(re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", markup)), markup[:300]
+        assert not ACTIVE.search(
+            re.sub(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", "", markup)
+        ), markup[:300]
     # Markdown (answers, added cells, outputs) and raw cells: no tag, no link or image syntax left at all.
     markdown = [d["text/markdown"] for d in data if "text/markdown" in d]
     markdown += [c.source for c in notebook.cells if c.cell_type == "markdown" and not is_locked(c)]
@@ -85,10 +108,17 @@ def test_no_active_markup_is_left_where_html_is_rendered(notebook: nbformat.Note
 
 def test_javascript_is_dropped_with_a_visible_note() -> None:
     """Is a JavaScript output replaced by a French note naming it, and a widget view by another?"""
-    outputs = sanitise_output(nbformat.v4.new_output("display_data", data={"application/javascript": "alert(1)"}))
-    assert [o.data["text/plain"] for o in outputs] == [JS_NOTE.format(types="application/javascript")]
-    widget = sanitise_output(nbformat.v4.new_output(
-        "display_data", data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "w"}))
+    outputs = sanitise_output(
+        nbformat.v4.new_output("display_data", data={"application/javascript": "alert(1)"})
+    )
+    assert [o.data["text/plain"] for o in outputs] == [
+        JS_NOTE.format(types="application/javascript")
+    ]
+    widget = sanitise_output(
+        nbformat.v4.new_output(
+            "display_data", data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "w"}
+        )
+    )
     assert widget[0].data == {"text/plain": "w"} and "widget-view" in widget[1].data["text/plain"]
 
 
@@ -96,15 +126,32 @@ def test_text_and_images_stay_readable(notebook: nbformat.NotebookNode) -> None:
     """Does the student's text survive everywhere (answers, HTML, Markdown, streams, errors), with
     the PNG output, the attached PNG and the SVG (as an image) kept?"""
     dumped = json.dumps(notebook)
-    for where in ("answer_examples", "answer_accuracy", "answer_bricolage", "cellule_ajoutee", "sortie", "html"):
+    for where in (
+        "answer_examples",
+        "answer_accuracy",
+        "answer_bricolage",
+        "cellule_ajoutee",
+        "sortie",
+        "html",
+    ):
         assert f"{READABLE} {where}" in dumped, where
     last = notebook.cells[-1].outputs
     assert any(o.get("data", {}).get("image/png") == TINY_PNG for o in last)
-    assert any("data:image/svg+xml;base64," in str(o.get("data", {}).get("text/html", "")) for o in last)
-    assert last[-2].output_type == "stream" and f"{READABLE} <p>" in last[-2].text  # shown escaped, never parsed
+    assert any(
+        "data:image/svg+xml;base64," in str(o.get("data", {}).get("text/html", "")) for o in last
+    )
+    assert (
+        last[-2].output_type == "stream" and f"{READABLE} <p>" in last[-2].text
+    )  # shown escaped, never parsed
     assert last[-1].output_type == "error" and "<script>" in last[-1].evalue
-    answers = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")]
-    assert answers and all(set(c.attachments) == {"capture.png"} for c in answers)  # the SVG attachment is dropped
+    answers = [
+        c
+        for c in notebook.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")
+    ]
+    assert answers and all(
+        set(c.attachments) == {"capture.png"} for c in answers
+    )  # the SVG attachment is dropped
     assert all("![capture](attachment:capture.png)" in c.source for c in answers)
 
 
@@ -112,7 +159,11 @@ def test_student_metadata_is_dropped(notebook: nbformat.NotebookNode) -> None:
     """Are widget state, 'trusted', a signature and every cell key but nbgrader's gone?"""
     assert set(notebook.metadata) <= {"kernelspec", "language_info"}
     assert all(set(cell.metadata) <= {"nbgrader"} for cell in notebook.cells)
-    assert all(set(o.get("metadata", {})) <= {"image/png"} for c in notebook.cells for o in c.get("outputs", []))
+    assert all(
+        set(o.get("metadata", {})) <= {"image/png"}
+        for c in notebook.cells
+        for o in c.get("outputs", [])
+    )
     nbformat.validate(notebook)
 
 
@@ -121,8 +172,12 @@ def test_instructor_text_is_left_as_written() -> None:
     wrote them, while the same cell edited by the student is escaped?"""
     nb = hostile_markup(LISTENER)
     instructor = release_text(REPO / "release" / "td_cnn" / "td_cnn.ipynb")
-    prose = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source in instructor]
-    assert any("<" in nb.cells[i].source or "[" in nb.cells[i].source for i in prose)  # HTML or links to keep
+    prose = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source in instructor
+    ]
+    assert any(
+        "<" in nb.cells[i].source or "[" in nb.cells[i].source for i in prose
+    )  # HTML or links to keep
     nb.cells[prose[0]].source += "\n<img src=x onerror=alert(1)>"
     after = sanitise_notebook(nb, instructor)
     assert [after.cells[i].source for i in prose[1:]] == [nb.cells[i].source for i in prose[1:]]
@@ -134,15 +189,24 @@ def test_sanitising_twice_changes_nothing(notebook: nbformat.NotebookNode) -> No
     assert sanitise_notebook(notebook) == notebook
 
 
-@pytest.mark.parametrize("markup", [
-    '<img src="x" onerror="alert(1)">', "<a href='javascript:alert(1)'>x</a>", "<svg><script>alert(1)</script></svg>",
-    f'<img src="{LISTENER}/remote.png">', '<a href="data:text/html,<script>alert(1)</script>">x</a>',
-    f'<div style="background:url({LISTENER}/x)">x</div>', f'<iframe srcdoc="<script>alert(1)</script>" src="{LISTENER}">',
-])
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<img src="x" onerror="alert(1)">',
+        "<a href='javascript:alert(1)'>x</a>",
+        "<svg><script>alert(1)</script></svg>",
+        f'<img src="{LISTENER}/remote.png">',
+        '<a href="data:text/html,<script>alert(1)</script>">x</a>',
+        f'<div style="background:url({LISTENER}/x)">x</div>',
+        f'<iframe srcdoc="<script>alert(1)</script>" src="{LISTENER}">',
+    ],
+)
 def test_html_allow_list(markup: str) -> None:
     """Does the HTML sanitiser strip this payload (and keep a plain web link and an inline PNG)?"""
     assert not ACTIVE.search(clean_html(markup).replace(LISTENER + "/js/", ""))
-    kept = clean_html(f'<a href="https://example.org">lien</a><img src="data:image/png;base64,{TINY_PNG}">')
+    kept = clean_html(
+        f'<a href="https://example.org">lien</a><img src="data:image/png;base64,{TINY_PNG}">'
+    )
     assert 'href="https://example.org"' in kept and f"base64,{TINY_PNG}" in kept
 
 

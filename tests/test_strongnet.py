@@ -59,7 +59,10 @@ def test_translate_crops_each_image_at_a_shift_of_at_most_two_pixels() -> None:
     shifts = set()
     for k in range(len(images)):
         found = [
-            (dy, dx) for dy in range(5) for dx in range(5) if torch.equal(out[k], padded[k, :, dy : dy + 32, dx : dx + 32])
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[k], padded[k, :, dy : dy + 32, dx : dx + 32])
         ]
         assert found, f"image {k} is not a window of its padded image"
         shifts.add(found[0])
@@ -70,7 +73,9 @@ def test_training_learns_the_synthetic_classes_and_calls_back_each_epoch(synthet
     """Tiny widths, 3 epochs of 512 images: far above chance, one callback per epoch in eval mode?"""
     x, y, x_test, y_test = synthetic
     seen = []
-    model, history = train_strongnet(x, y, TINY, on_epoch=lambda epoch, m: seen.append((epoch, m.training)))
+    model, history = train_strongnet(
+        x, y, TINY, on_epoch=lambda epoch, m: seen.append((epoch, m.training))
+    )
     assert seen == [(0, False), (1, False), (2, False)]
     assert len(history) == 3 and history[-1] < history[0]
     accuracy = (predict_strongnet(model, x_test, 0) == y_test).double().mean().item()
@@ -80,10 +85,15 @@ def test_training_learns_the_synthetic_classes_and_calls_back_each_epoch(synthet
 def test_same_seed_same_model_other_seed_other_model(synthetic) -> None:
     x, y, _, _ = synthetic
     recipe = dataclasses.replace(TINY, n_epochs=1)
-    (first, history), (again, history_again) = train_strongnet(x, y, recipe), train_strongnet(x, y, recipe)
+    (first, history), (again, history_again) = (
+        train_strongnet(x, y, recipe),
+        train_strongnet(x, y, recipe),
+    )
     other, _ = train_strongnet(x, y, dataclasses.replace(recipe, seed=1))
     assert history == history_again
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values())
+    )
     assert not torch.equal(first.head.weight, other.head.weight)
 
 
@@ -111,4 +121,8 @@ def test_test_time_augmentation_keeps_one_class_per_image(synthetic) -> None:
     plain = predict_strongnet(model, symmetric, 0)
     assert torch.equal(predict_strongnet(model, symmetric, 1), plain)
     translated = predict_strongnet(model, x_test, 2)
-    assert translated.shape == (len(x_test),) and int(translated.min()) >= 0 and int(translated.max()) <= 9
+    assert (
+        translated.shape == (len(x_test),)
+        and int(translated.min()) >= 0
+        and int(translated.max()) <= 9
+    )

@@ -37,10 +37,16 @@ def td_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (root / ".complete").is_file():
         venv.create(root, with_pip=True, clear=True)
         for args in ([TORCH], ["-r", str(REQUIREMENTS), "nbclient"]):
-            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], check=False,
-                                 capture_output=True, text=True)
+            pip = subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", *args],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
             if pip.returncode != 0:
-                pytest.skip(f"cannot install the TD's packages ({' '.join(args)}): {pip.stderr[-500:]}")
+                pytest.skip(
+                    f"cannot install the TD's packages ({' '.join(args)}): {pip.stderr[-500:]}"
+                )
         (root / ".complete").touch()
     return python
 
@@ -63,8 +69,13 @@ def _clean_env(tmp_path: Path, python: Path) -> dict[str, str]:
 
 def test_td_venv_has_no_tdkit(td_venv: Path, tmp_path: Path) -> None:
     """Is tdkit out of reach of the TD's environment (so the next test proves something)?"""
-    found = subprocess.run([str(td_venv), "-c", "import importlib.util; print(importlib.util.find_spec('tdkit'))"],
-                           env=_clean_env(tmp_path, td_venv), capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        [str(td_venv), "-c", "import importlib.util; print(importlib.util.find_spec('tdkit'))"],
+        env=_clean_env(tmp_path, td_venv),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert found.stdout.strip() == "None"
 
 
@@ -79,28 +90,48 @@ def test_release_runs_with_the_td_packages_only(td_venv: Path, tmp_path: Path) -
         if not ours.get("metadata", {}).get("nbgrader", {}).get("solution"):
             assert ours.source == theirs.source
     profile = GradingProfile()
-    folder = grading_folder(n_train=profile.TRAIN_SUBSET, n_test=profile.TEST_SUBSET, cache=tmp_path / "data")
+    folder = grading_folder(
+        n_train=profile.TRAIN_SUBSET, n_test=profile.TEST_SUBSET, cache=tmp_path / "data"
+    )
     parameters = {**profile.parameters(), "DATA_SOURCE": str(folder)}
     nb = inject_parameters(solved, parameters)
-    nb.cells.append(nbformat.v4.new_code_cell("import importlib.util, sys\nprint(importlib.util.find_spec('tdkit'))"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import importlib.util, sys\nprint(importlib.util.find_spec('tdkit'))"
+        )
+    )
     source, executed = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, source)
     (tmp_path / "run.py").write_text(RUN, encoding="utf-8")
-    run = subprocess.run([str(td_venv), str(tmp_path / "run.py"), str(source), str(executed)], cwd=tmp_path,
-                         env=_clean_env(tmp_path, td_venv), capture_output=True, text=True, timeout=600, check=False)
+    run = subprocess.run(
+        [str(td_venv), str(tmp_path / "run.py"), str(source), str(executed)],
+        cwd=tmp_path,
+        env=_clean_env(tmp_path, td_venv),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     done = nbformat.read(executed, as_version=4)
     errors = [
         f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
-        for i, cell in enumerate(done.cells) if cell.cell_type == "code"
-        for o in cell.outputs if o.output_type == "error"
+        for i, cell in enumerate(done.cells)
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if o.output_type == "error"
     ]
     assert errors == []
-    visible = [c for c in done.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")
-               and c.cell_type == "code"]
+    visible = [
+        c
+        for c in done.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade") and c.cell_type == "code"
+    ]
     assert len(visible) == 6 and all(c.execution_count for c in visible)
     assert done.cells[-1].outputs[0]["text"].strip() == "None"
-    printed = "".join(o.get("text", "") for c in done.cells if c.cell_type == "code" for o in c.outputs)
+    printed = "".join(
+        o.get("text", "") for c in done.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert "DatasetDict" in printed and f"num_rows: {profile.TRAIN_SUBSET}" in printed
 
 

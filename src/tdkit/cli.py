@@ -36,7 +36,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--no-verify", is_flag=True, help="Skip running the solution notebook before releasing.")
+@click.option(
+    "--no-verify", is_flag=True, help="Skip running the solution notebook before releasing."
+)
 @reports_errors
 def release(no_verify: bool) -> None:
     """Check the solution, generate release/td_cnn/td_cnn.ipynb and prove it leaks nothing."""
@@ -44,15 +46,23 @@ def release(no_verify: bool) -> None:
 
     result = run_release(find_course(), verify=not no_verify)
     if result.verified:
-        click.echo(f"solution notebook: every visible and hidden test passed ({result.verify_seconds:.1f} s)")
-    click.echo(f"environment: td-requirements.txt ({', '.join(result.packages)}), listed in the notebook")
+        click.echo(
+            f"solution notebook: every visible and hidden test passed ({result.verify_seconds:.1f} s)"
+        )
+    click.echo(
+        f"environment: td-requirements.txt ({', '.join(result.packages)}), listed in the notebook"
+    )
     click.echo(f"pair: {result.pair_path}")
-    click.echo(f"release: {result.release_path} ({'updated' if result.changed else 'unchanged'}; no leak)")
+    click.echo(
+        f"release: {result.release_path} ({'updated' if result.changed else 'unchanged'}; no leak)"
+    )
 
 
 @main.command()
 @click.argument("archive", type=click.Path())
-@click.option("--force", is_flag=True, help="Replace submissions already collected whose content differs.")
+@click.option(
+    "--force", is_flag=True, help="Replace submissions already collected whose content differs."
+)
 @click.option(
     "--worksheet",
     type=click.Path(path_type=Path),
@@ -72,18 +82,30 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
 
     from tdkit.intake.collect import collect as run_collect
 
-    report = run_collect(find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups)
+    report = run_collect(
+        find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups
+    )
     for line in report.lines():
         click.echo(line)
     click.echo(report.summary())
 
 
 @main.command()
-@click.option("--student", default=None, help="Regrade this student only (others keep their results).")
 @click.option(
-    "--all", "everyone", is_flag=True, help="Grade every submission again, even those unchanged since last time."
+    "--student", default=None, help="Regrade this student only (others keep their results)."
 )
-@click.option("--workers", default=1, show_default=True, help="Submissions run in parallel (one gradebook writer).")
+@click.option(
+    "--all",
+    "everyone",
+    is_flag=True,
+    help="Grade every submission again, even those unchanged since last time.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Submissions run in parallel (one gradebook writer).",
+)
 @click.option(
     "--scheduler",
     default=None,
@@ -98,7 +120,9 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
     help="This machine's certificate folder from 'tdkit certs', for a tls:// scheduler.",
 )
 @reports_errors
-def grade(student: str | None, everyone: bool, workers: int, scheduler: str | None, tls: Path | None) -> None:
+def grade(
+    student: str | None, everyone: bool, workers: int, scheduler: str | None, tls: Path | None
+) -> None:
     """Grade the new and changed submissions under submitted/ and write reports/td_cnn/.
 
     A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
@@ -111,17 +135,25 @@ def grade(student: str | None, everyone: bool, workers: int, scheduler: str | No
         from tdkit.trusted.distributed import grade_on_cluster
 
         if workers != 1:
-            raise TdkitError("--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it.")
-        run = grade_on_cluster(course, scheduler, tls, student=student, everyone=everyone, progress=click.echo)
+            raise TdkitError(
+                "--workers is for local runs: with --scheduler, 'dask worker --nthreads N' sets it."
+            )
+        run = grade_on_cluster(
+            course, scheduler, tls, student=student, everyone=everyone, progress=click.echo
+        )
     else:
         if tls is not None:
             raise TdkitError("--tls goes with --scheduler tls://HOST:PORT.")
-        run = grade_all(course, student=student, everyone=everyone, workers=workers, progress=click.echo)
+        run = grade_all(
+            course, student=student, everyone=everyone, workers=workers, progress=click.echo
+        )
     click.echo(
         f"graded {len(run.graded)} submission(s) in {run.grading_seconds:.1f} s, kept {len(run.plan.keep)} "
         f"unchanged result(s); {run.seconds:.1f} s in all"
     )
-    click.echo(f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html")
+    click.echo(
+        f"results: {run.results_json}\ngrades:  {run.grades_csv}\nreports: {run.reports_dir}/index.html"
+    )
 
 
 @main.command()
@@ -147,7 +179,9 @@ def export_moodle() -> None:
     from tdkit.reports.moodle import export_moodle as run_export
 
     result = run_export(find_course())
-    click.echo(f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet")
+    click.echo(
+        f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet"
+    )
     click.echo(f"feedback:  {result.feedback_zip} -> Upload multiple feedback files in a zip")
     if result.without_result:
         click.echo(f"no result, grade left empty: {', '.join(result.without_result)}")
@@ -169,9 +203,13 @@ def certs(directory: Path, names: tuple[str, ...]) -> None:
     from tdkit.trusted.certs import make_certificates
 
     result = make_certificates(directory, names)
-    click.echo(f"course CA: {result.ca_folder} ({'created' if result.ca_created else 'kept'}; keep ca-key.pem here)")
+    click.echo(
+        f"course CA: {result.ca_folder} ({'created' if result.ca_created else 'kept'}; keep ca-key.pem here)"
+    )
     for machine in result.machines:
-        click.echo(f"{machine.folder.name}: {machine.folder}/ (ca.pem, cert.pem, key.pem): copy it to that machine")
+        click.echo(
+            f"{machine.folder.name}: {machine.folder}/ (ca.pem, cert.pem, key.pem): copy it to that machine"
+        )
 
 
 @main.command()
@@ -192,7 +230,9 @@ def check(notebook: Path, requirements: Path | None) -> None:
         click.echo(f"note: {note}")
     for test in report.tests:
         mark = "ok  " if test.passed else "FAIL"
-        click.echo(f"{mark} {test.grade_id} ({test.points:g} pt){'' if test.passed else ': ' + test.message}")
+        click.echo(
+            f"{mark} {test.grade_id} ({test.points:g} pt){'' if test.passed else ': ' + test.message}"
+        )
     for error in report.other_errors:
         click.echo(f"error in cell {error.index}: {error.ename}: {error.evalue}")
     if report.failure:

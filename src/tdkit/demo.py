@@ -51,7 +51,9 @@ def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
     try:
         hub = data.load_cifar10(data.HUB_ID)
     except TdkitError as error:
-        say(f"data: the hub is out of reach and {CIFAR10_ENV} is not set, so the demo uses the synthetic set ({error})")
+        say(
+            f"data: the hub is out of reach and {CIFAR10_ENV} is not set, so the demo uses the synthetic set ({error})"
+        )
         return SYNTHETIC
     # The sandbox has no network: export the hub's data once as a local parquet copy.
     for split in data.SPLITS:
@@ -66,8 +68,17 @@ FIRST_PARTICIPANT = 100001
 PAIR = "Binôme 1"
 LATE = "bob_td_loop_kept"  # handed in a day and three hours after the due date
 WORKSHEET_HEADER = (
-    "Identifier", "Full name", "Email address", "Status", "Group", "Grade", "Maximum Grade", "Grade can be changed",
-    "Last modified (submission)", "Last modified (grade)", "Feedback comments",
+    "Identifier",
+    "Full name",
+    "Email address",
+    "Status",
+    "Group",
+    "Grade",
+    "Maximum Grade",
+    "Grade can be changed",
+    "Last modified (submission)",
+    "Last modified (grade)",
+    "Feedback comments",
 )
 
 
@@ -83,15 +94,21 @@ class DemoStudent:
 def demo_class(examples: Path, due: datetime) -> list[DemoStudent]:
     notebooks = sorted(examples.glob("*.ipynb"))
     if not notebooks:
-        raise TdkitError(f"No example notebook in {examples}: run 'python examples/build_submissions.py'.")
+        raise TdkitError(
+            f"No example notebook in {examples}: run 'python examples/build_submissions.py'."
+        )
     students = []
     for number, notebook in enumerate(notebooks, FIRST_PARTICIPANT):
         late = notebook.stem == LATE
-        students.append(DemoStudent(
-            str(number), f"{notebook.stem.split('_')[0].capitalize()} Démo", notebook,
-            PAIR if number == FIRST_PARTICIPANT else "Default group",
-            due + (timedelta(days=1, hours=3) if late else -timedelta(hours=5)),
-        ))
+        students.append(
+            DemoStudent(
+                str(number),
+                f"{notebook.stem.split('_')[0].capitalize()} Démo",
+                notebook,
+                PAIR if number == FIRST_PARTICIPANT else "Default group",
+                due + (timedelta(days=1, hours=3) if late else -timedelta(hours=5)),
+            )
+        )
     number = FIRST_PARTICIPANT + len(notebooks)
     students.append(DemoStudent(str(number), "Julien Démo", None, PAIR, students[0].submitted))
     students.append(DemoStudent(str(number + 1), "Karl Démo", None, "Default group", None))
@@ -103,7 +120,10 @@ def lms_archive(students: list[DemoStudent], archive: Path) -> Path:
     with zipfile.ZipFile(archive, "w") as zf:
         for student in students:
             if student.notebook is not None:
-                zf.write(student.notebook, f"{student.full_name}_{student.participant}_assignsubmission_file_/td_cnn.ipynb")
+                zf.write(
+                    student.notebook,
+                    f"{student.full_name}_{student.participant}_assignsubmission_file_/td_cnn.ipynb",
+                )
     return archive
 
 
@@ -114,9 +134,24 @@ def grading_worksheet(students: list[DemoStudent], zone: ZoneInfo, path: Path) -
         submitted = format_moodle_date(s.submitted.astimezone(zone)) if s.submitted else "-"
         email = f"{s.full_name.split()[0].lower()}.demo@etu.example.fr"
         status = "Submitted for grading" if s.submitted else "No submission"
-        rows.append((f"Participant {s.participant}", s.full_name, email, status, s.group, "", "21.00", "Yes",
-                     submitted, "-", ""))
-    sheet = Worksheet(path.name, WORKSHEET_HEADER, tuple(rows), bom=True, delimiter=",", newline="\n")
+        rows.append(
+            (
+                f"Participant {s.participant}",
+                s.full_name,
+                email,
+                status,
+                s.group,
+                "",
+                "21.00",
+                "Yes",
+                submitted,
+                "-",
+                "",
+            )
+        )
+    sheet = Worksheet(
+        path.name, WORKSHEET_HEADER, tuple(rows), bom=True, delimiter=",", newline="\n"
+    )
     path.write_bytes(sheet.to_bytes())
     return path
 
@@ -126,17 +161,23 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
 
     source = demo_data_source(course, say)
     released = release(course)
-    say(f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)")
+    say(
+        f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)"
+    )
     deadlines = deadlines_from_config(course.nbgrader_config())
     due = deadlines.due or datetime.now(deadlines.timezone)
     students = demo_class(course.root / "examples" / "submissions", due)
     with tempfile.TemporaryDirectory(prefix="tdkit-demo-") as scratch:
         archive = lms_archive(students, Path(scratch) / "moodle_export.zip")
-        worksheet = grading_worksheet(students, deadlines.timezone, Path(scratch) / "Grades-TD_CNN-td_cnn.csv")
+        worksheet = grading_worksheet(
+            students, deadlines.timezone, Path(scratch) / "Grades-TD_CNN-td_cnn.csv"
+        )
         collected = collect(course, archive, force=True, worksheet=worksheet)
     for line in collected.lines():
         say(f"  {line}")
-    say(f"collected {len(collected.taken)} submission(s) from a Moodle export and its grading worksheet "
-        f"({len(collected.missing)} missing)")
+    say(
+        f"collected {len(collected.taken)} submission(s) from a Moodle export and its grading worksheet "
+        f"({len(collected.missing)} missing)"
+    )
     grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
     return DemoResult(source, released, grading, export_moodle(course))

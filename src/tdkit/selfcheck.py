@@ -39,8 +39,12 @@ class SelfCheck:
     failure: str | None = None
     seconds: float = 0.0
     packages: tuple[str, ...] = ()  # the course environment's declared packages
-    missing_modules: list[str] = field(default_factory=list)  # imported from outside the environment
-    not_installed: tuple[str, ...] = ()  # declared packages this Python lacks (or has at another version)
+    missing_modules: list[str] = field(
+        default_factory=list
+    )  # imported from outside the environment
+    not_installed: tuple[
+        str, ...
+    ] = ()  # declared packages this Python lacks (or has at another version)
 
     @property
     def passed(self) -> bool:
@@ -57,7 +61,9 @@ class SelfCheck:
         return notes
 
 
-def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | None = None) -> SelfCheck:
+def self_check(
+    notebook: Path, cell_timeout: int = 300, requirements: Path | None = None
+) -> SelfCheck:
     try:
         nb = nbformat.read(notebook, as_version=4)
     except FileNotFoundError:
@@ -71,7 +77,11 @@ def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | Non
     prepared = inject_parameters(nb, GradingProfile().parameters(), strict=False)
     with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
         run = execute_notebook(
-            prepared, scratch, cell_timeout=cell_timeout, env={SANDBOX_ENV: "1"}, environment=environment.kernel_json()
+            prepared,
+            scratch,
+            cell_timeout=cell_timeout,
+            env={SANDBOX_ENV: "1"},
+            environment=environment.kernel_json(),
         )
     errors_by_cell = {e.index: e for e in run.errors}
     report = SelfCheck(
@@ -86,8 +96,14 @@ def self_check(notebook: Path, cell_timeout: int = 300, requirements: Path | Non
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             cell_error = errors_by_cell.pop(index, None)
-            message = "ok" if cell_error is None else f"{cell_error.ename}: {cell_error.evalue or 'pas encore écrit'}"
+            message = (
+                "ok"
+                if cell_error is None
+                else f"{cell_error.ename}: {cell_error.evalue or 'pas encore écrit'}"
+            )
             passed = cell_error is None
-            report.tests.append(TestCell(str(meta.get("grade_id")), float(meta.get("points", 0)), passed, message))
+            report.tests.append(
+                TestCell(str(meta.get("grade_id")), float(meta.get("points", 0)), passed, message)
+            )
     report.other_errors = list(errors_by_cell.values())
     return report

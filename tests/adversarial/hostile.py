@@ -54,7 +54,11 @@ def release_nb() -> NotebookNode:
 
 
 def _index(nb: NotebookNode, grade_id: str) -> int:
-    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
 
 
 def after_imports(nb: NotebookNode, source: str) -> NotebookNode:
@@ -76,22 +80,35 @@ def replace_solution(nb: NotebookNode, grade_id: str, source: str) -> NotebookNo
 # ------------------------------------------------------------------------------------------
 # Resource abuse
 
+
 def memory_and_output_flood() -> NotebookNode:
     nb = solution_nb()
-    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}  # foreign kernel
-    after_imports(nb, '''
+    nb.metadata["kernelspec"] = {
+        "name": "ir",
+        "display_name": "R",
+        "language": "R",
+    }  # foreign kernel
+    after_imports(
+        nb,
+        """
         import sys
         chunk = "x" * (1024 * 1024 - 1) + "\\n"
         for _ in range(100):  # 100 MB on stdout
             sys.stdout.write(chunk)
-    ''')
-    after_imports(nb, '''
+    """,
+    )
+    after_imports(
+        nb,
+        """
         import base64
         from IPython.display import display
         display({"image/png": base64.b64encode(b"\\x89PNG" + bytes(50 * 1024 * 1024)).decode()}, raw=True)
         display({"application/x-tdkit-unknown": {"a": 1}, "text/plain": "inconnu"}, raw=True)
-    ''')
-    after_imports(nb, '''
+    """,
+    )
+    after_imports(
+        nb,
+        """
         # Mémoire : d'un coup, puis petit à petit
         try:
             bomb = bytearray(64 * 1024**3)
@@ -104,9 +121,12 @@ def memory_and_output_flood() -> NotebookNode:
         except MemoryError:
             print("MEMORY:stopped after", len(hoard))
         del hoard
-    ''')
+    """,
+    )
     # Outputs of unknown MIME types saved in the submitted file (nbgrader clears them).
-    nb.cells[4].outputs = [nbformat.v4.new_output("display_data", data={"application/x-weird+json": {"b": 2}})]
+    nb.cells[4].outputs = [
+        nbformat.v4.new_output("display_data", data={"application/x-weird+json": {"b": 2}})
+    ]
     return nb
 
 
@@ -115,12 +135,15 @@ def interruptible_sleep() -> NotebookNode:
 
 
 def infinite_loop_ignoring_interrupts() -> NotebookNode:
-    return after_imports(solution_nb(), '''
+    return after_imports(
+        solution_nb(),
+        """
         import signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:
             pass
-    ''')
+    """,
+    )
 
 
 def kernel_exit() -> NotebookNode:
@@ -132,23 +155,29 @@ def segfault() -> NotebookNode:
 
 
 def fork_bomb() -> NotebookNode:
-    return after_imports(solution_nb(), '''
+    return after_imports(
+        solution_nb(),
+        """
         import os
         while True:
             try:
                 os.fork()
             except OSError:
                 pass
-    ''')
+    """,
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # Escape attempts (every attempt prints ESCAPE:<what>:open or ESCAPE:<what>:blocked)
 
+
 def escape(targets: dict[str, str], writes: list[str]) -> NotebookNode:
     nb = solution_nb()
     nb.metadata.pop("kernelspec", None)  # missing kernelspec
-    after_imports(nb, f'''
+    after_imports(
+        nb,
+        f"""
         import os, socket, subprocess, sys, urllib.request
         def attempt(what, action):
             try:
@@ -171,12 +200,14 @@ def escape(targets: dict[str, str], writes: list[str]) -> NotebookNode:
             attempt("write-" + path, lambda path=path: open(path, "w").write("pwned"))
         print("SECRET:" + str(os.environ.get({SECRET_ENV!r})))
         print("ENVKEYS:" + ",".join(sorted(os.environ)))
-    ''')
+    """,
+    )
     return nb
 
 
 # ------------------------------------------------------------------------------------------
 # Cheating
+
 
 def edited_test_cells() -> NotebookNode:
     """The release (TD loop kept, nothing written) with its test cells and metadata tampered."""
@@ -189,19 +220,34 @@ def edited_test_cells() -> NotebookNode:
     nb.cells.append(duplicate)
     del nb.cells[_index(nb, "test_predict")]
     extra = nbformat.v4.new_code_cell("pass")
-    extra.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 50,
-                                  "grade_id": "bonus_points", "schema_version": 3}
+    extra.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "points": 50,
+        "grade_id": "bonus_points",
+        "schema_version": 3,
+    }
     nb.cells.append(extra)
     return nb
 
 
-FAKE_TRAIN = {"status": "ok", "function": "train", "events": "FBS" * 200, "loss_history": [2.0, 1.0],
-              "returned": {"type": "builtins.list"}, "input_sums": [], "batch_sizes": []}
+FAKE_TRAIN = {
+    "status": "ok",
+    "function": "train",
+    "events": "FBS" * 200,
+    "loss_history": [2.0, 1.0],
+    "returned": {"type": "builtins.list"},
+    "input_sums": [],
+    "batch_sizes": [],
+}
 
 
 def fake_probe_and_artifacts() -> NotebookNode:
     """The release, plus a cell that forges the probe and its artifacts to pass ``train/step_called``."""
-    return at_end(release_nb(), f'''
+    return at_end(
+        release_nb(),
+        f"""
         import json, os, sys
         import tdkit.untrusted.probe
         FAKE = {json.dumps(FAKE_TRAIN)}
@@ -215,14 +261,17 @@ def fake_probe_and_artifacts() -> NotebookNode:
         for folder in ("artifacts", ".probe-0"):
             fake_probe(None, folder)
         sys.exit = lambda *a: None
-    ''')
+    """,
+    )
 
 
 def patched_savers() -> NotebookNode:
     """The release, plus monkeypatched builtins and savers (the probe refuses to run in that kernel).
 
     ``json.dumps`` itself is left alone: the kernel's own messages need it."""
-    return at_end(release_nb(), '''
+    return at_end(
+        release_nb(),
+        """
         import builtins, json
         import numpy as np
         class AlwaysFine(Exception):
@@ -230,13 +279,17 @@ def patched_savers() -> NotebookNode:
         builtins.AssertionError = AlwaysFine
         json.dump = lambda obj, fp, **k: fp.write('{"status": "ok", "events": "FBS"}')
         np.savez = lambda *a, **k: None
-    ''')
+    """,
+    )
 
 
 def always_equal_and_nan() -> NotebookNode:
     """The solution with predict returning objects equal to everything, and NaN-laden matrices."""
     nb = solution_nb()
-    replace_solution(nb, "predict", '''
+    replace_solution(
+        nb,
+        "predict",
+        """
         class Anything:
             def __eq__(self, other):
                 return True
@@ -248,14 +301,15 @@ def always_equal_and_nan() -> NotebookNode:
 
         def predict(model, dataset):
             return np.array([Anything() for _ in range(dataset.num_rows)], dtype=object)
-    ''')
+    """,
+    )
     cell = nb.cells[_index(nb, "confusion_matrix")]
-    cell.source = cell.source + textwrap.dedent('''
+    cell.source = cell.source + textwrap.dedent("""
 
 
         def confusion_matrix(model, dataset):
             return np.full((10, 10), np.nan)
-    ''')
+    """)
     return nb
 
 
@@ -265,8 +319,18 @@ def always_equal_and_nan() -> NotebookNode:
 TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGM8ISfHgA0wYRUdtBIA0MoBFD5jqJkAAAAASUVORK5CYII="  # 8x8 red
 READABLE = "LISIBLE"  # every piece of student text carries it: the grader must still read it
 # What a grader must read on every page that shows the hostile notebook (answers, added cell, outputs).
-READABLE_TEXTS = tuple(f"{READABLE} {where}" for where in (
-    *bs.ANSWER_IDS, "cellule_ajoutee", "sortie_markdown", "html", "stdout", "stderr", "erreur"))
+READABLE_TEXTS = tuple(
+    f"{READABLE} {where}"
+    for where in (
+        *bs.ANSWER_IDS,
+        "cellule_ajoutee",
+        "sortie_markdown",
+        "html",
+        "stdout",
+        "stderr",
+        "erreur",
+    )
+)
 
 
 def payload_js(listener: str, name: str) -> str:
@@ -302,20 +366,24 @@ def markup_payloads(listener: str, meta_refresh: bool = True) -> str:
 
 
 def markup_svg(listener: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="{payload_js(listener, "svg-output-onload")}">'
-            f'<script>{payload_js(listener, "svg-output-script")}</script><image href="{listener}/svg-output-image" '
-            'width="10" height="10"/><circle cx="20" cy="20" r="15" fill="green"/></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40" onload="{payload_js(listener, "svg-output-onload")}">'
+        f'<script>{payload_js(listener, "svg-output-script")}</script><image href="{listener}/svg-output-image" '
+        'width="10" height="10"/><circle cx="20" cy="20" r="15" fill="green"/></svg>'
+    )
 
 
 def markup_markdown(listener: str, tag: str, meta_refresh: bool = True) -> str:
     """A free-text answer: prose the grader must read, raw HTML and Markdown links and images."""
-    return "\n\n".join([
-        f"{READABLE} {tag} : la précision est faible car la boucle n'appelle pas `step()` ; x < 3 et y > 2.",
-        markup_payloads(listener, meta_refresh),
-        f"[lien markdown](javascript:{payload_js(listener, 'md-link-' + tag)}) et ![image distante]({listener}/md-image)",
-        f"[ref][r] et <javascript:{payload_js(listener, 'md-autolink-' + tag)}>\n\n[r]: javascript:{payload_js(listener, 'md-ref')}",
-        "![capture](attachment:capture.png) ![piège](attachment:piege.svg)",
-    ])
+    return "\n\n".join(
+        [
+            f"{READABLE} {tag} : la précision est faible car la boucle n'appelle pas `step()` ; x < 3 et y > 2.",
+            markup_payloads(listener, meta_refresh),
+            f"[lien markdown](javascript:{payload_js(listener, 'md-link-' + tag)}) et ![image distante]({listener}/md-image)",
+            f"[ref][r] et <javascript:{payload_js(listener, 'md-autolink-' + tag)}>\n\n[r]: javascript:{payload_js(listener, 'md-ref')}",
+            "![capture](attachment:capture.png) ![piège](attachment:piege.svg)",
+        ]
+    )
 
 
 def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
@@ -328,12 +396,19 @@ def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
     for grade_id in bs.ANSWER_IDS:
         cell = nb.cells[_index(nb, grade_id)]
         cell.source = markup_markdown(listener, grade_id)
-        cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg_attachment}}
+        cell.attachments = {
+            "capture.png": {"image/png": TINY_PNG},
+            "piege.svg": {"image/svg+xml": svg_attachment},
+        }
         cell.metadata["trusted"] = True
     nb.cells.append(nbformat.v4.new_markdown_cell(markup_markdown(listener, "cellule_ajoutee")))
-    nb.cells.append(nbformat.v4.new_raw_cell(markup_payloads(listener), metadata={"raw_mimetype": "text/html"}))
+    nb.cells.append(
+        nbformat.v4.new_raw_cell(markup_payloads(listener), metadata={"raw_mimetype": "text/html"})
+    )
     payload = markup_payloads(listener)
-    at_end(nb, f"""
+    at_end(
+        nb,
+        f"""
         import base64, sys
         from IPython.display import HTML, SVG, Image, Javascript, Markdown, display
         PAYLOAD = {payload!r}
@@ -347,10 +422,16 @@ def hostile_markup(listener: str = "http://127.0.0.1:9") -> NotebookNode:
         display({{"text/html": PAYLOAD}}, raw=True, metadata={{"text/html": {{"isolated": True}}}})
         print("{READABLE} stdout", PAYLOAD)
         print("{READABLE} stderr", PAYLOAD, file=sys.stderr)
-    """)
+    """,
+    )
     at_end(nb, f"raise ValueError({READABLE!r} + ' erreur ' + {payload!r})")
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
-                                                                            "version_minor": 0}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {
+            "state": {},
+            "version_major": 2,
+            "version_minor": 0,
+        }
+    }
     nb.metadata["trusted"] = True
     nb.metadata["signature"] = "sha256:" + "0" * 64
     return nb
@@ -364,12 +445,17 @@ def unsanitised_markup(nb: nbformat.NotebookNode, listener: str) -> nbformat.Not
         if cell.cell_type == "markdown" and grade_id.startswith("answer_"):
             cell.source = markup_markdown(listener, grade_id, meta_refresh=False)
             svg = base64.b64encode(markup_svg(listener).encode()).decode()
-            cell.attachments = {"capture.png": {"image/png": TINY_PNG}, "piege.svg": {"image/svg+xml": svg}}
+            cell.attachments = {
+                "capture.png": {"image/png": TINY_PNG},
+                "piege.svg": {"image/svg+xml": svg},
+            }
     html = markup_payloads(listener, meta_refresh=False)
     cell = nbformat.v4.new_code_cell("display(...)")
     cell.outputs = [
         nbformat.v4.new_output("display_data", data={"text/html": html}),
-        nbformat.v4.new_output("display_data", data={"application/javascript": payload_js(listener, "js-output")}),
+        nbformat.v4.new_output(
+            "display_data", data={"application/javascript": payload_js(listener, "js-output")}
+        ),
         nbformat.v4.new_output("display_data", data={"image/svg+xml": markup_svg(listener)}),
         nbformat.v4.new_output("stream", name="stdout", text=html),
     ]
@@ -379,6 +465,7 @@ def unsanitised_markup(nb: nbformat.NotebookNode, listener: str) -> nbformat.Not
 
 # ------------------------------------------------------------------------------------------
 # Broken files (bytes, not notebooks)
+
 
 def _json(nb: NotebookNode) -> bytes:
     return nbformat.writes(nb).encode("utf-8")
@@ -421,21 +508,40 @@ class Case:
 
 
 CASES = [
-    Case("flood", "memory bomb, 100 MB on stdout, a 50 MB image, unknown MIME outputs, foreign kernelspec",
-         memory_and_output_flood),
+    Case(
+        "flood",
+        "memory bomb, 100 MB on stdout, a 50 MB image, unknown MIME outputs, foreign kernelspec",
+        memory_and_output_flood,
+    ),
     Case("sleep", "a cell sleeping past the cell limit", interruptible_sleep),
     Case("loop", "an infinite loop that ignores interrupts", infinite_loop_ignoring_interrupts),
     Case("os_exit", "os._exit(3) in a cell", kernel_exit),
     Case("segfault", "a segfault via ctypes", segfault),
     Case("fork_bomb", "a fork bomb", fork_bomb),
-    Case("cheat_tests", "test cells edited, deleted, duplicated; points raised; grade_id changed", edited_test_cells),
-    Case("cheat_probe", "tdkit.untrusted.probe.run_probe and sys.exit replaced, fake artifact files",
-         fake_probe_and_artifacts),
-    Case("cheat_savers", "builtins.AssertionError, json.dump, np.savez monkeypatched", patched_savers),
-    Case("cheat_values", "predict returns always-equal objects, confusion_matrix NaN", always_equal_and_nan),
-    Case("markup", "script, event handlers, javascript:/data: URLs, SVG, iframes, base, meta refresh, remote CSS "
-         "in every answer, in display outputs (HTML, JavaScript, SVG, Markdown, widget), stdout, stderr, errors",
-         hostile_markup),
+    Case(
+        "cheat_tests",
+        "test cells edited, deleted, duplicated; points raised; grade_id changed",
+        edited_test_cells,
+    ),
+    Case(
+        "cheat_probe",
+        "tdkit.untrusted.probe.run_probe and sys.exit replaced, fake artifact files",
+        fake_probe_and_artifacts,
+    ),
+    Case(
+        "cheat_savers", "builtins.AssertionError, json.dump, np.savez monkeypatched", patched_savers
+    ),
+    Case(
+        "cheat_values",
+        "predict returns always-equal objects, confusion_matrix NaN",
+        always_equal_and_nan,
+    ),
+    Case(
+        "markup",
+        "script, event handlers, javascript:/data: URLs, SVG, iframes, base, meta refresh, remote CSS "
+        "in every answer, in display outputs (HTML, JavaScript, SVG, Markdown, widget), stdout, stderr, errors",
+        hostile_markup,
+    ),
     Case("broken_json", "invalid JSON (truncated)", invalid_json),
     Case("broken_v3", "nbformat 3", nbformat3),
     Case("broken_latin1", "non-UTF-8 bytes", non_utf8),
@@ -445,7 +551,9 @@ CASES = [
 ]
 
 
-def write(course_submitted: Path, student: str, assignment: str, content: NotebookNode | bytes) -> Path:
+def write(
+    course_submitted: Path, student: str, assignment: str, content: NotebookNode | bytes
+) -> Path:
     target = course_submitted / student / assignment / f"{assignment}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(content if isinstance(content, bytes) else _json(content))

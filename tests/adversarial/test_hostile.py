@@ -40,7 +40,8 @@ from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.untrusted.sandbox import bwrap_path
 
 pytestmark = pytest.mark.skipif(
-    bwrap_path() is None, reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)"
+    bwrap_path() is None,
+    reason="bubblewrap is not installed (scripts/system-deps.sh installs it as root)",
 )
 
 LIMITS = Limits(cell_timeout=20, run_timeout=120, max_output_mb=2, max_processes=256)
@@ -49,19 +50,36 @@ OK, TD = "aaa_sol", "td_release"  # OK sorts first: it runs beside the first hos
 
 
 def _sha(paths: list[Path]) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file() and not p.is_symlink()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in paths
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def _instructor_files(course: Course) -> list[Path]:
     parts = [course.root / "reference", course.root / "grader_tests", course.root / "source"]
-    return sorted(p for part in parts for p in part.rglob("*") if p.is_file()) + [course.root / "nbgrader_config.py"]
+    return sorted(p for part in parts for p in part.rglob("*") if p.is_file()) + [
+        course.root / "nbgrader_config.py"
+    ]
 
 
 class Batch:
-    def __init__(self, course: Course, run: GradeRun, before: dict[str, str], instructor: dict[str, str],
-                 host_writes: list[Path]) -> None:
+    def __init__(
+        self,
+        course: Course,
+        run: GradeRun,
+        before: dict[str, str],
+        instructor: dict[str, str],
+        host_writes: list[Path],
+    ) -> None:
         self.course, self.run, self.before, self.instructor, self.host_writes = (
-            course, run, before, instructor, host_writes)
+            course,
+            run,
+            before,
+            instructor,
+            host_writes,
+        )
 
     def __getitem__(self, sid: str) -> StudentResult:
         return self.run.results.students[sid]
@@ -97,8 +115,11 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
         "repo-reference": str(REPO / "reference" / "td_cnn.py"),
         "uid-locks": "/tmp/tdkit-uids/61000",
     }
-    host_writes = [root / "pwned.txt", course.submitted_notebook(OK).parent / "pwned.txt",
-                   Path(f"/tmp/pwned-tdkit-{os.getpid()}.txt")]
+    host_writes = [
+        root / "pwned.txt",
+        course.submitted_notebook(OK).parent / "pwned.txt",
+        Path(f"/tmp/pwned-tdkit-{os.getpid()}.txt"),
+    ]
     writes = [str(p) for p in host_writes[:2]] + [f"../pwned-tdkit-{os.getpid()}.txt"]
     write(submitted, "escape", course.assignment, escape(targets, writes))
     # A symlink as the submitted notebook, pointing at the instructor's full solution.
@@ -168,7 +189,9 @@ def test_escape_attempts_all_fail(batch: Batch) -> None:
 def test_tampered_test_cells_change_nothing(batch: Batch) -> None:
     """Edited, deleted, duplicated test cells, raised points, renamed grade_ids: same as the release."""
     cheat, td = batch["cheat_tests"], batch[TD]
-    assert [(c.check_id, c.passed) for c in cheat.checks] == [(c.check_id, c.passed) for c in td.checks]
+    assert [(c.check_id, c.passed) for c in cheat.checks] == [
+        (c.check_id, c.passed) for c in td.checks
+    ]
     assert (cheat.score, cheat.max_score) == (td.score, FULL)
 
 
@@ -244,8 +267,13 @@ def _export(course: Course, out: Path) -> dict[str, dict[str, str]]:
 
     scripts = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
-    subprocess.run([os.path.join(scripts, "nbgrader"), "export", "--to", str(out)], cwd=course.root, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
+        cwd=course.root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     with open(out, newline="") as file:
         return {row["student_id"]: row for row in csv.DictReader(file)}
 
@@ -256,7 +284,9 @@ def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signa
     # a Python handler here is reset to the default one in the child.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     assert process.stdout is not None
@@ -268,7 +298,9 @@ def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signa
     return process.wait(timeout=300)
 
 
-def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(batch: Batch, tmp_path: Path) -> None:
+def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(
+    batch: Batch, tmp_path: Path
+) -> None:
     """`tdkit grade` stopped by SIGINT, then by SIGKILL, mid-batch, then run again: the same checks
     as the batch, a whole gradebook, no submission changed."""
     course = Course(copy_course(tmp_path / "course"))
@@ -286,7 +318,9 @@ def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(batch: 
     assert _interrupt_at_first_result(tdkit, course.root, signal.SIGINT) != 0
     assert _interrupt_at_first_result(tdkit, course.root, signal.SIGKILL) == -signal.SIGKILL
     time.sleep(0.5)
-    again = subprocess.run(tdkit, cwd=course.root, capture_output=True, text=True, timeout=300, check=False)
+    again = subprocess.run(
+        tdkit, cwd=course.root, capture_output=True, text=True, timeout=300, check=False
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     results = json.loads((course.reports / "results.json").read_text(encoding="utf-8"))["students"]
     for sid in (OK, TD):
@@ -304,9 +338,20 @@ def test_markup_keeps_full_marks_and_is_made_inert(batch: Batch) -> None:
     assert result.score == FULL and result.failure is None, result.failure
     nb = nbformat.read(batch.course.autograded_notebook("markup"), as_version=4)
     assert set(nb.metadata) <= {"kernelspec", "language_info"}
-    html = [o.data["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if "text/html" in o.get("data", {})]
-    assert html and not any(re.search(r"<script|\son\w+=|javascript:|<iframe|<base|<meta|<style|<link", h) for h in html)
-    answers = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")]
+    html = [
+        o.data["text/html"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/html" in o.get("data", {})
+    ]
+    assert html and not any(
+        re.search(r"<script|\son\w+=|javascript:|<iframe|<base|<meta|<style|<link", h) for h in html
+    )
+    answers = [
+        c.source
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("answer_")
+    ]
     assert len(answers) == 3 and all("<" not in a and "LISIBLE" in a for a in answers)
     assert "Sortie JavaScript supprimée" in batch.outputs("markup")

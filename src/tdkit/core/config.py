@@ -16,12 +16,16 @@ from traitlets.config import Config, Configurable
 from tdkit.core.errors import TdkitError
 
 # Environment variables tdkit reads or sets.
-SANDBOX_ENV = "TDKIT_SANDBOX"  # set in every graded kernel: the notebook's check() does nothing there
+SANDBOX_ENV = (
+    "TDKIT_SANDBOX"  # set in every graded kernel: the notebook's check() does nothing there
+)
 KILL_ALL_ENV = "TDKIT_KILL_ALL"  # "1": every process the run can signal is its own (runner.py)
 GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"  # where check() finds grader_tests/ outside the sandbox
 ENVIRONMENT_ENV = "TDKIT_ENVIRONMENT"  # the kernel's environment: CourseEnvironment.kernel_json()
 CIFAR10_ENV = "TDKIT_CIFAR10"  # a local CIFAR-10 copy standing in for the hub, said aloud
-DATA_CACHE_ENV = "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
+DATA_CACHE_ENV = (
+    "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
+)
 DB_URL_ENV = "TDKIT_DB_URL"  # the gradebook URL, password included, from the environment
 
 SYNTHETIC = "synthetic"  # the data source name of the deterministic synthetic set
@@ -37,7 +41,9 @@ class Limits:
     memory_mb: int = 6144  # address space of each process of the run
     cpu_seconds: int = 600  # CPU time of each process of the run
     max_file_mb: int = 256  # largest file the run may write
-    max_output_mb: int = 8  # outputs kept in the executed notebook (the rest is dropped, with a note)
+    max_output_mb: int = (
+        8  # outputs kept in the executed notebook (the rest is dropped, with a note)
+    )
     max_processes: int = 256  # processes and threads of the run (enforced under a dedicated uid)
     max_notebook_mb: int = 32  # largest submitted notebook file accepted
     max_cells: int = 1000  # most cells a submitted notebook may have
@@ -56,21 +62,35 @@ class Limits:
 class TdkitLimits(Configurable):
     """``c.TdkitLimits.<name>`` in nbgrader_config.py: limits of each submission's untrusted run."""
 
-    cell_timeout = Int(Limits.cell_timeout, help="Seconds one notebook cell may run.").tag(config=True)
+    cell_timeout = Int(Limits.cell_timeout, help="Seconds one notebook cell may run.").tag(
+        config=True
+    )
     run_timeout = Int(
-        Limits.run_timeout, help="Seconds the whole run may take: kernel starts, every cell, the probe."
+        Limits.run_timeout,
+        help="Seconds the whole run may take: kernel starts, every cell, the probe.",
     ).tag(config=True)
-    memory_mb = Int(Limits.memory_mb, help="Address space (MB) of each process of the run.").tag(config=True)
-    cpu_seconds = Int(Limits.cpu_seconds, help="CPU seconds of each process of the run.").tag(config=True)
-    max_file_mb = Int(Limits.max_file_mb, help="Largest file (MB) the run may write.").tag(config=True)
+    memory_mb = Int(Limits.memory_mb, help="Address space (MB) of each process of the run.").tag(
+        config=True
+    )
+    cpu_seconds = Int(Limits.cpu_seconds, help="CPU seconds of each process of the run.").tag(
+        config=True
+    )
+    max_file_mb = Int(Limits.max_file_mb, help="Largest file (MB) the run may write.").tag(
+        config=True
+    )
     max_output_mb = Int(
-        Limits.max_output_mb, help="Cell outputs (MB) kept in the executed notebook; the rest is dropped."
+        Limits.max_output_mb,
+        help="Cell outputs (MB) kept in the executed notebook; the rest is dropped.",
     ).tag(config=True)
     max_processes = Int(
         Limits.max_processes, help="Processes and threads of one run (a fork bomb stops there)."
     ).tag(config=True)
-    max_notebook_mb = Int(Limits.max_notebook_mb, help="Largest submitted notebook (MB) accepted.").tag(config=True)
-    max_cells = Int(Limits.max_cells, help="Most cells a submitted notebook may have.").tag(config=True)
+    max_notebook_mb = Int(
+        Limits.max_notebook_mb, help="Largest submitted notebook (MB) accepted."
+    ).tag(config=True)
+    max_cells = Int(Limits.max_cells, help="Most cells a submitted notebook may have.").tag(
+        config=True
+    )
 
 
 def limits_from_config(config: Config) -> Limits:
@@ -87,7 +107,9 @@ def limits_from_config(config: Config) -> Limits:
     for name in valid:
         value = getattr(TdkitLimits(config=config), name)
         if value <= 0:
-            raise TdkitError(f"nbgrader_config.py: c.TdkitLimits.{name} must be a positive integer, not {value}.")
+            raise TdkitError(
+                f"nbgrader_config.py: c.TdkitLimits.{name} must be a positive integer, not {value}."
+            )
         values[name] = value
     return Limits(**values)
 

@@ -47,8 +47,10 @@ def gradebook_url(config_file: str | Path) -> str | None:
     path = Path(config_file)
     try:
         if URL_WITH_PASSWORD.search(path.read_text(encoding="utf-8")):
-            raise TdkitError(f"{path} holds a database password, and the course repository commits that file: "
-                             f"remove it there, change that password if it was ever committed, and {WHERE_DB_URL_GOES}.")
+            raise TdkitError(
+                f"{path} holds a database password, and the course repository commits that file: "
+                f"remove it there, change that password if it was ever committed, and {WHERE_DB_URL_GOES}."
+            )
         return local_db_url(path.parent)
     except TdkitError as error:
         raise SystemExit(f"tdkit: {error}") from None
@@ -59,8 +61,12 @@ def _tracked(root: Path, path: Path) -> bool:
     import subprocess
 
     try:
-        done = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", str(path)],
-                              capture_output=True, timeout=30, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--error-unmatch", str(path)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -79,8 +85,10 @@ def local_db_url(root: str | Path) -> str | None:
         return None
     url = path.read_text(encoding="utf-8").strip()
     if url_password(url) and _tracked(Path(root), path):
-        raise TdkitError(f"{path} holds the gradebook's password and is committed to git: git rm --cached it, "
-                         f"change that password (it is in the history), and {WHERE_DB_URL_GOES}.")
+        raise TdkitError(
+            f"{path} holds the gradebook's password and is committed to git: git rm --cached it, "
+            f"change that password (it is in the history), and {WHERE_DB_URL_GOES}."
+        )
     return url or None
 
 
@@ -113,9 +121,11 @@ class Course:
             return f"sqlite:///{self.root / 'gradebook.db'}"
         url = str(configured)
         if url_password(url) and url != local_db_url(self.root):
-            raise TdkitError(f"{self.root / CONFIG_FILE} holds the gradebook's password, and the course repository "
-                             f"commits that file: remove it from db_url there, change that password if it was ever "
-                             f"committed, and {WHERE_DB_URL_GOES}.")
+            raise TdkitError(
+                f"{self.root / CONFIG_FILE} holds the gradebook's password, and the course repository "
+                f"commits that file: remove it from db_url there, change that password if it was ever "
+                f"committed, and {WHERE_DB_URL_GOES}."
+            )
         return url
 
     @property
@@ -157,7 +167,9 @@ def find_course(start: Path | None = None) -> Course:
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
             return Course(folder).checked()
-    raise TdkitError(f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository).")
+    raise TdkitError(
+        f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository)."
+    )
 
 
 def ensure_nbgrader_scripts() -> None:

@@ -310,7 +310,9 @@ def zscore_chw(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 
 
 def _labels(split: datasets.Dataset) -> np.ndarray:
-    return cast(np.ndarray, split.with_format("arrow")[:].column("label").to_numpy().astype(np.int64))
+    return cast(
+        np.ndarray, split.with_format("arrow")[:].column("label").to_numpy().astype(np.int64)
+    )
 
 
 def to_zdata_dataset(x: np.ndarray, y: np.ndarray) -> datasets.Dataset:

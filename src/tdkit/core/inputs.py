@@ -27,10 +27,19 @@ class GradingInputs:
     train_lr: float = 0.01  # plain SGD: any change in the loop shows in the weights
     eval_samples: int = 120  # rows for predict/accuracy/confusion_matrix
     absent_class: int = 9  # left out of the evaluation rows: a confusion matrix must still be 10x10
-    accuracy_subsets: tuple[int, ...] = (37, 81)  # accuracy is also asked on the first rows: a value
+    accuracy_subsets: tuple[int, ...] = (
+        37,
+        81,
+    )  # accuracy is also asked on the first rows: a value
     # that ignores its dataset argument cannot match on every one
     n_maps: int = 4  # images given to activation_maps
-    curve: tuple[float, ...] = (2.31, 1.87, 1.52, 1.61, 1.24)  # not monotone, so a re-sorted plot shows
+    curve: tuple[float, ...] = (
+        2.31,
+        1.87,
+        1.52,
+        1.61,
+        1.24,
+    )  # not monotone, so a re-sorted plot shows
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,9 @@ class GradingData:
     @cached_property
     def _prepared(self) -> tuple[np.ndarray, np.ndarray]:
         split = load_cifar10(
-            "synthetic", n_train=self.inputs.train_samples * 4, n_test=self.inputs.eval_samples * 2,
+            "synthetic",
+            n_train=self.inputs.train_samples * 4,
+            n_test=self.inputs.eval_samples * 2,
             seed=self.inputs.seed,
         )
         prepared = prepare(split)
@@ -76,7 +87,9 @@ class GradingData:
     def confusion(self) -> np.ndarray:
         """An asymmetric count matrix with one empty row: recall and precision differ."""
         rng = np.random.default_rng(self.inputs.seed)
-        confusion = rng.integers(0, 6, size=(N_CLASSES, N_CLASSES)) + np.diag(rng.integers(3, 20, N_CLASSES))
+        confusion = rng.integers(0, 6, size=(N_CLASSES, N_CLASSES)) + np.diag(
+            rng.integers(3, 20, N_CLASSES)
+        )
         confusion[self.inputs.absent_class] = 0
         return confusion.astype(np.int64)
 

@@ -54,7 +54,9 @@ MAX_ENTRIES = 50_000  # a class of a few hundred students is far below this
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MOODLE_FOLDER = re.compile(r"(?P<name>.+)_(?P<id>\d+)_assignsubmission_(?P<plugin>[A-Za-z0-9]+)_?")
-MOODLE_FILE = re.compile(r"(?P<name>.+)_(?P<id>\d+)_assignsubmission_(?P<plugin>[A-Za-z0-9]+)_(?P<file>.+)")
+MOODLE_FILE = re.compile(
+    r"(?P<name>.+)_(?P<id>\d+)_assignsubmission_(?P<plugin>[A-Za-z0-9]+)_(?P<file>.+)"
+)
 NUMBERED_FILE = re.compile(r"(?P<id>\d+)_(?P<file>.+)")
 # Files and folders that operating systems and Jupyter add on their own: never a submission.
 JUNK_PARTS = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -123,7 +125,9 @@ class CollectReport:
     archive: Path
     submitted: Path
     outcomes: tuple[Outcome, ...]
-    roster: Roster = field(default_factory=Roster)  # students of the worksheet, groups and their conflicts
+    roster: Roster = field(
+        default_factory=Roster
+    )  # students of the worksheet, groups and their conflicts
 
     def _with(self, *statuses: Status) -> list[Outcome]:
         return [o for o in self.outcomes if o.status in statuses]
@@ -160,7 +164,10 @@ class CollectReport:
         known = self.roster.participants
         if known:
             strangers = [o.student for o in self.taken + self.unchanged if o.student not in known]
-            lines += [f"{sid}: not in the grading worksheet: Moodle will not get a grade for it" for sid in strangers]
+            lines += [
+                f"{sid}: not in the grading worksheet: Moodle will not get a grade for it"
+                for sid in strangers
+            ]
         lines += [f"conflict: {c.describe()}" for c in self.roster.conflicts]
         return lines
 
@@ -218,13 +225,19 @@ def collect(
             f"Assignment name {assignment!r} is not a safe folder name: use letters, digits, '-', '_', '.'."
         )
     archive = Path(archive)
-    if max_notebook_bytes is None:  # the limit grading applies: nothing collected is refused later for its size
+    if (
+        max_notebook_bytes is None
+    ):  # the limit grading applies: nothing collected is refused later for its size
         max_notebook_bytes = limits_from_config(course.nbgrader_config()).max_notebook_bytes
     sheet = read_worksheet(Path(worksheet)) if worksheet is not None else None
     zone = course_timezone(course.nbgrader_config()) if sheet is not None else None
     participants = {p.participant_id: p for p in sheet.participants(zone)} if sheet and zone else {}
     memberships = [(p.group, sid, "Moodle") for sid, p in participants.items() if p.group]
-    memberships += [(g, sid, groups.name) for g, sid in read_groups_csv(Path(groups))] if groups is not None else []
+    memberships += (
+        [(g, sid, groups.name) for g, sid in read_groups_csv(Path(groups))]
+        if groups is not None
+        else []
+    )
     students: dict[str, _Student] = {}
     loose: dict[str, Outcome] = {}  # rejections that belong to no student id
     try:
@@ -258,8 +271,12 @@ def collect(
         for sid, p in participants.items()
         if p.in_several_groups
     ]
-    roster = Roster({sid: participant_record(p) for sid, p in participants.items()}, planned, conflicts,
-                    sheet.name if sheet else None)
+    roster = Roster(
+        {sid: participant_record(p) for sid, p in participants.items()},
+        planned,
+        conflicts,
+        sheet.name if sheet else None,
+    )
     outcomes = []
     for read in reads:
         if isinstance(read, Outcome):
@@ -268,23 +285,40 @@ def collect(
             graded = copies[read.student_id]
             group = roster.group_of(graded)
             reason = f"same notebook as {graded} (group {group.name if group else '?'!r}), graded once for the group"
-            outcomes.append(Outcome(read.student_id, Status.GROUPED, reason=reason, entry=read.entry))
+            outcomes.append(
+                Outcome(read.student_id, Status.GROUPED, reason=reason, entry=read.entry)
+            )
         else:
-            outcomes.append(_stamped(course, _store_student(course, read, assignment, force), participants, zone))
+            outcomes.append(
+                _stamped(
+                    course, _store_student(course, read, assignment, force), participants, zone
+                )
+            )
     outcomes += _missing(participants, {o.student for o in outcomes}, roster)
     if sheet is not None:
         record_students(course, [(sid, p.full_name, p.email) for sid, p in participants.items()])
         save_roster(course, roster, Path(worksheet).read_bytes() if worksheet is not None else None)
     elif groups is not None:
         save_roster(course, roster, None)
-    return CollectReport(archive=archive, submitted=course.submitted, outcomes=(*outcomes, *loose.values()),
-                         roster=roster)
+    return CollectReport(
+        archive=archive,
+        submitted=course.submitted,
+        outcomes=(*outcomes, *loose.values()),
+        roster=roster,
+    )
 
 
-def _stamped(course: Course, outcome: Outcome, participants: dict[str, Participant], zone: ZoneInfo | None) -> Outcome:
+def _stamped(
+    course: Course, outcome: Outcome, participants: dict[str, Participant], zone: ZoneInfo | None
+) -> Outcome:
     """Write the worksheet's submission date to timestamp.txt beside a notebook collected now."""
     participant = participants.get(outcome.student)
-    if outcome.target is None or zone is None or participant is None or participant.submitted_at is None:
+    if (
+        outcome.target is None
+        or zone is None
+        or participant is None
+        or participant.submitted_at is None
+    ):
         return outcome
     stamp = nbgrader_timestamp(participant.submitted_at, zone)
     _write_atomically(outcome.target.parent / "timestamp.txt", stamp.encode("utf-8"))
@@ -298,7 +332,11 @@ def _missing(participants: dict[str, Participant], seen: set[str], roster: Roste
         group = roster.group_of(sid)
         if group is not None and group.graded is not None:
             continue
-        missing.append(Outcome(sid, Status.MISSING, reason="in the grading worksheet, no submission in the archive"))
+        missing.append(
+            Outcome(
+                sid, Status.MISSING, reason="in the grading worksheet, no submission in the archive"
+            )
+        )
     return missing
 
 
@@ -368,7 +406,11 @@ def _sort_entry(
         return
     problem = _unsafe(normalised, parts, info)
     is_folder = info.is_dir() or normalised.endswith("/")
-    owner = None if _is_absolute(normalised) or parts[0] == ".." else _owner(parts, is_folder, assignment)
+    owner = (
+        None
+        if _is_absolute(normalised) or parts[0] == ".."
+        else _owner(parts, is_folder, assignment)
+    )
     if owner is None:
         reason = problem or (
             "cannot tell which student this is: expected 'Full Name_<id>_assignsubmission_file_/...', "
@@ -383,7 +425,9 @@ def _sort_entry(
             f"{student_id!r} is not a safe student id (letters, digits, '-', '_', '.'); "
             "rename it in the archive and collect again"
         )
-        loose.setdefault(top_name, Outcome(student=repr(top_name), status=Status.REJECTED, reason=reason))
+        loose.setdefault(
+            top_name, Outcome(student=repr(top_name), status=Status.REJECTED, reason=reason)
+        )
         return
     student = students.setdefault(student_id, _Student(student_id))
     student.sources.setdefault(source, top_name)
@@ -409,7 +453,11 @@ class _Read:
 
 
 def _read_student(
-    zf: zipfile.ZipFile, student: _Student, assignment: str, max_notebook_bytes: int, budget: _Budget
+    zf: zipfile.ZipFile,
+    student: _Student,
+    assignment: str,
+    max_notebook_bytes: int,
+    budget: _Budget,
 ) -> Outcome | _Read:
     sid = student.student_id
     by_hand = f"put the right notebook in submitted/{sid}/{assignment}/{assignment}.ipynb by hand"
@@ -428,7 +476,9 @@ def _read_student(
         )
     if not student.notebooks:
         others = ", ".join(repr(name) for name in student.others)
-        return rejected(f"no .ipynb notebook ({f'found only {others}' if others else 'empty submission'})")
+        return rejected(
+            f"no .ipynb notebook ({f'found only {others}' if others else 'empty submission'})"
+        )
     if len(student.notebooks) > 1:
         names = ", ".join(repr(entry) for _, entry, _ in student.notebooks)
         return rejected(
@@ -437,8 +487,14 @@ def _read_student(
 
     info, entry, file_name = student.notebooks[0]
     limit = min(max_notebook_bytes, budget.left)
-    which = "the per-notebook limit" if limit == max_notebook_bytes else "what is left of the per-archive limit"
-    too_big = f"notebook {entry!r} is larger than {which} ({limit} bytes); {by_hand} if it is genuine"
+    which = (
+        "the per-notebook limit"
+        if limit == max_notebook_bytes
+        else "what is left of the per-archive limit"
+    )
+    too_big = (
+        f"notebook {entry!r} is larger than {which} ({limit} bytes); {by_hand} if it is genuine"
+    )
     if info.file_size > limit:
         return rejected(too_big)
     try:
@@ -446,7 +502,9 @@ def _read_student(
         with zf.open(info) as stream:
             data = stream.read(limit + 1)
     except READ_ERRORS as error:
-        return rejected(f"notebook {entry!r} cannot be read from the archive ({error}); export it again")
+        return rejected(
+            f"notebook {entry!r} cannot be read from the archive ({error}); export it again"
+        )
     if len(data) > limit:
         return rejected(too_big)
     budget.left -= len(data)
@@ -458,15 +516,24 @@ def _store_student(course: Course, read: _Read, assignment: str, force: bool) ->
     target = course.submitted / sid / assignment / f"{assignment}.ipynb"
     renamed_from = "" if read.file_name == target.name else read.file_name
     written = Outcome(
-        sid, Status.TAKEN, entry=read.entry, renamed_from=renamed_from, target=target, ignored=read.ignored
+        sid,
+        Status.TAKEN,
+        entry=read.entry,
+        renamed_from=renamed_from,
+        target=target,
+        ignored=read.ignored,
     )
     submitted = os.path.realpath(course.submitted)
     if os.path.commonpath([submitted, os.path.realpath(target.parent)]) != submitted:
         return Outcome(
-            sid, Status.REJECTED, reason=f"{target.parent} is a link out of {course.submitted}; remove it and collect again"
+            sid,
+            Status.REJECTED,
+            reason=f"{target.parent} is a link out of {course.submitted}; remove it and collect again",
         )
     if target.is_symlink() or (target.exists() and not target.is_file()):
-        return Outcome(sid, Status.SKIPPED, reason=f"{target} is not a plain file; remove it, collect again")
+        return Outcome(
+            sid, Status.SKIPPED, reason=f"{target} is not a plain file; remove it, collect again"
+        )
     if target.is_file():
         if target.read_bytes() == data:
             return dataclasses.replace(written, status=Status.UNCHANGED)

@@ -35,7 +35,9 @@ class NotTheAssignment(UnreadableSubmission):
 @dataclass(frozen=True)
 class Identification:
     verdict: Verdict
-    missing: tuple[str, ...] = ()  # grade_ids of the release's graded cells absent from the submission
+    missing: tuple[
+        str, ...
+    ] = ()  # grade_ids of the release's graded cells absent from the submission
     message: str = ""  # French, for the student; empty for "assignment"
 
 
@@ -79,7 +81,9 @@ def _unchanged(submitted: NotebookNode, release: NotebookNode) -> bool:
     """Every graded cell is the release's, and no cell was added or edited anywhere."""
     expected = _written_cells(release)
     written = _written_cells(submitted)
-    if any(_normalised(written.get(g, "")) != _normalised(source) for g, source in expected.items()):
+    if any(
+        _normalised(written.get(g, "")) != _normalised(source) for g, source in expected.items()
+    ):
         return False
     known = {_normalised(str(cell.get("source", ""))) for cell in release.cells}
     return all(_normalised(str(cell.get("source", ""))) in known | {""} for cell in submitted.cells)

@@ -45,14 +45,21 @@ class TdkitDeadlines(Configurable):
 class LatePenalty(LateSubmissionPlugin):  # type: ignore[misc]  # nbgrader ships no types: its base class is Any
     """nbgrader's late-submission plugin with a penalty per started day and an optional cut-off."""
 
-    points_per_day = Float(0.0, help="Points taken off per started day of lateness.").tag(config=True)
+    points_per_day = Float(0.0, help="Points taken off per started day of lateness.").tag(
+        config=True
+    )
     zero_after_days = Float(
         None, allow_none=True, help="Later than this many days, the score is zero (None: never)."
     ).tag(config=True)
 
-    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
+    def late_submission_penalty(
+        self, student_id: str, score: float, total_seconds_late: float
+    ) -> float | None:
         if self.penalty_method == "zero":
-            return cast("float | None", super().late_submission_penalty(student_id, score, total_seconds_late))
+            return cast(
+                "float | None",
+                super().late_submission_penalty(student_id, score, total_seconds_late),
+            )
         days = total_seconds_late / SECONDS_PER_DAY
         if self.zero_after_days is not None and days > self.zero_after_days:
             return score
@@ -114,7 +121,9 @@ def parse_local(text: str, zone: ZoneInfo, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise TdkitError(f"nbgrader_config.py: {what} = {text!r} is not a date; write it as 'YYYY-MM-DD HH:MM'.") from None
+        raise TdkitError(
+            f"nbgrader_config.py: {what} = {text!r} is not a date; write it as 'YYYY-MM-DD HH:MM'."
+        ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
@@ -133,12 +142,19 @@ def deadlines_from_config(config: Config) -> Deadlines:
     _check_keys(config, "LatePenalty", LatePenalty)
     zone = course_timezone(config)
     section = TdkitDeadlines(config=config)
-    due = None if section.duedate is None else parse_local(section.duedate, zone, "c.TdkitDeadlines.duedate")
+    due = (
+        None
+        if section.duedate is None
+        else parse_local(section.duedate, zone, "c.TdkitDeadlines.duedate")
+    )
     extensions = {
-        sid: parse_local(text, zone, f"c.TdkitDeadlines.extensions[{sid!r}]") for sid, text in section.extensions.items()
+        sid: parse_local(text, zone, f"c.TdkitDeadlines.extensions[{sid!r}]")
+        for sid, text in section.extensions.items()
     }
     if extensions and due is None:
-        raise TdkitError("nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it.")
+        raise TdkitError(
+            "nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it."
+        )
     assigner = AssignLatePenalties(config=config)
     plugin: Any = assigner.plugin_class(parent=assigner)
     return Deadlines(zone, due, extensions, plugin)
@@ -148,4 +164,3 @@ def nbgrader_timestamp(moment: datetime, zone: ZoneInfo) -> str:
     """``moment`` as nbgrader writes timestamp.txt (date, time with microseconds, zone), in ``zone``:
     the zone's IANA name rather than an abbreviation, so nbgrader's parse_utc reads it exactly."""
     return f"{moment.astimezone(zone):%Y-%m-%d %H:%M:%S.%f} {zone.key}"
-

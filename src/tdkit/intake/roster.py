@@ -68,12 +68,16 @@ class Conflict:
 class Group:
     name: str
     members: tuple[str, ...]
-    graded: str | None  # the member whose notebook is graded for the whole group; None: none or a conflict
+    graded: (
+        str | None
+    )  # the member whose notebook is graded for the whole group; None: none or a conflict
 
 
 @dataclass
 class Roster:
-    participants: dict[str, dict[str, Any]] = field(default_factory=dict)  # worksheet rows by student id
+    participants: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # worksheet rows by student id
     groups: list[Group] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     worksheet: str | None = None  # the worksheet's file name, saved beside the roster
@@ -93,8 +97,13 @@ class Roster:
     def from_json(cls, record: dict[str, Any]) -> Roster:
         return cls(
             participants=record.get("participants", {}),
-            groups=[Group(g["name"], tuple(g["members"]), g["graded"]) for g in record.get("groups", [])],
-            conflicts=[Conflict(c["kind"], c["subject"], tuple(c["candidates"])) for c in record.get("conflicts", [])],
+            groups=[
+                Group(g["name"], tuple(g["members"]), g["graded"]) for g in record.get("groups", [])
+            ],
+            conflicts=[
+                Conflict(c["kind"], c["subject"], tuple(c["candidates"]))
+                for c in record.get("conflicts", [])
+            ],
             worksheet=record.get("worksheet"),
         )
 
@@ -107,7 +116,9 @@ def save_roster(course: Course, roster: Roster, worksheet_bytes: bytes | None) -
     folder = roster_dir(course)
     if worksheet_bytes is not None and roster.worksheet:
         write_atomically(folder / roster.worksheet, worksheet_bytes)
-    write_atomically(folder / "roster.json", json.dumps(roster.to_json(), ensure_ascii=False, indent=1) + "\n")
+    write_atomically(
+        folder / "roster.json", json.dumps(roster.to_json(), ensure_ascii=False, indent=1) + "\n"
+    )
 
 
 def load_roster(course: Course) -> Roster:
@@ -118,7 +129,9 @@ def load_roster(course: Course) -> Roster:
     try:
         return Roster.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as error:
-        raise TdkitError(f"{path} is damaged ({error}): run 'tdkit collect ARCHIVE.zip --worksheet ...' again.") from None
+        raise TdkitError(
+            f"{path} is damaged ({error}): run 'tdkit collect ARCHIVE.zip --worksheet ...' again."
+        ) from None
 
 
 def participant_record(p: Participant) -> dict[str, Any]:
@@ -138,15 +151,23 @@ def read_groups_csv(path: Path) -> list[tuple[str, str]]:
             data = stream.read(MAX_GROUPS_BYTES + 1)
         text = data.decode("utf-8-sig")
     except OSError as error:
-        raise TdkitError(f"Cannot read {path} ({error.strerror}): give a CSV with columns group,student_id.") from None
+        raise TdkitError(
+            f"Cannot read {path} ({error.strerror}): give a CSV with columns group,student_id."
+        ) from None
     except UnicodeDecodeError:
         raise TdkitError(f"{path} is not UTF-8 text: save it again as 'CSV UTF-8'.") from None
     if len(data) > MAX_GROUPS_BYTES:
-        raise TdkitError(f"{path} is larger than {MAX_GROUPS_BYTES} bytes: this is not a list of groups.")
+        raise TdkitError(
+            f"{path} is larger than {MAX_GROUPS_BYTES} bytes: this is not a list of groups."
+        )
     delimiter = max((",", ";", "\t"), key=text.split("\n", 1)[0].count)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if not reader.fieldnames or not {"group", "student_id"} <= {f.strip() for f in reader.fieldnames}:
-        raise TdkitError(f"{path}: the header must name the columns 'group' and 'student_id' (one row per member).")
+    if not reader.fieldnames or not {"group", "student_id"} <= {
+        f.strip() for f in reader.fieldnames
+    }:
+        raise TdkitError(
+            f"{path}: the header must name the columns 'group' and 'student_id' (one row per member)."
+        )
     rows = []
     for number, row in enumerate(reader, 2):
         group, sid = (row.get(key) or "" for key in ("group", "student_id"))
@@ -211,8 +232,12 @@ def record_students(course: Course, students: list[tuple[str, str, str]]) -> Non
         with one_transaction(gb):
             for student_id, full_name, email in students:
                 first, _, last = inert_name(full_name).partition(" ")
-                gb.update_or_create_student(student_id, first_name=first or None, last_name=last or None,
-                                            email=inert_email(email))
+                gb.update_or_create_student(
+                    student_id,
+                    first_name=first or None,
+                    last_name=last or None,
+                    email=inert_email(email),
+                )
 
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -224,7 +249,8 @@ def inert_name(text: str) -> str:
     Names come from the LMS, where students can often edit their own, and formgrader inserts them
     into its pages unescaped: no character of markup may reach it (the ASCII quote becomes ’)."""
     kept = "".join(
-        ch if unicodedata.category(ch)[0] in "LM" or ch in " -.’" else "’" if ch == "'" else " " for ch in text
+        ch if unicodedata.category(ch)[0] in "LM" or ch in " -.’" else "’" if ch == "'" else " "
+        for ch in text
     )
     return " ".join(kept.split())
 

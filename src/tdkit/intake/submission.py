@@ -34,7 +34,9 @@ class UnreadableSubmission(TdkitError):
     """The submitted file cannot be graded; the message (French) is for the student."""
 
 
-def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: int) -> NotebookNode:
+def read_submission(
+    course: Course, student_id: str, max_bytes: int, max_cells: int
+) -> NotebookNode:
     """The submitted notebook, refused with a clear reason when it is not a gradable notebook.
 
     Never follows a symlink (file or folder): a submission could point at an instructor file.
@@ -54,12 +56,18 @@ def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: 
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise UnreadableSubmission("Fichier refusé : le notebook rendu n'est pas un fichier ordinaire.")
+            raise UnreadableSubmission(
+                "Fichier refusé : le notebook rendu n'est pas un fichier ordinaire."
+            )
         data = file.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise UnreadableSubmission(f"Fichier refusé : le notebook dépasse {max_bytes // (1024 * 1024)} Mo.")
+        raise UnreadableSubmission(
+            f"Fichier refusé : le notebook dépasse {max_bytes // (1024 * 1024)} Mo."
+        )
     if not data.strip():
-        raise UnreadableSubmission("Fichier vide : le notebook rendu ne contient rien. Rendez votre .ipynb enregistré.")
+        raise UnreadableSubmission(
+            "Fichier vide : le notebook rendu ne contient rien. Rendez votre .ipynb enregistré."
+        )
     if data.startswith(b"PK\x03\x04") or zipfile.is_zipfile(path):
         raise UnreadableSubmission(
             "Ce fichier est une archive zip renommée en .ipynb, pas un notebook : rendez le fichier .ipynb "
@@ -81,7 +89,9 @@ def read_submission(course: Course, student_id: str, max_bytes: int, max_cells: 
             "hors de Jupyter ou tronqué : rouvrez-le dans Jupyter et enregistrez-le."
         ) from error
     if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
-        raise UnreadableSubmission("Fichier illisible : ce JSON n'est pas un notebook Jupyter (pas de cellules).")
+        raise UnreadableSubmission(
+            "Fichier illisible : ce JSON n'est pas un notebook Jupyter (pas de cellules)."
+        )
     try:
         nb = cast(NotebookNode, nbformat.reads(text, as_version=4))
     except Exception as error:
@@ -104,7 +114,10 @@ def known_cell_ids(course: Course) -> set[str]:
 
     ensure_nbgrader_scripts()
     with Gradebook(course.db_url, course.course_id) as gb:
-        return {cell.name for cell in gb.find_notebook(course.assignment, course.assignment).source_cells}
+        return {
+            cell.name
+            for cell in gb.find_notebook(course.assignment, course.assignment).source_cells
+        }
 
 
 def forget_foreign_cells(nb: NotebookNode, known: set[str]) -> NotebookNode:
@@ -137,7 +150,13 @@ def sanitise(course: Course, nb: NotebookNode, student_id: str) -> NotebookNode:
             "db_url": course.db_url,
         }
     }
-    for step in (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata):
+    for step in (
+        ClearOutput,
+        DeduplicateIds,
+        OverwriteKernelspec,
+        OverwriteCells,
+        CheckCellMetadata,
+    ):
         nb, resources = step(config=config).preprocess(nb, resources)
     return nb
 
@@ -145,6 +164,8 @@ def sanitise(course: Course, nb: NotebookNode, student_id: str) -> NotebookNode:
 def prepare_submission(
     course: Course, nb: NotebookNode, student_id: str, profile: GradingProfile = GradingProfile()
 ) -> NotebookNode:
-    prepared = inject_parameters(sanitise(course, nb, student_id), profile.parameters(), strict=False)
+    prepared = inject_parameters(
+        sanitise(course, nb, student_id), profile.parameters(), strict=False
+    )
     prepared.cells.append(probe_cell())
     return cast(NotebookNode, nbformat.from_dict(prepared))

@@ -48,14 +48,54 @@ COLUMNS = {
     "feedback": ("Feedback comments", "Feedback par commentaires"),
 }
 # Group-column values that mean "no group" (defaultteam, noteamgrader) or "several" (multipleteamsgrader).
-NO_GROUP = {"Default group", "Groupe par défaut", "Not a member of any group, so unable to make submissions."}
+NO_GROUP = {
+    "Default group",
+    "Groupe par défaut",
+    "Not a member of any group, so unable to make submissions.",
+}
 SEVERAL_GROUPS = {"Member of more than one group, so unable to make submissions."}
 
 MONTHS = {
-    **{m: i for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july", "august",
-                                   "september", "october", "november", "december"), 1)},
-    **{m: i for i, m in enumerate(("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-                                   "septembre", "octobre", "novembre", "décembre"), 1)},
+    **{
+        m: i
+        for i, m in enumerate(
+            (
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
+            ),
+            1,
+        )
+    },
+    **{
+        m: i
+        for i, m in enumerate(
+            (
+                "janvier",
+                "février",
+                "mars",
+                "avril",
+                "mai",
+                "juin",
+                "juillet",
+                "août",
+                "septembre",
+                "octobre",
+                "novembre",
+                "décembre",
+            ),
+            1,
+        )
+    },
 }
 # "Tuesday, 3 December 2024, 2:05 PM" / "mardi 3 décembre 2024, 14:05"
 MOODLE_DATE = re.compile(
@@ -129,9 +169,13 @@ class Worksheet:
                     participant_id=pid,
                     full_name=cell("full_name"),
                     email=cell("email"),
-                    group=None if group in NO_GROUP or group in SEVERAL_GROUPS or not group else group,
+                    group=None
+                    if group in NO_GROUP or group in SEVERAL_GROUPS or not group
+                    else group,
                     in_several_groups=group in SEVERAL_GROUPS,
-                    submitted_at=parse_moodle_date(cell("submitted"), zone, f"{self.name}, line {number}"),
+                    submitted_at=parse_moodle_date(
+                        cell("submitted"), zone, f"{self.name}, line {number}"
+                    ),
                 )
             )
         return found
@@ -147,7 +191,10 @@ class Worksheet:
         return replace(self, rows=tuple(rows))
 
     def to_bytes(self) -> bytes:
-        lines = [_php_csv_row(self.header, self.delimiter), *(_php_csv_row(r, self.delimiter) for r in self.rows)]
+        lines = [
+            _php_csv_row(self.header, self.delimiter),
+            *(_php_csv_row(r, self.delimiter) for r in self.rows),
+        ]
         text = "".join(line + self.newline for line in lines)
         return ((BOM if self.bom else "") + text).encode("utf-8")
 
@@ -156,7 +203,8 @@ def _php_csv_row(fields: tuple[str, ...], delimiter: str) -> str:
     """One line as PHP's fputcsv writes it (enclosure '"', no escape character)."""
     special = (delimiter, '"', "\n", "\r", "\t", " ")
     return delimiter.join(
-        '"' + field.replace('"', '""') + '"' if any(c in field for c in special) else field for field in fields
+        '"' + field.replace('"', '""') + '"' if any(c in field for c in special) else field
+        for field in fields
     )
 
 
@@ -174,7 +222,9 @@ def parse_moodle_date(text: str, zone: ZoneInfo, where: str) -> datetime | None:
     hour = int(match["hour"])
     if match["ampm"]:
         hour = hour % 12 + (12 if match["ampm"].upper() == "PM" else 0)
-    return datetime(int(match["year"]), month, int(match["day"]), hour, int(match["minute"]), tzinfo=zone)
+    return datetime(
+        int(match["year"]), month, int(match["day"]), hour, int(match["minute"]), tzinfo=zone
+    )
 
 
 def format_moodle_date(moment: datetime) -> str:
@@ -189,10 +239,14 @@ def read_worksheet(path: Path) -> Worksheet:
         with open(path, "rb") as stream:
             data = stream.read(MAX_WORKSHEET_BYTES + 1)
     except OSError as error:
-        raise TdkitError(f"Cannot read the grading worksheet {path} ({error.strerror}): give the CSV downloaded from "
-                         "Moodle (Grading action > Download grading worksheet).") from None
+        raise TdkitError(
+            f"Cannot read the grading worksheet {path} ({error.strerror}): give the CSV downloaded from "
+            "Moodle (Grading action > Download grading worksheet)."
+        ) from None
     if len(data) > MAX_WORKSHEET_BYTES:
-        raise TdkitError(f"{path} is larger than {MAX_WORKSHEET_BYTES} bytes: this is not a grading worksheet.")
+        raise TdkitError(
+            f"{path} is larger than {MAX_WORKSHEET_BYTES} bytes: this is not a grading worksheet."
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -205,9 +259,15 @@ def read_worksheet(path: Path) -> Worksheet:
     newline = "\r\n" if first.endswith("\r") else "\n"
     delimiter = max((",", ";", "\t"), key=first.count)
     try:
-        rows = [tuple(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True) if r]
+        rows = [
+            tuple(r)
+            for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+            if r
+        ]
     except csv.Error as error:
-        raise TdkitError(f"{path} is not a readable CSV ({error}): download the grading worksheet again.") from None
+        raise TdkitError(
+            f"{path} is not a readable CSV ({error}): download the grading worksheet again."
+        ) from None
     if not rows:
         raise TdkitError(f"{path} is empty: download the grading worksheet again.")
     sheet = Worksheet(path.name, rows[0], tuple(rows[1:]), bom, delimiter, newline)

@@ -42,8 +42,12 @@ class CourseEnvironment:
     path: Path
     requirements: tuple[str, ...]  # the declared lines, normalised ("torch>=2.2")
     packages: tuple[str, ...]  # their distribution names, in file order (those for this platform)
-    distributions: frozenset[str]  # canonical names of the declared distributions and their dependencies
-    not_installed: tuple[str, ...]  # declared lines this interpreter lacks, or has at another version
+    distributions: frozenset[
+        str
+    ]  # canonical names of the declared distributions and their dependencies
+    not_installed: tuple[
+        str, ...
+    ]  # declared lines this interpreter lacks, or has at another version
 
     @cached_property
     def modules(self) -> frozenset[str]:
@@ -52,7 +56,8 @@ class CourseEnvironment:
         return frozenset(
             module
             for module, dists in metadata.packages_distributions().items()
-            if module.isidentifier() and any(canonicalize_name(d) in self.distributions for d in dists)
+            if module.isidentifier()
+            and any(canonicalize_name(d) in self.distributions for d in dists)
         )
 
     def allows(self, module: str) -> bool:
@@ -86,7 +91,9 @@ def _requirements(path: Path, text: str) -> list[Requirement]:
         try:
             found.append(Requirement(line))
         except InvalidRequirement as error:
-            raise TdkitError(f"{path}:{number}: {line!r} is not a package requirement ({error}).") from None
+            raise TdkitError(
+                f"{path}:{number}: {line!r} is not a package requirement ({error})."
+            ) from None
     return found
 
 
@@ -180,7 +187,9 @@ def with_listing(markdown: str, environment: CourseEnvironment) -> str:
 
 def _python_lines(source: str) -> str:
     """A cell without its IPython magics and shell escapes, which are not Python."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n")
+    )
 
 
 def imports_outside(nb: NotebookNode, environment: CourseEnvironment) -> list[tuple[int, str]]:

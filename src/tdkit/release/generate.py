@@ -53,7 +53,9 @@ class ReleaseResult:
     packages: tuple[str, ...] = ()  # the course environment, as listed in the notebook
 
 
-def check_imports(course: Course, source: nbformat.NotebookNode, environment: CourseEnvironment) -> None:
+def check_imports(
+    course: Course, source: nbformat.NotebookNode, environment: CourseEnvironment
+) -> None:
     """Refuse a solution that imports a module the students' environment does not provide."""
     outside = imports_outside(source, environment)
     if outside:
@@ -74,7 +76,10 @@ def verify_solution(
     nb = inject_parameters(source, parameters)
     with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
         run = execute_notebook(
-            nb, scratch, allow_errors=True, env={GRADER_TESTS_ENV: str(course.grader_tests)},
+            nb,
+            scratch,
+            allow_errors=True,
+            env={GRADER_TESTS_ENV: str(course.grader_tests)},
             environment=environment.kernel_json() if environment is not None else None,
         )
     missing = recorded_modules(notebook_outputs(run.notebook))
@@ -111,7 +116,9 @@ def generate_release(course: Course, db_url: str | None = None) -> nbformat.Note
                 f"nbgrader generate_assignment failed:\n{outcome.get('error') or ''}\n{outcome.get('log') or ''}\n"
                 f"Run 'nbgrader generate_assignment {course.assignment} --force' in {course.root} for details."
             )
-        extra = sorted(str(p.relative_to(produced.parent)) for p in produced.parent.rglob("*") if p != produced)
+        extra = sorted(
+            str(p.relative_to(produced.parent)) for p in produced.parent.rglob("*") if p != produced
+        )
         if extra:
             raise TdkitError(
                 f"nbgrader would release files beside the notebook: {extra}. Add them to "
@@ -148,7 +155,9 @@ def register_release(course: Course) -> bool:
     if not course.release_notebook.is_file():
         raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")
     with tempfile.TemporaryDirectory(prefix="tdkit-register-") as scratch:
-        generated = release_text(generate_release(course, f"sqlite:///{Path(scratch) / 'gradebook.db'}"))
+        generated = release_text(
+            generate_release(course, f"sqlite:///{Path(scratch) / 'gradebook.db'}")
+        )
     if generated != course.release_notebook.read_text(encoding="utf-8"):
         raise TdkitError(
             f"The gradebook does not know {course.assignment} yet, and the committed {course.release_notebook} "
@@ -172,7 +181,9 @@ def release(course: Course, *, verify: bool = True) -> ReleaseResult:
     released = stable_ids(generate_release(course))
     leaks = find_leaks(source, released)
     if leaks:
-        listed = "\n  ".join(f"cell {leak.cell_index}: {leak.kind}: {leak.line}" for leak in leaks[:20])
+        listed = "\n  ".join(
+            f"cell {leak.cell_index}: {leak.kind}: {leak.line}" for leak in leaks[:20]
+        )
         raise TdkitError(
             f"The generated release leaks {len(leaks)} secret line(s); nothing was written:\n  {listed}\n"
             "Put these lines inside a solution or hidden-test region only, or outside all of them."

@@ -56,7 +56,11 @@ def _split_lines(nb: NotebookNode) -> tuple[dict[str, str], set[str], list[str]]
                 secret.setdefault(line, region[1])
             else:
                 public.add(line)
-    secret = {line: kind for line, kind in secret.items() if line not in public and MEANINGFUL.search(line)}
+    secret = {
+        line: kind
+        for line, kind in secret.items()
+        if line not in public and MEANINGFUL.search(line)
+    }
     return secret, public, [s for s in stub if s]
 
 

@@ -27,7 +27,9 @@ def stable_ids(nb: NotebookNode) -> NotebookNode:
 def read_source(md_path: Path) -> NotebookNode:
     """The master notebook from its Markdown, ids stable, no outputs."""
     if not md_path.is_file():
-        raise TdkitError(f"Source notebook {md_path} is missing: create it or run from the course directory.")
+        raise TdkitError(
+            f"Source notebook {md_path} is missing: create it or run from the course directory."
+        )
     nb = jupytext.read(md_path, fmt="md")
     nb.metadata.pop("jupytext", None)
     nb.nbformat, nb.nbformat_minor = 4, 5

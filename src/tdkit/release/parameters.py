@@ -33,7 +33,11 @@ def declared_parameters(nb: NotebookNode) -> dict[str, Any]:
         return {}
     declared: dict[str, Any] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             try:
                 declared[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
@@ -41,7 +45,9 @@ def declared_parameters(nb: NotebookNode) -> dict[str, Any]:
     return declared
 
 
-def inject_parameters(nb: NotebookNode, values: Mapping[str, Any], *, strict: bool = True) -> NotebookNode:
+def inject_parameters(
+    nb: NotebookNode, values: Mapping[str, Any], *, strict: bool = True
+) -> NotebookNode:
     """A copy of ``nb`` with a cell assigning ``values`` right after the ``parameters`` cell.
 
     ``strict``: every name must be declared in the parameters cell (the source notebook's
@@ -56,7 +62,9 @@ def inject_parameters(nb: NotebookNode, values: Mapping[str, Any], *, strict: bo
             )
     copy = cast(NotebookNode, nbformat.reads(nbformat.writes(nb), as_version=4))
     index = parameters_cell_index(copy)
-    source = "# Paramètres imposés par le correcteur\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    source = "# Paramètres imposés par le correcteur\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in values.items()
+    )
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
     cell.id = INJECTED_TAG
     copy.cells.insert(0 if index is None else index + 1, cell)

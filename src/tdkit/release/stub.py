@@ -34,12 +34,15 @@ class ReleaseStubError(ValueError):
 
 class ClearSolutionsWithStubs(ClearSolutions):  # type: ignore[misc]  # nbgrader ships no types: its base class is Any
     begin_stub_delimiter = Unicode(
-        "BEGIN RELEASE STUB", help="Marks the start of a commented-out stub released in place of the solution"
+        "BEGIN RELEASE STUB",
+        help="Marks the start of a commented-out stub released in place of the solution",
     ).tag(config=True)
-    end_stub_delimiter = Unicode("END RELEASE STUB", help="Marks the end of a release stub region").tag(
-        config=True
-    )
-    code_stub: dict[str, str]  # ClearSolutions' Dict trait: language -> the stub released in place of a solution
+    end_stub_delimiter = Unicode(
+        "END RELEASE STUB", help="Marks the end of a release stub region"
+    ).tag(config=True)
+    code_stub: dict[
+        str, str
+    ]  # ClearSolutions' Dict trait: language -> the stub released in place of a solution
 
     def _pop_stub(self, cell: NotebookNode) -> str | None:
         """Remove the stub region from the cell; return its uncommented text, or None."""
@@ -62,7 +65,9 @@ class ClearSolutionsWithStubs(ClearSolutions):  # type: ignore[misc]  # nbgrader
             else:
                 kept.append(line)
         if inside:
-            raise ReleaseStubError(f"release stub without '{self.end_stub_delimiter}':\n{cell.source}")
+            raise ReleaseStubError(
+                f"release stub without '{self.end_stub_delimiter}':\n{cell.source}"
+            )
         cell.source = "\n".join(kept)
         return None if stub is None else "\n".join(stub)
 
@@ -71,9 +76,14 @@ class ClearSolutionsWithStubs(ClearSolutions):  # type: ignore[misc]  # nbgrader
     ) -> tuple[NotebookNode, ResourcesDict]:
         stub = self._pop_stub(cell) if cell.cell_type == "code" else None
         if stub is None:
-            return cast("tuple[NotebookNode, ResourcesDict]", super().preprocess_cell(cell, resources, cell_index))
+            return cast(
+                "tuple[NotebookNode, ResourcesDict]",
+                super().preprocess_cell(cell, resources, cell_index),
+            )
         if self.begin_solution_delimeter not in cell.source:
-            raise ReleaseStubError(f"a release stub needs a solution region in the same cell:\n{cell.source}")
+            raise ReleaseStubError(
+                f"a release stub needs a solution region in the same cell:\n{cell.source}"
+            )
         default = self.code_stub
         self.code_stub = {**default, resources["language"]: stub}
         try:

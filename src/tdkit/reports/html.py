@@ -353,7 +353,10 @@ def group_checks(checks: list[CheckResult]) -> list[GroupView]:
     order = [g for g in GROUPS if g in by_group] + sorted(set(by_group) - set(GROUPS))
     # sorted() is stable: failed checks first, each part in the order the checks ran.
     return [
-        GroupView(g, BY_NAME[g].label if g in BY_NAME else "", sorted(by_group[g], key=lambda c: c.passed)) for g in order
+        GroupView(
+            g, BY_NAME[g].label if g in BY_NAME else "", sorted(by_group[g], key=lambda c: c.passed)
+        )
+        for g in order
     ]
 
 
@@ -462,12 +465,16 @@ class FailedCheck:
     check_id: str
     count: int
     share: float
-    example: str  # the most frequent message of this check, from a notebook judged function by function
+    example: (
+        str  # the most frequent message of this check, from a notebook judged function by function
+    )
 
 
 def frequent_failures(results: AssignmentResults) -> list[FailedCheck]:
     messages: dict[str, Counter[str]] = {}
-    judged: dict[str, Counter[str]] = {}  # notebooks with no notice at the top: their messages stand alone
+    judged: dict[
+        str, Counter[str]
+    ] = {}  # notebooks with no notice at the top: their messages stand alone
     for student in results.students.values():
         for result in student.checks:
             if not result.passed:
@@ -476,7 +483,9 @@ def frequent_failures(results: AssignmentResults) -> list[FailedCheck]:
                     judged.setdefault(result.check_id, Counter())[result.message] += 1
     n = len(results.students)
     rows = [
-        FailedCheck(cid, sum(c.values()), sum(c.values()) / n, (judged.get(cid) or c).most_common(1)[0][0])
+        FailedCheck(
+            cid, sum(c.values()), sum(c.values()) / n, (judged.get(cid) or c).most_common(1)[0][0]
+        )
         for cid, c in messages.items()
     ]
     return sorted(rows, key=lambda r: (-r.count, r.check_id))
@@ -494,7 +503,10 @@ def missing_modules(results: AssignmentResults) -> list[MissingModule]:
     for sid in sorted(results.students):
         for module in results.students[sid].missing_modules:
             by_module.setdefault(module, []).append(sid)
-    return [MissingModule(m, s) for m, s in sorted(by_module.items(), key=lambda item: (-len(item[1]), item[0]))]
+    return [
+        MissingModule(m, s)
+        for m, s in sorted(by_module.items(), key=lambda item: (-len(item[1]), item[0]))
+    ]
 
 
 def render_summary(results: AssignmentResults) -> str:
@@ -540,7 +552,11 @@ def rerender_reports(results_json: Path, out_dir: Path) -> ReportFiles:
 
 
 def render_reports(
-    results: AssignmentResults, out_dir: Path, only: Collection[str] | None = None, *, summary: bool = True
+    results: AssignmentResults,
+    out_dir: Path,
+    only: Collection[str] | None = None,
+    *,
+    summary: bool = True,
 ) -> ReportFiles:
     """Write ``out_dir/<student_id>.html`` for every student and ``out_dir/index.html``.
 
@@ -556,7 +572,9 @@ def render_reports(
         if only is not None and sid not in only and pages[sid].is_file():
             continue
         pages[sid].write_text(
-            render_student(results.students[sid], results.assignment, plotter, packages=results.environment),
+            render_student(
+                results.students[sid], results.assignment, plotter, packages=results.environment
+            ),
             encoding="utf-8",
         )
     index = out_dir / "index.html"

@@ -71,10 +71,14 @@ def comment_lines(student: StudentResult, assignment: str) -> list[str]:
     elif student.seconds_late:
         lines.append(f"Rendu avec {format_delay(student.seconds_late)} de retard, sans pénalité.")
     if student.graded_with:
-        lines.append(f"Travail du groupe « {student.group} », corrigé une fois pour tout le groupe.")
+        lines.append(
+            f"Travail du groupe « {student.group} », corrigé une fois pour tout le groupe."
+        )
     if student.failure:
         lines.append(f"Exécution interrompue : {_first_line(student.failure)}")
-    lines += [f"Échec {c.check_id} : {_first_line(c.message)}" for c in student.checks if not c.passed]
+    lines += [
+        f"Échec {c.check_id} : {_first_line(c.message)}" for c in student.checks if not c.passed
+    ]
     lines.append(f"Détail dans le fichier de retour {feedback_file_name(assignment)}.")
     return lines
 
@@ -139,9 +143,15 @@ def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
         for sid in graded:
             name = str(roster.participants.get(sid, {}).get("full_name") or "")
             page = render_student(
-                results.students[sid], results.assignment, plotter, summary_href=None, packages=results.environment
+                results.students[sid],
+                results.assignment,
+                plotter,
+                summary_href=None,
+                packages=results.environment,
             )
-            info = zipfile.ZipInfo(zip_entry_name(name, sid, results.assignment), date_time=ZIP_DATE)
+            info = zipfile.ZipInfo(
+                zip_entry_name(name, sid, results.assignment), date_time=ZIP_DATE
+            )
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o100644 << 16
             zf.writestr(info, page.encode("utf-8"))
@@ -155,4 +165,3 @@ def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
         not_in_worksheet=sorted(set(results.students) - in_sheet),
         comments=has_comments,
     )
-

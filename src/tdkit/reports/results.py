@@ -61,14 +61,18 @@ class StudentResult:
     seconds_late: float = 0.0  # past the student's due date (extension included)
     late_penalty: float = 0.0  # points taken off by the late-submission plugin
     group: str | None = None  # the student's group (binôme), if any
-    graded_with: str | None = None  # the group member whose notebook was graded, when not this student
+    graded_with: str | None = (
+        None  # the group member whose notebook was graded, when not this student
+    )
     # Modules the notebook imported from outside the course environment (td-requirements.txt).
     missing_modules: list[str] = field(default_factory=list)
     refused: bool = False  # never run (unreadable, not the TD): ``failure`` says why
     notice: str | None = None  # what is wrong with the notebook as a whole (the release unchanged)
     # What it was graded from: {"submission": digest, "grader": {part: digest}} (tdkit.trusted.incremental).
     fingerprint: dict[str, Any] = field(default_factory=dict)
-    grader_failure: bool = False  # failed on the grader's side, not the student's: graded again next time
+    grader_failure: bool = (
+        False  # failed on the grader's side, not the student's: graded again next time
+    )
 
     @property
     def final_score(self) -> float:
@@ -163,7 +167,9 @@ class AssignmentResults:
 
 
 def write_results_json(results: AssignmentResults, path: Path) -> None:
-    write_atomically(path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n")
+    write_atomically(
+        path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    )
 
 
 def read_results_json(path: Path) -> AssignmentResults:
@@ -176,12 +182,39 @@ def write_grades_csv(results: AssignmentResults, path: Path) -> None:
 
     buffer = StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student_id", "assignment", "auto_score", "auto_max_score", "failed_checks", "failure",
-                     "submitted_at", "seconds_late", "late_penalty", "final_score", "group", "graded_with"])
+    writer.writerow(
+        [
+            "student_id",
+            "assignment",
+            "auto_score",
+            "auto_max_score",
+            "failed_checks",
+            "failure",
+            "submitted_at",
+            "seconds_late",
+            "late_penalty",
+            "final_score",
+            "group",
+            "graded_with",
+        ]
+    )
     for sid in sorted(results.students):
         student = results.students[sid]
         failed = sum(not c.passed for c in student.checks)
-        writer.writerow([sid, results.assignment, f"{student.score:g}", f"{student.max_score:g}", failed, student.failure or "",
-                         student.submitted_at or "", f"{student.seconds_late:.0f}", f"{student.late_penalty:g}",
-                         f"{student.final_score:g}", student.group or "", student.graded_with or ""])
+        writer.writerow(
+            [
+                sid,
+                results.assignment,
+                f"{student.score:g}",
+                f"{student.max_score:g}",
+                failed,
+                student.failure or "",
+                student.submitted_at or "",
+                f"{student.seconds_late:.0f}",
+                f"{student.late_penalty:g}",
+                f"{student.final_score:g}",
+                student.group or "",
+                student.graded_with or "",
+            ]
+        )
     write_atomically(path, buffer.getvalue())

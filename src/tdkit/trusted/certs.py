@@ -75,10 +75,14 @@ def make_certificates(directory: Path, names: Sequence[str], days: int = VALID_D
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError as error:
-        raise TdkitError("Making certificates needs 'cryptography': pip install 'tdkit[scale]'.") from error
+        raise TdkitError(
+            "Making certificates needs 'cryptography': pip install 'tdkit[scale]'."
+        ) from error
     bad = [n for n in names if not MACHINE_NAME.fullmatch(n) or n == CA_FOLDER]
     if bad or not names:
-        raise TdkitError(f"Give machine names made of letters, digits, '.', '_' or '-' (not '{CA_FOLDER}'): {bad or 'none given'}.")
+        raise TdkitError(
+            f"Give machine names made of letters, digits, '.', '_' or '-' (not '{CA_FOLDER}'): {bad or 'none given'}."
+        )
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_folder = directory / CA_FOLDER
     ca_key_path, ca_cert_path = ca_folder / "ca-key.pem", ca_folder / "ca.pem"
@@ -87,22 +91,46 @@ def make_certificates(directory: Path, names: Sequence[str], days: int = VALID_D
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tdkit course CA")])
         ca_cert = (
-            x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(ca_key, hashes.SHA256())
         )
-        _write(ca_key_path, ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()), private=True)
+        _write(
+            ca_key_path,
+            ca_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            private=True,
+        )
         _write(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     else:
         loaded_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
         if not isinstance(loaded_key, ec.EllipticCurvePrivateKey):
-            raise TdkitError(f"{ca_key_path} is not a key made by 'tdkit certs': move {ca_folder} away and run it again.")
+            raise TdkitError(
+                f"{ca_key_path} is not a key made by 'tdkit certs': move {ca_folder} away and run it again."
+            )
         ca_key, ca_cert = loaded_key, x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     machines = []
     for name in names:
@@ -110,17 +138,31 @@ def make_certificates(directory: Path, names: Sequence[str], days: int = VALID_D
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         files = MachineFiles(directory / name)
-        _write(files.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()), private=True)
+        _write(
+            files.key,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            private=True,
+        )
         _write(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
         _write(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
         machines.append(files)

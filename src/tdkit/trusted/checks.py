@@ -21,7 +21,9 @@ from tdkit.reports.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
-NOT_EVALUATED = "Non évalué : le notebook rendu n'a pas été exécuté (la raison est en haut de la page)."
+NOT_EVALUATED = (
+    "Non évalué : le notebook rendu n'a pas été exécuté (la raison est en haut de la page)."
+)
 UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
 
 
@@ -30,7 +32,9 @@ def check(check_id: str, points: float) -> Callable[[F], F]:
     if "/" not in check_id:
         raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
     if check_id.split("/", 1)[0] not in GROUPS:
-        raise ValueError(f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)")
+        raise ValueError(
+            f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)"
+        )
     return pytest.mark.check(id=check_id, points=float(points))
 
 
@@ -71,7 +75,9 @@ class _Collector:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "check(id, points): a hidden check and its points")
 
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         selected: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
@@ -99,7 +105,11 @@ class _Collector:
         passed = report.passed and report.when == "call"
         notes = [str(value) for name, value in item.user_properties if name == "note"]
         self.results[check_id] = CheckResult(
-            check_id, passed, max_points if passed else 0.0, max_points, _message(call.excinfo, notes)
+            check_id,
+            passed,
+            max_points if passed else 0.0,
+            max_points,
+            _message(call.excinfo, notes),
         )
 
 
@@ -119,8 +129,13 @@ def _forget_other_course(tests_dir: Path) -> None:
         if not path:
             continue
         parent = Path(path).resolve().parent
-        ours = parent == course / "grader_tests" or course / "reference" in (parent, *parent.parents)
-        theirs = parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
+        ours = parent == course / "grader_tests" or course / "reference" in (
+            parent,
+            *parent.parents,
+        )
+        theirs = (
+            parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
+        )
         if theirs and not ours:
             del sys.modules[name]
 
@@ -139,15 +154,20 @@ def run_checks(
     args = [
         str(tests_dir),
         f"--artifacts={Path(artifacts_dir).resolve()}",
-        "-p", "no:cacheprovider",
-        "-p", "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
         # Its full garbage collections cost up to a second per submission.
-        "-p", "no:unraisableexception",
-        "-o", "python_files=checks_*.py",
+        "-p",
+        "no:unraisableexception",
+        "-o",
+        "python_files=checks_*.py",
         "--capture=no",
         "-q",
         "--no-header",
-        "-W", "ignore",
+        "-W",
+        "ignore",
     ]
     if reference_out is not None:
         args.append(f"--reference-out={reference_out}")
@@ -163,5 +183,7 @@ def run_checks(
     finally:
         torch.set_num_threads(threads)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        raise ChecksCrashed(f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}")
+        raise ChecksCrashed(
+            f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}"
+        )
     return sorted(collector.results.values(), key=lambda r: r.check_id)

@@ -63,7 +63,9 @@ class ClusterLost(BaseException):
 
 def code_digest() -> str:
     """A digest of tdkit's own source files: equal on two machines when they run the same code."""
-    package = Path(__file__).resolve().parents[1]  # the whole tdkit package, not this stage's folder
+    package = (
+        Path(__file__).resolve().parents[1]
+    )  # the whole tdkit package, not this stage's folder
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())
@@ -121,8 +123,12 @@ class DaskExecutor(Executor):
     def __init__(self, client: Any, cluster: Cluster) -> None:
         self.client = client
         self.cluster = cluster
-        self._waiting: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = deque()
-        self._tasks: dict[str, Any] = {}  # key -> distributed.Future, held until done (else the task is dropped)
+        self._waiting: deque[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+        ] = deque()
+        self._tasks: dict[
+            str, Any
+        ] = {}  # key -> distributed.Future, held until done (else the task is dropped)
         self._running: list[Future[Any]] = []  # the futures of self._tasks
         self._lock = threading.Lock()
         self._shutdown = False
@@ -150,11 +156,23 @@ class DaskExecutor(Executor):
                 if future.set_running_or_notify_cancel():
                     self._send(future, fn, args, kwargs)
 
-    def _send(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _send(
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         student = getattr(args[0], "student_id", None) if args else None
         key = f"tdkit-{student or getattr(fn, '__name__', 'job')}-{uuid.uuid4().hex[:8]}"
-        if self._lost is not None or self.client.status not in ("running", "connecting", "newly-created"):
-            future.set_exception(self._lost or ClusterLost(f"the Dask client is {self.client.status}"))
+        if self._lost is not None or self.client.status not in (
+            "running",
+            "connecting",
+            "newly-created",
+        ):
+            future.set_exception(
+                self._lost or ClusterLost(f"the Dask client is {self.client.status}")
+            )
             return
         try:
             task = self.client.submit(fn, *args, key=key, pure=False, **kwargs)
@@ -189,7 +207,9 @@ class DaskExecutor(Executor):
                 future.set_exception(self._lost)
         except Exception as error:  # noqa: BLE001 - e.g. the result could not be fetched: the future ends
             if self.client.status != "running":
-                self._lost = self._lost or ClusterLost(f"lost the Dask scheduler {self.cluster.address}")
+                self._lost = self._lost or ClusterLost(
+                    f"lost the Dask scheduler {self.cluster.address}"
+                )
             if not future.done():
                 future.set_exception(self._lost or error)
         self._dispatch()
@@ -223,7 +243,9 @@ class DaskExecutor(Executor):
 def _unreachable(address: str, error: BaseException) -> TdkitError:
     tls = (
         " Over tls://, this machine's certificate must be signed by the same course CA as the "
-        "scheduler's ('tdkit certs DIR NAME', one CA for the whole cluster)." if address.startswith("tls://") else ""
+        "scheduler's ('tdkit certs DIR NAME', one CA for the whole cluster)."
+        if address.startswith("tls://")
+        else ""
     )
     return TdkitError(
         f"Cannot reach a Dask scheduler at {address} ({type(error).__name__}: {error}). Check the address "
@@ -239,7 +261,9 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except (OSError, UnicodeError):
         return False
-    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
 
 
 def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
@@ -259,10 +283,16 @@ def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
         files = MachineFiles(tls).check()
         from distributed.security import Security
 
-        return Security(require_encryption=True, tls_ca_file=str(files.ca), tls_client_cert=str(files.cert),
-                        tls_client_key=str(files.key)), []
+        return Security(
+            require_encryption=True,
+            tls_ca_file=str(files.ca),
+            tls_client_cert=str(files.cert),
+            tls_client_key=str(files.key),
+        ), []
     if scheme != "tcp" or not host:
-        raise TdkitError(f"{address!r} is not a scheduler address: give it as tls://HOST:PORT (or tcp://127.0.0.1:PORT).")
+        raise TdkitError(
+            f"{address!r} is not a scheduler address: give it as tls://HOST:PORT (or tcp://127.0.0.1:PORT)."
+        )
     if tls is not None:
         raise TdkitError(f"--tls is for a tls:// scheduler: give the address as tls://{rest}.")
     if is_loopback(host):
@@ -275,7 +305,11 @@ def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
 
 
 def connect(
-    address: str, *, tls: Path | None = None, data_dirs: Iterable[str | Path] = (), timeout: float = CONNECT_TIMEOUT
+    address: str,
+    *,
+    tls: Path | None = None,
+    data_dirs: Iterable[str | Path] = (),
+    timeout: float = CONNECT_TIMEOUT,
 ) -> DaskExecutor:
     """A client of the scheduler at ``address``, its workers checked; raises TdkitError naming the fix.
 
@@ -295,7 +329,9 @@ def connect(
     except (OSError, TimeoutError, ValueError) as error:
         raise _unreachable(address, error) from error
     try:
-        executor = DaskExecutor(client, _inspect(client, address, [str(d) for d in data_dirs], timeout))
+        executor = DaskExecutor(
+            client, _inspect(client, address, [str(d) for d in data_dirs], timeout)
+        )
     except BaseException:
         client.close()
         raise
@@ -316,18 +352,28 @@ def _inspect(client: Any, address: str, data_dirs: list[str], timeout: float) ->
     problems, notes = [], []
     for worker, report in sorted(reports.items()):
         if isinstance(report, BaseException):
-            problems.append(f"{worker} cannot run tdkit ({type(report).__name__}: {report}): install it there")
+            problems.append(
+                f"{worker} cannot run tdkit ({type(report).__name__}: {report}): install it there"
+            )
         elif report["code"] != mine:
-            problems.append(f"{worker} runs other tdkit code than this machine: install the same version there")
+            problems.append(
+                f"{worker} runs other tdkit code than this machine: install the same version there"
+            )
         elif report["missing"]:
-            problems.append(f"{worker} lacks the grading data {', '.join(report['missing'])}: copy it to that path")
+            problems.append(
+                f"{worker} lacks the grading data {', '.join(report['missing'])}: copy it to that path"
+            )
         elif not report["bwrap"]:
-            notes.append(f"{worker}: no bubblewrap, submissions run with resource limits only (apt-get install bubblewrap)")
+            notes.append(
+                f"{worker}: no bubblewrap, submissions run with resource limits only (apt-get install bubblewrap)"
+            )
     if problems:
         raise TdkitError("Some Dask workers cannot grade:\n  " + "\n  ".join(problems))
     try:
         # A lambda travels by value: the scheduler machine needs no tdkit to answer.
-        allowed = int(client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures))
+        allowed = int(
+            client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+        )
     except Exception:  # noqa: BLE001 - a scheduler that refuses to run code: assume its default
         import dask
 
@@ -359,7 +405,9 @@ def grade_on_cluster(
         with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
             for line in executor.cluster.summary():
                 progress(line)
-            return grade_all(course, student=student, everyone=everyone, executor=executor, progress=progress)
+            return grade_all(
+                course, student=student, everyone=everyone, executor=executor, progress=progress
+            )
     except ClusterLost as error:
         raise TdkitError(
             f"Grading stopped: {error}. The students graded before it are in the gradebook; run the same "

@@ -24,10 +24,14 @@ from tdkit.reports.results import AssignmentResults, StudentResult
 from tdkit.trusted.gradebook import record_grades
 
 
-def _with_lateness(result: StudentResult, deadlines: Deadlines, timestamp: str | None) -> StudentResult:
+def _with_lateness(
+    result: StudentResult, deadlines: Deadlines, timestamp: str | None
+) -> StudentResult:
     late = deadlines.assess(result.student_id, timestamp, result.score)
     submitted = late.submitted.astimezone(timezone.utc).isoformat() if late.submitted else None
-    return dataclasses.replace(result, submitted_at=submitted, seconds_late=late.seconds_late, late_penalty=late.penalty)
+    return dataclasses.replace(
+        result, submitted_at=submitted, seconds_late=late.seconds_late, late_penalty=late.penalty
+    )
 
 
 def after_grading(
@@ -53,7 +57,9 @@ def after_grading(
             for m in group.members
             if m != group.graded
         }
-        if group.graded not in regraded and all(results.students.get(m) == r for m, r in shared.items()):
+        if group.graded not in regraded and all(
+            results.students.get(m) == r for m, r in shared.items()
+        ):
             continue
         timestamp = _submitted_at(course, group.graded)
         autograded = course.autograded_notebook(group.graded)
@@ -61,7 +67,9 @@ def after_grading(
         for member, result in shared.items():
             # The group's lateness and penalty (the graded member's due date) go to every member.
             results.students[member] = result
-            record_grades(course, member, source.checks, executed, timestamp, deadline_of=group.graded)
+            record_grades(
+                course, member, source.checks, executed, timestamp, deadline_of=group.graded
+            )
             if executed is not None:
                 target = course.autograded_notebook(member)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,11 @@ class _OwnScripts(HTMLParser):
             self.student = True
             return
         self.handlers += [v for k, v in attrs if k.startswith("on") and v]
-        if tag == "script" and "src" not in values and (values.get("type") or "").lower() in SCRIPT_TYPES:
+        if (
+            tag == "script"
+            and "src" not in values
+            and (values.get("type") or "").lower() in SCRIPT_TYPES
+        ):
             self._script = []
 
     def handle_data(self, data: str) -> None:
@@ -62,7 +66,11 @@ class _OwnScripts(HTMLParser):
 
 
 def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+    return (
+        "'sha256-"
+        + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+        + "'"
+    )
 
 
 def policy(page: str | None, origin: str, base_url: str) -> str:
@@ -73,21 +81,29 @@ def policy(page: str | None, origin: str, base_url: str) -> str:
         own.feed(page)
         own.close()
     hashes = sorted({_sha256(s) for s in own.scripts} | {_sha256(h) for h in own.handlers})
-    scripts = " ".join([f"{origin}{base_url}formgrader/static/", *hashes, *(["'unsafe-hashes'"] if own.handlers else [])])
-    return "; ".join([
-        "default-src 'none'",
-        f"script-src {scripts}",
-        "style-src 'self' 'unsafe-inline'",  # formgrader's inline styles; CSS cannot run script
-        "img-src 'self' data:",
-        "font-src 'self' data:",
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-src 'none'",
-        "object-src 'none'",
-        "frame-ancestors 'self'",
-        f"report-uri {base_url}api/security/csp-report",  # Jupyter logs each violation
-    ])
+    scripts = " ".join(
+        [
+            f"{origin}{base_url}formgrader/static/",
+            *hashes,
+            *(["'unsafe-hashes'"] if own.handlers else []),
+        ]
+    )
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {scripts}",
+            "style-src 'self' 'unsafe-inline'",  # formgrader's inline styles; CSS cannot run script
+            "img-src 'self' data:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-src 'none'",
+            "object-src 'none'",
+            "frame-ancestors 'self'",
+            f"report-uri {base_url}api/security/csp-report",  # Jupyter logs each violation
+        ]
+    )
 
 
 class FormgraderPolicy(OutputTransform):
@@ -105,10 +121,18 @@ class FormgraderPolicy(OutputTransform):
         base_url = self.base_url
         html = headers.get("Content-Type", "").startswith("text/html")
         path = self.request.path or ""
-        if html and path.startswith(f"{base_url}formgrader/") and not path.startswith(f"{base_url}formgrader/static/"):
+        if (
+            html
+            and path.startswith(f"{base_url}formgrader/")
+            and not path.startswith(f"{base_url}formgrader/static/")
+        ):
             # A file of the autograded folder served as is (formgrader's SubmissionFilesHandler): no template of its own.
-            served_file = re.fullmatch(rf"{re.escape(base_url)}formgrader/submissions/[^/]+/.+", path)
-            page = chunk.decode("utf-8", errors="replace") if finishing and not served_file else None
+            served_file = re.fullmatch(
+                rf"{re.escape(base_url)}formgrader/submissions/[^/]+/.+", path
+            )
+            page = (
+                chunk.decode("utf-8", errors="replace") if finishing and not served_file else None
+            )
             origin = f"{self.request.protocol}://{self.request.host}"
             headers["Content-Security-Policy"] = policy(page, origin, base_url)
         return status_code, headers, chunk
@@ -120,5 +144,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     base_url = serverapp.web_app.settings.get("base_url", "/")
-    serverapp.web_app.add_transform(type("FormgraderPolicy", (FormgraderPolicy,), {"base_url": base_url}))
+    serverapp.web_app.add_transform(
+        type("FormgraderPolicy", (FormgraderPolicy,), {"base_url": base_url})
+    )
     serverapp.log.info("tdkit: Content-Security-Policy on formgrader pages")

@@ -63,7 +63,9 @@ class GradeRun:
     grades_csv: Path | None = None
     reports_dir: Path | None = None
     seconds: float = 0.0
-    grading_seconds: float = 0.0  # from the first job sent to the last result judged: the rest is what keeping costs
+    grading_seconds: float = (
+        0.0  # from the first job sent to the last result judged: the rest is what keeping costs
+    )
     plan: Plan = field(default_factory=Plan)  # why each student was graded; who was skipped
     registered: bool = False  # the committed release was registered in the gradebook (fresh clone)
 
@@ -84,7 +86,10 @@ def _reference_views(path: Path) -> tuple[list[float] | None, list[list[float]] 
     try:
         views = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None, None  # the checks crashed before writing: the page shows the student's side only
+        return (
+            None,
+            None,
+        )  # the checks crashed before writing: the page shows the student's side only
     return _finite(views.get("loss_history")), views.get("confusion")
 
 
@@ -122,7 +127,11 @@ def prepare_job(
     require_assignment(nb, course.release_notebook)
     prepared = prepare_submission(course, nb, student_id, profile)
     return SandboxJob(
-        student_id, nbformat.writes(prepared), limits, tuple(map(str, profile.data_dirs())), environment.kernel_json()
+        student_id,
+        nbformat.writes(prepared),
+        limits,
+        tuple(map(str, profile.data_dirs())),
+        environment.kernel_json(),
     )
 
 
@@ -148,7 +157,9 @@ def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
     if outcome.record.failure is not None:
         notes.append(outcome.record.failure)
     if outcome.returncode not in (0, None) and not outcome.record.written:
-        notes.append(f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}")
+        notes.append(
+            f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}"
+        )
     if outcome.record.truncated:
         notes.append(
             f"Sorties tronquées : le notebook a affiché plus de {limits.max_output_mb} Mo ; seul le début est "
@@ -167,7 +178,9 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         artifacts.mkdir()
         for name, data in outcome.artifacts.items():
             (artifacts / Path(name).name).write_bytes(data)
-        views = Path(folder) / "reference.json"  # outside the artifacts: nothing of the run's can stand in
+        views = (
+            Path(folder) / "reference.json"
+        )  # outside the artifacts: nothing of the run's can stand in
         checks = run_checks(artifacts, course.grader_tests, reference_out=views)
         history, confusion = _student_views(artifacts)
         reference_history, reference_confusion = _reference_views(views)
@@ -175,15 +188,22 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
     notice = None if refused else _untouched_notice(course, sid, limits)
     if refused or notice:
         # One message at the top of the report says why; each failed check only points to it.
-        checks = [c if c.passed else not_evaluated(c, NOT_EVALUATED if refused else UNCHANGED) for c in checks]
+        checks = [
+            c if c.passed else not_evaluated(c, NOT_EVALUATED if refused else UNCHANGED)
+            for c in checks
+        ]
     executed = formgrader_notebook(outcome)
     if executed is not None:
-        executed = sanitise_notebook(executed, release_text(course.release_notebook))  # what graders' browsers render
+        executed = sanitise_notebook(
+            executed, release_text(course.release_notebook)
+        )  # what graders' browsers render
         target = course.autograded_notebook(sid)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)
     # Free-text answers are judged on the trusted prepared notebook, never on what the run wrote.
-    record_grades(course, sid, checks, prepared_notebook(outcome) or executed, _submitted_at(course, sid))
+    record_grades(
+        course, sid, checks, prepared_notebook(outcome) or executed, _submitted_at(course, sid)
+    )
     return StudentResult(
         sid,
         checks,
@@ -241,13 +261,18 @@ def _ungraded(course: Course, student_id: str, failure: str) -> StudentResult:
 def _other_assignments(course: Course) -> set[str]:
     if not course.submitted.is_dir():
         return set()
-    return {p.name for p in course.submitted.glob("*/*") if p.is_dir() and p.name != course.assignment}
+    return {
+        p.name for p in course.submitted.glob("*/*") if p.is_dir() and p.name != course.assignment
+    }
 
 
 def submitted_students(course: Course) -> list[str]:
     if not course.submitted.is_dir():
         return []
-    return sorted(p.parent.parent.name for p in course.submitted.glob(f"*/{course.assignment}/{course.assignment}.ipynb"))
+    return sorted(
+        p.parent.parent.name
+        for p in course.submitted.glob(f"*/{course.assignment}/{course.assignment}.ipynb")
+    )
 
 
 def grade_all(
@@ -276,20 +301,30 @@ def grade_all(
             "'tdkit collect ARCHIVE.zip' first."
         )
     if not students:
-        raise TdkitError(f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first.")
+        raise TdkitError(
+            f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first."
+        )
     started = time.perf_counter()
     # A gradebook without the assignment (a fresh clone) would give everyone 0: register it first.
     registered = register_release(course)
     if registered:
-        progress(f"registered the committed {course.release_notebook.relative_to(course.root)} in the gradebook")
+        progress(
+            f"registered the committed {course.release_notebook.relative_to(course.root)} in the gradebook"
+        )
     limits = limits or course_limits(course)
-    environment = grading_environment(course.root)  # an uninstalled package is the grader's fault: stop
+    environment = grading_environment(
+        course.root
+    )  # an uninstalled package is the grader's fault: stop
     results_path = course.reports / "results.json"
     previous = _previous_results(results_path, progress)
     # Everyone still submitted keeps their last result; the students graded now replace theirs.
     results = AssignmentResults(
         course.assignment,
-        {sid: previous.students[sid] for sid in students if previous is not None and sid in previous.students},
+        {
+            sid: previous.students[sid]
+            for sid in students
+            if previous is not None and sid in previous.students
+        },
     )
     grader = grader_fingerprint(course, limits, profile)
     digests = {sid: submission_digest(course, sid, limits) for sid in students}
@@ -301,13 +336,17 @@ def grade_all(
     results.environment = list(environment.packages)
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
-    pool = executor or ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted")
+    pool = executor or ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted"
+    )
     grading_started = time.perf_counter()
     pending = {}
     done: list[SandboxOutcome] = []
     for sid in todo.grade:
         try:
-            pending[pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))] = sid
+            pending[
+                pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))
+            ] = sid
         except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
             done.append(_refused(sid, error))
     crashed: set[str] = set()  # jobs whose process died: no fault of the notebook's that we know of
@@ -322,7 +361,9 @@ def grade_all(
                     f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}"
                 ) from error
             except Exception as error:  # noqa: BLE001 - one submission's fault never stops the batch
-                result = _ungraded(course, sid, f"Correction impossible ({type(error).__name__}) : {error}")
+                result = _ungraded(
+                    course, sid, f"Correction impossible ({type(error).__name__}) : {error}"
+                )
                 crashed.add(sid)
             result.fingerprint = {SUBMISSION: digests[sid], GRADER: grader}
             result.grader_failure = sid in crashed
@@ -343,15 +384,33 @@ def grade_all(
     write_grades_csv(results, course.reports / "grades.csv")
     # Pages whose result is as before stay; a group member's page follows the notebook graded for them.
     unchanged = previous is not None and previous.to_json() == results.to_json()
-    render_reports(results, course.reports / "html", only=_changed_results(results, previous), summary=not unchanged)
-    return GradeRun(results, list(todo.grade), results_path, course.reports / "grades.csv", course.reports / "html",
-                    time.perf_counter() - started, grading_seconds, todo, registered)
+    render_reports(
+        results,
+        course.reports / "html",
+        only=_changed_results(results, previous),
+        summary=not unchanged,
+    )
+    return GradeRun(
+        results,
+        list(todo.grade),
+        results_path,
+        course.reports / "grades.csv",
+        course.reports / "html",
+        time.perf_counter() - started,
+        grading_seconds,
+        todo,
+        registered,
+    )
 
 
 def _changed_results(results: AssignmentResults, previous: AssignmentResults | None) -> set[str]:
     """Students whose result differs from the previous run's (or who had none)."""
     before = previous.students if previous is not None else {}
-    return {sid for sid, now in results.students.items() if sid not in before or before[sid].to_json() != now.to_json()}
+    return {
+        sid
+        for sid, now in results.students.items()
+        if sid not in before or before[sid].to_json() != now.to_json()
+    }
 
 
 def _previous_results(path: Path, progress: Callable[[str], None]) -> AssignmentResults | None:
@@ -360,7 +419,9 @@ def _previous_results(path: Path, progress: Callable[[str], None]) -> Assignment
     try:
         return read_results_json(path)
     except (ValueError, KeyError, TypeError) as error:
-        progress(f"{path} is unreadable ({type(error).__name__}: {error}): every submission is graded again")
+        progress(
+            f"{path} is unreadable ({type(error).__name__}: {error}): every submission is graded again"
+        )
         return None
 
 

@@ -76,9 +76,13 @@ def record_grades(
             # nbgrader's own due date and extension: formgrader and nbgrader's lateness agree with tdkit's.
             if deadlines.due is not None:
                 gb.find_assignment(course.assignment).duedate = _naive_utc(deadlines.due)
-            submission = gb.update_or_create_submission(course.assignment, student_id, timestamp=timestamp)
+            submission = gb.update_or_create_submission(
+                course.assignment, student_id, timestamp=timestamp
+            )
             submission.extension = deadlines.extension(deadline_of or student_id)
-            late = deadlines.assess(deadline_of or student_id, timestamp, sum(c.points for c in checks))
+            late = deadlines.assess(
+                deadline_of or student_id, timestamp, sum(c.points for c in checks)
+            )
             notebook = gb.find_notebook(course.assignment, course.assignment)
             for cell in notebook.grade_cells:
                 grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
@@ -87,9 +91,15 @@ def record_grades(
                 else:
                     # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
                     answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
-                    grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
-                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-            submitted = gb.find_submission_notebook(course.assignment, course.assignment, student_id)
+                    grade.auto_score = (
+                        None if answer is None else min(float(answer), cell.max_score)
+                    )
+                grade.needs_manual_grade = (
+                    grade.manual_score is not None or grade.auto_score is None
+                )
+            submitted = gb.find_submission_notebook(
+                course.assignment, course.assignment, student_id
+            )
             submitted.late_submission_penalty = late.penalty or None
 
 
@@ -118,7 +128,9 @@ def formgrader_notebook(outcome: SandboxOutcome) -> nbformat.NotebookNode | None
         if cell.cell_type == "code" and cell.get("id") in ran_cells:
             source = ran_cells[cell.get("id")]
             outputs = source.get("outputs", [])
-            cell.outputs = [nbformat.from_dict(o) for o in outputs] if isinstance(outputs, list) else []
+            cell.outputs = (
+                [nbformat.from_dict(o) for o in outputs] if isinstance(outputs, list) else []
+            )
             count = source.get("execution_count")
             cell.execution_count = count if isinstance(count, int) else None
     return trusted

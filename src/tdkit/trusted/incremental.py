@@ -28,7 +28,11 @@ from tdkit.trusted.distributed import code_digest
 
 SUBMISSION = "submission"  # key of the submission's digest in a result's fingerprint
 GRADER = "grader"  # key of the grader's parts
-SKIPPED_NAMES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}  # written by running, not authored
+SKIPPED_NAMES = {
+    "__pycache__",
+    ".pytest_cache",
+    ".ipynb_checkpoints",
+}  # written by running, not authored
 NEW, CHANGED, GRADER_FAILED, NOT_IN_GRADEBOOK, ASKED, ALL = (
     "new submission",
     "submission changed",
@@ -66,7 +70,10 @@ def grader_fingerprint(course: Course, limits: Limits, profile: GradingProfile) 
         "limits": _sha(json.dumps(asdict(limits), sort_keys=True).encode()),
         # The data's content, not its path: another machine with the same data grades the same.
         "profile": _sha(
-            json.dumps({**asdict(profile), "DATA_SOURCE": tree_digest(profile.data_folder())}, sort_keys=True).encode()
+            json.dumps(
+                {**asdict(profile), "DATA_SOURCE": tree_digest(profile.data_folder())},
+                sort_keys=True,
+            ).encode()
         ),
         "tdkit": code_digest(),
     }
@@ -115,10 +122,10 @@ class Plan:
 
     def summary(self) -> str:
         why = Counter(reason.split(":")[0] for reason in self.grade.values())
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(why.items(), key=lambda kv: (-kv[1], kv[0])))
-        kept = (
-            f"skipped {len(self.keep)} unchanged submission(s) (same notebook, same grader: results kept)"
+        reasons = ", ".join(
+            f"{n} {reason}" for reason, n in sorted(why.items(), key=lambda kv: (-kv[1], kv[0]))
         )
+        kept = f"skipped {len(self.keep)} unchanged submission(s) (same notebook, same grader: results kept)"
         return f"{kept}; grading {len(self.grade)}" + (f" ({reasons})" if reasons else "")
 
 

@@ -31,10 +31,16 @@ DROPPED_NOTE = "[tdkit] Sortie non affichée ({types}) : seuls le texte, le HTML
 IMAGE_NOTE = "[tdkit] Image invalide supprimée ({types}) : son contenu n'est pas une image {kinds}."
 OUTPUT_TYPE_NOTE = "[tdkit] Sortie de type inconnu supprimée."
 
-JAVASCRIPT_TYPES = frozenset({"application/javascript", "text/javascript", "application/x-javascript", "text/ecmascript"})
+JAVASCRIPT_TYPES = frozenset(
+    {"application/javascript", "text/javascript", "application/x-javascript", "text/ecmascript"}
+)
 TEXT_TYPES = frozenset({"text/plain", "text/latex"})  # every renderer shows these escaped
 # Magic bytes of the raster images kept as they are (PNG, JPEG, GIF).
-IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",), "image/gif": (b"GIF87a", b"GIF89a")}
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
 NOTEBOOK_METADATA = ("kernelspec", "language_info")  # what nbgrader and Jupyter need to open it
 CELL_METADATA = ("nbgrader",)  # nbgrader's own, already checked against the gradebook
 
@@ -44,7 +50,9 @@ HTML_TAGS = frozenset(nh3.ALLOWED_TAGS) - {"area", "map"}
 URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "action", "background", "poster"})
 LINK_SCHEMES = ("http://", "https://", "mailto:")  # only followed when the grader clicks
 # An image embedded in the page itself: no request. SVG too: as an <img>, it never runs script.
-IMAGE_DATA_URL = re.compile(r"data:image/(png|jpeg|gif|svg\+xml);base64,[A-Za-z0-9+/=\s]*\Z", re.IGNORECASE)
+IMAGE_DATA_URL = re.compile(
+    r"data:image/(png|jpeg|gif|svg\+xml);base64,[A-Za-z0-9+/=\s]*\Z", re.IGNORECASE
+)
 
 
 def _url_filter(tag: str, attribute: str, value: str) -> str | None:
@@ -87,7 +95,7 @@ def neutralise_markdown(source: str, attachments: frozenset[str] = frozenset()) 
     out, last = [], 0
     for match in _ATTACHED_IMAGE.finditer(source):
         if match.group(2) in attachments:
-            out.append(_escape(source[last:match.start()]))
+            out.append(_escape(source[last : match.start()]))
             out.append(f"![{match.group(1)}](attachment:{match.group(2)})")
             last = match.end()
     out.append(_escape(source[last:]))
@@ -128,7 +136,11 @@ def _image_metadata(metadata: Any, kept: dict[str, Any]) -> dict[str, Any]:
     for mime in kept:
         entry = metadata.get(mime) if isinstance(metadata, dict) else None
         if mime in IMAGE_MAGIC and isinstance(entry, dict):
-            size = {k: v for k, v in entry.items() if k in ("width", "height") and isinstance(v, (int, float))}
+            size = {
+                k: v
+                for k, v in entry.items()
+                if k in ("width", "height") and isinstance(v, (int, float))
+            }
             if size:
                 clean[mime] = size
     return clean
@@ -143,10 +155,16 @@ def sanitise_output(output: Any) -> list[NotebookNode]:
         return [nbformat.v4.new_output("stream", name=name, text=_text(output.get("text", "")))]
     if kind == "error":
         traceback = output.get("traceback")
-        return [nbformat.v4.new_output(
-            "error", ename=_text(output.get("ename", "")), evalue=_text(output.get("evalue", "")),
-            traceback=[_text(line) for line in traceback] if isinstance(traceback, list) else [],
-        )]
+        return [
+            nbformat.v4.new_output(
+                "error",
+                ename=_text(output.get("ename", "")),
+                evalue=_text(output.get("evalue", "")),
+                traceback=[_text(line) for line in traceback]
+                if isinstance(traceback, list)
+                else [],
+            )
+        ]
     if kind not in ("display_data", "execute_result"):
         return [_note(OUTPUT_TYPE_NOTE)]
     data = output.get("data") if isinstance(output.get("data"), dict) else {}
@@ -178,14 +196,19 @@ def sanitise_output(output: Any) -> list[NotebookNode]:
         if kind == "execute_result":
             count = output.get("execution_count")
             extra["execution_count"] = count if isinstance(count, int) else None
-        outputs.append(nbformat.v4.new_output(kind, data=kept, metadata=_image_metadata(output.get("metadata"), kept),
-                                              **extra))
+        outputs.append(
+            nbformat.v4.new_output(
+                kind, data=kept, metadata=_image_metadata(output.get("metadata"), kept), **extra
+            )
+        )
     if scripts:
         outputs.append(_note(JS_NOTE.format(types=", ".join(scripts))))
     if dropped:
         outputs.append(_note(DROPPED_NOTE.format(types=", ".join(sorted(dropped))[:300])))
     if bad_images:
-        outputs.append(_note(IMAGE_NOTE.format(types=", ".join(bad_images), kinds="PNG, JPEG ou GIF")))
+        outputs.append(
+            _note(IMAGE_NOTE.format(types=", ".join(bad_images), kinds="PNG, JPEG ou GIF"))
+        )
     return outputs
 
 
@@ -195,7 +218,9 @@ def _clean_attachments(attachments: Any) -> dict[str, dict[str, str]]:
     if not isinstance(attachments, dict):
         return kept
     for name, bundle in attachments.items():
-        if not (isinstance(name, str) and re.fullmatch(r"[\w.\-]+", name) and isinstance(bundle, dict)):
+        if not (
+            isinstance(name, str) and re.fullmatch(r"[\w.\-]+", name) and isinstance(bundle, dict)
+        ):
             continue
         for mime, value in bundle.items():
             if mime in IMAGE_MAGIC and _decoded_image(mime, value):
@@ -210,18 +235,26 @@ def release_text(release: Path) -> frozenset[str]:
     return frozenset(_text(cell.source) for cell in nb.cells if cell.cell_type != "code")
 
 
-def sanitise_notebook(nb: NotebookNode, instructor_text: frozenset[str] = frozenset()) -> NotebookNode:
+def sanitise_notebook(
+    nb: NotebookNode, instructor_text: frozenset[str] = frozenset()
+) -> NotebookNode:
     """The notebook, with every piece the student controls made inert (a new object).
 
     The source of a cell nbgrader restores from the gradebook (locked), or that is exactly one of
     ``instructor_text`` (the release's own prose, which nbgrader does not lock), is kept as is."""
     nb = nbformat.from_dict(nb)
-    nb.metadata = nbformat.from_dict({k: nb.metadata[k] for k in NOTEBOOK_METADATA if k in nb.metadata})
+    nb.metadata = nbformat.from_dict(
+        {k: nb.metadata[k] for k in NOTEBOOK_METADATA if k in nb.metadata}
+    )
     for cell in nb.cells:
         student = not is_locked(cell) and _text(cell.source) not in instructor_text
-        cell.metadata = nbformat.from_dict({k: cell.metadata[k] for k in CELL_METADATA if k in cell.metadata})
+        cell.metadata = nbformat.from_dict(
+            {k: cell.metadata[k] for k in CELL_METADATA if k in cell.metadata}
+        )
         if cell.cell_type == "code":
-            cell.outputs = [clean for output in cell.get("outputs", []) for clean in sanitise_output(output)]
+            cell.outputs = [
+                clean for output in cell.get("outputs", []) for clean in sanitise_output(output)
+            ]
             continue
         if "attachments" in cell:
             cell.attachments = _clean_attachments(cell.attachments)
@@ -230,7 +263,9 @@ def sanitise_notebook(nb: NotebookNode, instructor_text: frozenset[str] = frozen
         if not student:
             continue
         if cell.cell_type == "markdown":
-            cell.source = neutralise_markdown(_text(cell.source), frozenset(cell.get("attachments", {})))
+            cell.source = neutralise_markdown(
+                _text(cell.source), frozenset(cell.get("attachments", {}))
+            )
         else:  # raw cells: some renderers insert them as HTML
             cell.source = _text(cell.source).replace("<", "&lt;")
     return nb

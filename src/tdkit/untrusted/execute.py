@@ -50,7 +50,9 @@ def _coerce_mime_data(msg: dict[str, Any]) -> None:
     if not isinstance(data, dict):
         return
     for mime, value in list(data.items()):
-        if not isinstance(mime, str) or (not mime.endswith("json") and not isinstance(value, (str, list))):
+        if not isinstance(mime, str) or (
+            not mime.endswith("json") and not isinstance(value, (str, list))
+        ):
             try:
                 data[str(mime)] = json.dumps(value)
             except (TypeError, ValueError):
@@ -190,4 +192,6 @@ def execute_notebook(
     except Exception as error:  # noqa: BLE001 - with allow_errors=False the first failing cell lands here
         if allow_errors:
             failure = f"{type(error).__name__}: {strip_ansi(str(error))[:2000]}"
-    return Execution(nb, time.perf_counter() - started, cell_errors(nb), failure, bool(client.truncated_cells))
+    return Execution(
+        nb, time.perf_counter() - started, cell_errors(nb), failure, bool(client.truncated_cells)
+    )

@@ -33,7 +33,9 @@ from tdkit.core.config import ENVIRONMENT_ENV
 
 KERNEL_PACKAGE = "tdkit"  # always importable: the grader's own cells (hidden tests, probe) use it
 # Run by IPython at kernel start, before any cell; binds no name in the notebook's namespace.
-KERNEL_ARGUMENTS = ("--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').untrusted.import_guard.install()",)
+KERNEL_ARGUMENTS = (
+    "--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').untrusted.import_guard.install()",
+)
 MARKER = "[tdkit] "
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _MARKED = re.compile(r"\[tdkit\] Le module `(" + _NAME.pattern + r")` n'est pas disponible")
@@ -56,7 +58,12 @@ def module_names(names: object) -> list[str]:
     """The valid module names of the list ``names`` (untrusted), each once, in order, at most ``MAX_RECORDED``."""
     found: list[str] = []
     for name in names if isinstance(names, list) else []:
-        if isinstance(name, str) and _NAME.fullmatch(name) and name not in found and len(found) < MAX_RECORDED:
+        if (
+            isinstance(name, str)
+            and _NAME.fullmatch(name)
+            and name not in found
+            and len(found) < MAX_RECORDED
+        ):
             found.append(name)
     return found
 
@@ -116,7 +123,11 @@ class Placeholder:
 
     def _fail(self) -> NoReturn:
         module = self._tdkit_module
-        note = _guard.note(module) if _guard is not None else missing_module_note(top_level(module), [])
+        note = (
+            _guard.note(module)
+            if _guard is not None
+            else missing_module_note(top_level(module), [])
+        )
         raise ModuleNotFoundError(
             f"{note} `{self._tdkit_name}` (importé de `{module}`) ne peut donc pas servir ici : écrivez ce code "
             "avec les paquets du cours, ou demandez l'ajout du paquet à td-requirements.txt.",
@@ -153,18 +164,31 @@ class Placeholder:
 def placeholder(module: str, name: str) -> Placeholder:
     """What a top-level import of ``module`` outside the environment binds to ``name``."""
     if _guard is not None and name == "*":
-        _guard.announce(module, f"`from {module} import *` n'a rien importé ; le notebook continue.")
+        _guard.announce(
+            module, f"`from {module} import *` n'a rien importé ; le notebook continue."
+        )
     elif _guard is not None:
-        _guard.announce(module, f"Votre import de `{name}` est remplacé : le notebook continue, et seul le "
-                                f"code qui utilise `{name}` échouera.")
+        _guard.announce(
+            module,
+            f"Votre import de `{name}` est remplacé : le notebook continue, et seul le "
+            f"code qui utilise `{name}` échouera.",
+        )
     return Placeholder(module, name)
 
 
 def _placeholder_call(module: str, name: str) -> ast.expr:
     # __import__("tdkit.untrusted.import_guard") returns the top package: walk down to the module.
-    package = ast.Call(ast.Name("__import__", ast.Load()), [ast.Constant("tdkit.untrusted.import_guard")], [])
-    guard = ast.Attribute(ast.Attribute(package, "untrusted", ast.Load()), "import_guard", ast.Load())
-    return ast.Call(ast.Attribute(guard, "placeholder", ast.Load()), [ast.Constant(module), ast.Constant(name)], [])
+    package = ast.Call(
+        ast.Name("__import__", ast.Load()), [ast.Constant("tdkit.untrusted.import_guard")], []
+    )
+    guard = ast.Attribute(
+        ast.Attribute(package, "untrusted", ast.Load()), "import_guard", ast.Load()
+    )
+    return ast.Call(
+        ast.Attribute(guard, "placeholder", ast.Load()),
+        [ast.Constant(module), ast.Constant(name)],
+        [],
+    )
 
 
 class TopLevelImports(ast.NodeTransformer):
@@ -188,7 +212,11 @@ class TopLevelImports(ast.NodeTransformer):
             for alias in statement.names:
                 if alias not in kept:
                     bound = alias.asname or top_level(alias.name)
-                    out.append(ast.Assign([ast.Name(bound, ast.Store())], _placeholder_call(alias.name, bound)))
+                    out.append(
+                        ast.Assign(
+                            [ast.Name(bound, ast.Store())], _placeholder_call(alias.name, bound)
+                        )
+                    )
         elif isinstance(statement, ast.ImportFrom) and statement.level == 0 and statement.module:
             if self.guard.allows(statement.module):
                 return [statement]
@@ -198,7 +226,12 @@ class TopLevelImports(ast.NodeTransformer):
                     out.append(ast.Expr(_placeholder_call(statement.module, "*")))
                 else:
                     bound = alias.asname or alias.name
-                    out.append(ast.Assign([ast.Name(bound, ast.Store())], _placeholder_call(statement.module, bound)))
+                    out.append(
+                        ast.Assign(
+                            [ast.Name(bound, ast.Store())],
+                            _placeholder_call(statement.module, bound),
+                        )
+                    )
         else:
             return [statement]
         return [ast.copy_location(new, statement) for new in out]

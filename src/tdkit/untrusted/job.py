@@ -33,7 +33,9 @@ class SandboxJob:
     notebook: str  # the prepared notebook (nbformat JSON)
     limits: Limits
     data_dirs: tuple[str, ...] = ()  # local data the run reads, bound read-only
-    environment: str | None = None  # the course environment the kernel holds imports to (kernel_json)
+    environment: str | None = (
+        None  # the course environment the kernel holds imports to (kernel_json)
+    )
 
 
 @dataclass
@@ -44,8 +46,12 @@ class RunRecord:
     failure: str | None = None  # why the run stopped early (French, for the student)
     errors: list[CellError] = field(default_factory=list)  # the cells that raised
     truncated: bool = False  # outputs beyond the limit were dropped
-    missing_modules: list[str] = field(default_factory=list)  # imports outside the course environment
-    refused: bool = False  # set by the trusted side (refused before any run), never read from the file
+    missing_modules: list[str] = field(
+        default_factory=list
+    )  # imports outside the course environment
+    refused: bool = (
+        False  # set by the trusted side (refused before any run), never read from the file
+    )
 
     @classmethod
     def parse(cls, raw: bytes | None) -> RunRecord:
@@ -70,7 +76,9 @@ def _cell_errors(entries: object) -> list[CellError]:
     for entry in entries if isinstance(entries, list) else []:
         try:
             # Any: the names come from the run's JSON; CellError's constructor refuses unknown or missing ones
-            fields: dict[str, Any] = {k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()}
+            fields: dict[str, Any] = {
+                k: (int(v) if k == "index" else str(v)[:20000]) for k, v in entry.items()
+            }
             errors.append(CellError(**fields))
         except (TypeError, ValueError, AttributeError):
             continue
@@ -138,8 +146,14 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
         if job.environment is not None:
             (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
         run = run_sandboxed(
-            [sys.executable, "-m", "tdkit.untrusted.runner", str(scratch), str(job.limits.cell_timeout),
-             str(job.limits.max_output_mb * MB)],
+            [
+                sys.executable,
+                "-m",
+                "tdkit.untrusted.runner",
+                str(scratch),
+                str(job.limits.cell_timeout),
+                str(job.limits.max_output_mb * MB),
+            ],
             scratch,
             job.limits,
             readonly=[Path(d) for d in job.data_dirs],

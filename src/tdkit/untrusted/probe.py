@@ -97,7 +97,9 @@ class TrainingTrace:
         grad = watched.grad
         if grad is None or not bool(grad.any()):
             self.events.append("0")
-        elif self._last_grad is not None and torch.allclose(grad, self._last_grad, rtol=1e-5, atol=1e-8):
+        elif self._last_grad is not None and torch.allclose(
+            grad, self._last_grad, rtol=1e-5, atol=1e-8
+        ):
             self.events.append("S")
         else:
             self.events.append("A")
@@ -153,7 +155,12 @@ def _item_kind(value: Any) -> str:
 def _hook_count(model: torch.nn.Module) -> int:
     hooks = 0
     for module in model.modules():
-        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+        for name in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        ):
             hooks += len(getattr(module, name, {}) or {})
     return hooks
 
@@ -190,7 +197,12 @@ def _fresh(dataset: Any) -> Any:
 
 
 def _dataset_state(dataset: Any) -> tuple[Any, ...]:
-    return (dict(dataset.format), dataset._fingerprint, dataset.num_rows, tuple(dataset.column_names))
+    return (
+        dict(dataset.format),
+        dataset._fingerprint,
+        dataset.num_rows,
+        tuple(dataset.column_names),
+    )
 
 
 @contextlib.contextmanager
@@ -204,8 +216,14 @@ def _watch(
         yield
     finally:
         if model is not None and model_before is not None:
-            side_effects.extend(c for c in _model_changes(model, model_before) if c not in side_effects)
-        if dataset is not None and _dataset_state(dataset) != dataset_before and "dataset" not in side_effects:
+            side_effects.extend(
+                c for c in _model_changes(model, model_before) if c not in side_effects
+            )
+        if (
+            dataset is not None
+            and _dataset_state(dataset) != dataset_before
+            and "dataset" not in side_effects
+        ):
             side_effects.append("dataset")
 
 
@@ -214,10 +232,14 @@ def _watch(
 
 
 def _labels(dataset: Any) -> np.ndarray:
-    return np.asarray(dataset.select_columns(["label"]).with_format("numpy")[:]["label"], dtype=np.int64)
+    return np.asarray(
+        dataset.select_columns(["label"]).with_format("numpy")[:]["label"], dtype=np.int64
+    )
 
 
-def _stand_in_predict(model: Any = None, dataset: Any = None, *args: Any, **kwargs: Any) -> np.ndarray:
+def _stand_in_predict(
+    model: Any = None, dataset: Any = None, *args: Any, **kwargs: Any
+) -> np.ndarray:
     return grader_predictions(dataset)
 
 
@@ -226,9 +248,15 @@ def _stand_in_accuracy(model: Any = None, dataset: Any = None, *args: Any, **kwa
     return float(np.mean(grader_predictions(dataset) == labels)) if len(labels) else 0.0
 
 
-def _stand_in_confusion_matrix(model: Any = None, dataset: Any = None, *args: Any, **kwargs: Any) -> np.ndarray:
+def _stand_in_confusion_matrix(
+    model: Any = None, dataset: Any = None, *args: Any, **kwargs: Any
+) -> np.ndarray:
     index = _labels(dataset) * N_CLASSES + grader_predictions(dataset)
-    return np.bincount(index, minlength=N_CLASSES * N_CLASSES).reshape(N_CLASSES, N_CLASSES).astype(np.int64)
+    return (
+        np.bincount(index, minlength=N_CLASSES * N_CLASSES)
+        .reshape(N_CLASSES, N_CLASSES)
+        .astype(np.int64)
+    )
 
 
 STAND_INS: dict[str, Callable[..., Any]] = {
@@ -248,7 +276,9 @@ def _counted(name: str, stand_in: Callable[..., Any], calls: list[str]) -> Calla
 
 
 @contextlib.contextmanager
-def stand_ins(namespace: Mapping[str, Any], probed: str, calls: list[str] | None = None) -> Iterator[None]:
+def stand_ins(
+    namespace: Mapping[str, Any], probed: str, calls: list[str] | None = None
+) -> Iterator[None]:
     """While ``probed`` runs, the other evaluation functions it looks up are the grader's
     (each call's name appended to ``calls``)."""
     calls = [] if calls is None else calls
@@ -369,7 +399,11 @@ def _attempt(call: Callable[[], Any]) -> tuple[Any, str | None]:
 
 
 def _judged_alone(
-    ns: Mapping[str, Any], data: GradingData, function: str, written_error: str | None, calls: list[str]
+    ns: Mapping[str, Any],
+    data: GradingData,
+    function: str,
+    written_error: str | None,
+    calls: list[str],
 ) -> tuple[list[Any] | None, str | None, list[str]]:
     """``function`` on the evaluation rows and their subsets, the other functions being the
     grader's; its error propagates when the run as written failed too (nothing to judge)."""
@@ -389,10 +423,14 @@ def _judged_alone(
     return values, error, side_effects if error is None else []
 
 
-def _as_written(ns: Mapping[str, Any], data: GradingData, function: str) -> tuple[list[Any] | None, str | None]:
+def _as_written(
+    ns: Mapping[str, Any], data: GradingData, function: str
+) -> tuple[list[Any] | None, str | None]:
     """``function`` with the student's own helpers (their ``predict``...), on a fresh model."""
     model = eval_model(ns["ConvNet"], data.inputs)
-    return _attempt(lambda: [ns[function](model, _fresh(d)) for d in (data.eval, *data.eval_subsets)])
+    return _attempt(
+        lambda: [ns[function](model, _fresh(d)) for d in (data.eval, *data.eval_subsets)]
+    )
 
 
 @probes("accuracy")
@@ -400,7 +438,9 @@ def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict
     written, written_error = _as_written(ns, data, "accuracy")
     calls: list[str] = []
     alone, alone_error, side_effects = _judged_alone(ns, data, "accuracy", written_error, calls)
-    judged = alone if alone is not None else written or [None]  # one of the two ran, or the error propagated
+    judged = (
+        alone if alone is not None else written or [None]
+    )  # one of the two ran, or the error propagated
     return {
         "returned": _describe(judged[0]),
         "judged": "alone" if alone is not None else "written",
@@ -409,7 +449,10 @@ def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict
         "side_effects": side_effects,
         "alone_error": alone_error,
         "stand_ins_called": sorted(set(calls)),
-        "written": {"values": [_number(v) for v in written] if written else None, "error": written_error},
+        "written": {
+            "values": [_number(v) for v in written] if written else None,
+            "error": written_error,
+        },
     }
 
 
@@ -417,7 +460,9 @@ def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict
 def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
     written, written_error = _as_written(ns, data, "confusion_matrix")
     calls: list[str] = []
-    alone, alone_error, side_effects = _judged_alone(ns, data, "confusion_matrix", written_error, calls)
+    alone, alone_error, side_effects = _judged_alone(
+        ns, data, "confusion_matrix", written_error, calls
+    )
     judged = alone if alone is not None else written or [None]
     extra = {}
     if written is not None and _array(written[0]).dtype != object:
@@ -434,7 +479,9 @@ def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path)
 
 
 @probes("per_class_accuracy")
-def _probe_per_class_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
+def _probe_per_class_accuracy(
+    ns: Mapping[str, Any], data: GradingData, out: Path
+) -> dict[str, Any]:
     given = data.confusion.copy()
     with stand_ins(ns, "per_class_accuracy"):
         value = ns["per_class_accuracy"](given)
@@ -476,11 +523,19 @@ def run_probe(
             record = {"status": "missing", "function": function}
         else:
             try:
-                record = {"status": "ok", "function": function, **PROBES[group](namespace, data, out)}
+                record = {
+                    "status": "ok",
+                    "function": function,
+                    **PROBES[group](namespace, data, out),
+                }
             except BaseException as error:
                 if isinstance(error, KeyboardInterrupt):
                     raise
-                record = {"status": "error", "function": function, "error": traceback.format_exc(limit=8)}
+                record = {
+                    "status": "error",
+                    "function": function,
+                    "error": traceback.format_exc(limit=8),
+                }
         (out / f"{group}.json").write_text(json.dumps(record, ensure_ascii=False))
         statuses[group] = record["status"]
     return statuses

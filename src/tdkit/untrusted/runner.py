@@ -90,7 +90,10 @@ def probe_source(out_dir: str) -> str:
 
 def probe_cell() -> NotebookNode:
     """The probe cell appended to a submission (its output folder is chosen by the runner)."""
-    cell = cast(NotebookNode, nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]}))
+    cell = cast(
+        NotebookNode,
+        nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]}),
+    )
     cell.id = PROBE_TAG
     return cell
 
@@ -159,9 +162,7 @@ def definitions_only(nb: NotebookNode) -> NotebookNode:
 
 
 MAX_RUN_PROCESSES = 48  # processes (not threads) of one run before the watchdog stops it
-TOO_MANY_PROCESSES = (
-    "Trop de processus : le notebook en a lancé plus de {n} (fork en boucle ?) ; ils ont tous été arrêtés."
-)
+TOO_MANY_PROCESSES = "Trop de processus : le notebook en a lancé plus de {n} (fork en boucle ?) ; ils ont tous été arrêtés."
 
 
 class Watchdog:
@@ -197,14 +198,19 @@ class Watchdog:
                 _kill_leftovers()
 
 
-def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> dict[str, object]:
+def run(
+    scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+) -> dict[str, object]:
     nb = nbformat.read(scratch / SUBMISSION, as_version=4)
     declared = scratch / ENVIRONMENT
     environment = declared.read_text(encoding="utf-8") if declared.is_file() else None
     out_dir = _fresh_out_dir()
     with Watchdog() as watchdog:
         execution = execute_notebook(
-            _with_probe_into(nb, out_dir), scratch, cell_timeout=cell_timeout, max_output_bytes=max_output_bytes,
+            _with_probe_into(nb, out_dir),
+            scratch,
+            cell_timeout=cell_timeout,
+            max_output_bytes=max_output_bytes,
             environment=environment,
         )
     nbformat.write(execution.notebook, scratch / EXECUTED)
@@ -223,8 +229,11 @@ def run(scratch: Path, cell_timeout: int, max_output_bytes: int = DEFAULT_MAX_OU
         out_dir = _fresh_out_dir()
         with Watchdog():
             recovery = execute_notebook(
-                _with_probe_into(definitions_only(nb), out_dir), scratch, cell_timeout=cell_timeout,
-                max_output_bytes=max_output_bytes, environment=environment,
+                _with_probe_into(definitions_only(nb), out_dir),
+                scratch,
+                cell_timeout=cell_timeout,
+                max_output_bytes=max_output_bytes,
+                environment=environment,
             )
         record["recovery"] = _record(recovery)
         outputs += notebook_outputs(recovery.notebook)

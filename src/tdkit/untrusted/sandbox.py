@@ -31,8 +31,17 @@ from tdkit.core.errors import TdkitError
 UID_BASE, UID_COUNT = 61000, 1000
 UID_LOCKS = Path("/tmp/tdkit-uids")
 # System paths a Python kernel needs; bound read-only when they exist.
-SYSTEM_PATHS = ("/usr", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
-                "/etc/nsswitch.conf", "/etc/localtime", "/etc/alternatives")
+SYSTEM_PATHS = (
+    "/usr",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
 _warned_unisolated = False
 
 
@@ -86,8 +95,14 @@ def kill_uid(uid: int) -> None:
         f"os.setgroups([]); os.setresgid({uid}, {uid}, {uid}); os.setresuid({uid}, {uid}, {uid})\n"
         "try:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
     )
-    subprocess.run([sys.executable, "-S", "-c", script], env={}, stdin=subprocess.DEVNULL, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        env={},
+        stdin=subprocess.DEVNULL,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _chown_tree(root: Path, uid: int) -> None:
@@ -130,8 +145,17 @@ def bwrap_command(
     """``root``: bwrap runs as real root, without a user namespace, keeping only the capabilities
     ``tdkit.untrusted.rlimits --drop`` needs to become the run's own uid (which drops them all)."""
     if root:
-        namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-                      "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        namespaces = [
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
     else:
         namespaces = ["--unshare-all"]
     command = [bwrap, *namespaces, "--die-with-parent", "--new-session", "--clearenv"]
@@ -145,7 +169,9 @@ def bwrap_command(
     roots = [*_readonly_roots(), *map(str, readonly)]
     # Parents bwrap creates on its own are mode 0700: a dropped uid could not reach what is bound.
     bound = [*roots, str(scratch)]
-    parents = sorted({str(a) for r in bound for a in Path(r).parents if str(a) not in ("/", "/tmp")})
+    parents = sorted(
+        {str(a) for r in bound for a in Path(r).parents if str(a) not in ("/", "/tmp")}
+    )
     for parent in parents:
         command += ["--perms", "0755", "--dir", parent]
     for path in roots:
@@ -157,7 +183,12 @@ def bwrap_command(
 
 
 def run_sandboxed(
-    argv: Sequence[str], scratch: Path, limits: Limits, *, readonly: Sequence[Path] = (), isolate: bool = True
+    argv: Sequence[str],
+    scratch: Path,
+    limits: Limits,
+    *,
+    readonly: Sequence[Path] = (),
+    isolate: bool = True,
 ) -> SandboxRun:
     """Run ``argv`` with ``scratch`` as its only writable directory; never raises for its faults."""
     bwrap = bwrap_path() if isolate else None
@@ -168,7 +199,12 @@ def run_sandboxed(
 
 
 def _run(
-    argv: Sequence[str], scratch: Path, limits: Limits, readonly: Sequence[Path], bwrap: str | None, uid: int | None
+    argv: Sequence[str],
+    scratch: Path,
+    limits: Limits,
+    readonly: Sequence[Path],
+    bwrap: str | None,
+    uid: int | None,
 ) -> SandboxRun:
     global _warned_unisolated
     if bwrap is None and not _warned_unisolated:
@@ -184,9 +220,22 @@ def _run(
     if uid is not None:
         _chown_tree(scratch, uid)
         argv = [sys.executable, "-m", "tdkit.untrusted.rlimits", "--drop", str(uid), "--", *argv]
-    command = bwrap_command(bwrap, argv, scratch, readonly, env, root=uid is not None) if bwrap else list(argv)
-    limited = [sys.executable, "-m", "tdkit.untrusted.rlimits", str(limits.memory_mb), str(limits.cpu_seconds),
-               str(limits.max_file_mb), str(limits.max_processes if uid is not None else 0), "--", *command]
+    command = (
+        bwrap_command(bwrap, argv, scratch, readonly, env, root=uid is not None)
+        if bwrap
+        else list(argv)
+    )
+    limited = [
+        sys.executable,
+        "-m",
+        "tdkit.untrusted.rlimits",
+        str(limits.memory_mb),
+        str(limits.cpu_seconds),
+        str(limits.max_file_mb),
+        str(limits.max_processes if uid is not None else 0),
+        "--",
+        *command,
+    ]
     started = time.perf_counter()
     # The log is read back through this descriptor: the run may replace the file by a symlink.
     with tempfile.TemporaryFile(prefix="tdkit-sandbox-log-") as sink:
@@ -216,4 +265,6 @@ def _run(
         size = sink.seek(0, os.SEEK_END)
         sink.seek(max(0, size - 8000))
         output = sink.read().decode("utf-8", errors="replace")
-    return SandboxRun(returncode, timed_out, time.perf_counter() - started, output, bwrap is not None)
+    return SandboxRun(
+        returncode, timed_out, time.perf_counter() - started, output, bwrap is not None
+    )

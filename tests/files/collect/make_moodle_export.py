@@ -14,7 +14,9 @@ DATE = (2025, 11, 14, 18, 30, 0)
 def notebook(author: str) -> str:
     """A tiny but valid nbformat 4 notebook."""
     cell = {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": [f"TD CNN, {author}"]}
-    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+    return json.dumps(
+        {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1
+    )
 
 
 # (entry name, content): folders per student, names as Moodle writes them (UTF-8 flag set).
@@ -22,10 +24,16 @@ ENTRIES = [
     ("Alice Martin_101234_assignsubmission_file_/td_cnn.ipynb", notebook("Alice Martin")),
     ("Élise Durand_101235_assignsubmission_file_/TD CNN (1).ipynb", notebook("Élise Durand")),
     ("Karim Benali_101236_assignsubmission_file_/td_cnn.ipynb", notebook("Karim Benali")),
-    ("Karim Benali_101236_assignsubmission_file_/td_cnn_final.ipynb", notebook("Karim Benali, final")),
+    (
+        "Karim Benali_101236_assignsubmission_file_/td_cnn_final.ipynb",
+        notebook("Karim Benali, final"),
+    ),
     ("Léa Petit_101237_assignsubmission_file_/td_cnn.py", "print('exported as a script')\n"),
     ("Paul Girard_101238_assignsubmission_file_/td_cnn.ipynb", notebook("Paul Girard")),
-    ("Paul Girard_101238_assignsubmission_onlinetext_/onlinetext.html", "<p>Voir le notebook.</p>\n"),
+    (
+        "Paul Girard_101238_assignsubmission_onlinetext_/onlinetext.html",
+        "<p>Voir le notebook.</p>\n",
+    ),
 ]
 
 
