@@ -42,7 +42,7 @@ reference bench-training: $(STAMP)
 bench-grading: $(STAMP)
 	$(PY) bench/grading.py
 
-# A class of 200 graded, 5 changed and graded again (about 25 minutes on 2 cores).
+# A class of 200 graded, 5 changed and graded again (about 50 minutes on 2 cores).
 bench-class: $(STAMP)
 	$(PY) bench/class.py
 
