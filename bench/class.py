@@ -8,7 +8,9 @@ course directory (no gradebook: the first ``tdkit grade`` registers the release)
 commands an instructor runs, timing each: ``tdkit collect``, ``tdkit grade --workers N`` (which
 writes the reports), the reports alone (every page rendered again), then ``--changed``
 submissions change in a second export, ``tdkit collect --force`` and ``tdkit grade`` again, and
-a last ``tdkit grade`` with nothing changed. Prints wall time per stage, seconds per submission,
+a last ``tdkit grade`` with nothing changed. ``--regrade DIR`` measures the late submissions again
+on a class kept by an earlier run (``--keep DIR``, same tdkit, so nobody else is regraded): other
+students hand in a new version. Prints wall time per stage, seconds per submission,
 the grader's peak memory and what the unchanged submissions cost: the second run's time less
 its grading loop (as ``tdkit grade`` reports it), and the last run's time. Figures come from this one
 run: the machine is noisy, so compare side by side, never with a remembered number.
@@ -26,6 +28,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,12 +172,59 @@ def grading_seconds(output: str) -> float:
     return float(found.group(1))
 
 
-def changes(students: list[Student], n: int) -> dict[str, Student]:
-    """``n`` students hand in a new version: a buggy notebook fixed, or a correct one broken."""
+def changes(students: list[Student], n: int, offset: int = 1) -> dict[str, Student]:
+    """``n`` students hand in a new version: a buggy notebook fixed, or a correct one broken.
+    Another ``offset`` (1 or 2) picks ``n`` other students."""
     picked = [s for s in students if not s.style.startswith(("hostile", "broken"))][
-        1 : 1 + 3 * n : 3
+        offset : offset + 3 * n : 3
     ][:n]
     return {s.sid: Student(s.sid, BUGGY[0] if s.style == CORRECT else CORRECT) for s in picked}
+
+
+def regrade(
+    root: Path,
+    scratch: Path,
+    students: list[Student],
+    before: dict[str, Student],
+    changed: dict[str, Student],
+    workers: int,
+    say: Callable[[str], None],
+) -> None:
+    """The late submissions: ``changed`` hand in a new version (``before`` keep the one they
+    handed in already), collect, grade, then grade with nothing changed; what it cost."""
+    course = Course(root)
+    results = read_results_json(course.reports / "results.json")
+    export = moodle_export(students, root, scratch / "export-late.zip", {**before, **changed})
+    seconds, _, _ = tdkit(root, "collect", "--force", str(export))
+    say(f"collect --force ({len(changed)} changed): {seconds:.1f} s")
+    seconds, peak, output = tdkit(root, "grade", "--workers", str(workers))
+    grading = grading_seconds(output)
+    kept = len(students) - len(changed)
+    say(
+        f"grade again, {len(changed)} changed: {seconds:.1f} s, grader peak memory {peak:.0f} MB; grading the "
+        f"{len(changed)} took {grading:.1f} s, so the {kept} unchanged cost {seconds - grading:.1f} s in all "
+        "(tdkit's start included; target: under 10 s)"
+    )
+    say("  " + next(line for line in output.splitlines() if line.startswith("skipped")))
+    seconds, _, output = tdkit(root, "grade", "--workers", str(workers))
+    say(
+        f"grade again, nothing changed: {seconds:.1f} s for the {len(students)} unchanged "
+        f"({1000 * seconds / len(students):.0f} ms per student at most), tdkit's start included"
+    )
+    scores = read_results_json(course.reports / "results.json").students
+    regraded = {
+        sid for sid, s in scores.items() if s.fingerprint != results.students[sid].fingerprint
+    }
+    say(
+        f"results that changed over these runs: {len(regraded)} "
+        f"(the {len(changed)} changed submissions: {regraded == set(changed)})"
+    )
+    by_style: dict[str, list[float]] = {}
+    for student in students:
+        style = {**before, **changed}.get(student.sid, student).style
+        if student.sid in scores:  # collect turns some broken files away: reported there
+            by_style.setdefault(style, []).append(scores[student.sid].score)
+    say("scores by style: " + json.dumps({k: sorted(set(v)) for k, v in sorted(by_style.items())}))
 
 
 def main() -> None:
@@ -185,21 +235,40 @@ def main() -> None:
         "--changed", type=int, default=5, help="submissions changed before grading again"
     )
     parser.add_argument("--keep", type=Path, default=None, help="build the course here and keep it")
+    parser.add_argument(
+        "--regrade",
+        type=Path,
+        default=None,
+        help="a class this benchmark graded and kept (--keep, same --students and --changed) with "
+        "the same tdkit: measure the late submissions again on it (other students change)",
+    )
     args = parser.parse_args()
-    if args.changed > args.students // 2:
-        raise SystemExit("--changed must be at most half of --students")
+    if args.changed > args.students // 3:
+        raise SystemExit("--changed must be at most a third of --students")
 
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    students = roster(args.students)
     with tempfile.TemporaryDirectory(prefix="tdkit-class-") as scratch:
+        if args.regrade is not None:
+            say(
+                f"late submissions again in the class kept at {args.regrade} (load average {os.getloadavg()[0]:.2f})"
+            )
+            before = changes(students, args.changed)
+            regrade(
+                args.regrade,
+                Path(scratch),
+                students,
+                before,
+                changes(students, args.changed, offset=2),
+                args.workers,
+                say,
+            )
+            say(f"load average {os.getloadavg()[0]:.2f} at the end")
+            return
         root = copy_course(args.keep or Path(scratch) / "course")
-        students = roster(args.students)
-        lines: list[str] = []
-
-        def say(text: str) -> None:
-            print(text, flush=True)
-            lines.append(text)
-
-        load = os.getloadavg()[0]
-        say(f"class of {args.students} in {root} (load average {load:.2f} at start)")
+        say(f"class of {args.students} in {root} (load average {os.getloadavg()[0]:.2f} at start)")
         started = time.perf_counter()
         first = moodle_export(students, root, Path(scratch) / "export-1.zip", {})
         say(f"build {args.students} notebooks + export: {time.perf_counter() - started:.1f} s")
@@ -221,43 +290,8 @@ def main() -> None:
             f"reports alone (all {len(results.students)} pages and the summary rendered again): "
             f"{time.perf_counter() - started:.1f} s"
         )
-
-        changed = changes(students, args.changed)
-        second = moodle_export(students, root, Path(scratch) / "export-2.zip", changed)
-        seconds, _, _ = tdkit(root, "collect", "--force", str(second))
-        say(f"collect --force ({len(changed)} changed): {seconds:.1f} s")
-        seconds, peak, output = tdkit(root, "grade", "--workers", str(args.workers))
-        grading = grading_seconds(output)
-        kept = args.students - len(changed)
-        say(
-            f"grade again, {len(changed)} changed: {seconds:.1f} s, grader peak memory {peak:.0f} MB; grading the "
-            f"{len(changed)} took {grading:.1f} s, so the {kept} unchanged cost {seconds - grading:.1f} s in all "
-            "(tdkit's start included; target: under 10 s)"
-        )
-        say("  " + next(line for line in output.splitlines() if line.startswith("skipped")))
-        seconds, _, output = tdkit(root, "grade", "--workers", str(args.workers))
-        say(
-            f"grade again, nothing changed: {seconds:.1f} s for the {args.students} unchanged "
-            f"({1000 * seconds / args.students:.0f} ms per student at most), tdkit's start included"
-        )
-        regraded = {
-            sid
-            for sid, s in read_results_json(course.reports / "results.json").students.items()
-            if s.fingerprint != results.students[sid].fingerprint
-        }
-        say(
-            f"results that changed between the first and the last run: {len(regraded)} "
-            f"(the {len(changed)} changed submissions: {regraded == set(changed)})"
-        )
-        scores = read_results_json(course.reports / "results.json").students
-        by_style: dict[str, list[float]] = {}
-        for student in students:
-            style = changed.get(student.sid, student).style
-            if student.sid in scores:  # collect turns some broken files away: reported there
-                by_style.setdefault(style, []).append(scores[student.sid].score)
-        say(
-            "scores by style: "
-            + json.dumps({k: sorted(set(v)) for k, v in sorted(by_style.items())})
+        regrade(
+            root, Path(scratch), students, {}, changes(students, args.changed), args.workers, say
         )
         say(f"load average {os.getloadavg()[0]:.2f} at the end")
 
