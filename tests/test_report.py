@@ -11,9 +11,12 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from click.testing import CliRunner
+from conftest import copy_course
 from markupsafe import escape
 from PIL import Image
 
+from tdkit.cli import main
 from tdkit.reports.html import ReportFiles, format_message, render_reports, render_student
 from tdkit.reports.results import AssignmentResults, read_results_json
 
@@ -259,11 +262,6 @@ def test_report_verb_renders_again_from_results_json(
 ) -> None:
     """Does 'tdkit report' write every page and the summary from results.json alone, grading nobody,
     and stop with the command to run when results.json is missing or unreadable?"""
-    from click.testing import CliRunner
-    from conftest import copy_course
-
-    from tdkit.cli import main
-
     course = copy_course(tmp_path / "course")
     monkeypatch.chdir(course)
     missing = CliRunner().invoke(main, ["report"])
