@@ -194,7 +194,8 @@ def regrade(
     handed in already), collect, grade, then grade with nothing changed; what it cost."""
     course = Course(root)
     results = read_results_json(course.reports / "results.json")
-    export = moodle_export(students, root, scratch / "export-late.zip", {**before, **changed})
+    handed_in = {**before, **changed}  # every student's latest version that differs from the first
+    export = moodle_export(students, root, scratch / "export-late.zip", handed_in)
     seconds, _, _ = tdkit(root, "collect", "--force", str(export))
     say(f"collect --force ({len(changed)} changed): {seconds:.1f} s")
     seconds, peak, output = tdkit(root, "grade", "--workers", str(workers))
@@ -221,7 +222,7 @@ def regrade(
     )
     by_style: dict[str, list[float]] = {}
     for student in students:
-        style = {**before, **changed}.get(student.sid, student).style
+        style = handed_in.get(student.sid, student).style
         if student.sid in scores:  # collect turns some broken files away: reported there
             by_style.setdefault(style, []).append(scores[student.sid].score)
     say("scores by style: " + json.dumps({k: sorted(set(v)) for k, v in sorted(by_style.items())}))
