@@ -17,10 +17,10 @@ from oracle import (
 
 import reference
 from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import check, require
+from tdkit.trusted.checks import hidden_check, require
 
 
-@check("activation_maps/shape_range", points=0.5)
+@hidden_check("activation_maps/shape_range", points=0.5)
 def test_shape_range(artifact: Artifact) -> None:
     require(
         artifact["returned"].get("tensor"),
@@ -40,7 +40,7 @@ def test_shape_range(artifact: Artifact) -> None:
     )
 
 
-@check("activation_maps/matches_reference", points=1)
+@hidden_check("activation_maps/matches_reference", points=1)
 def test_matches_reference(artifact: Artifact) -> None:
     maps = returned_array(artifact, "`activation_maps`")
     expected = reference.activation_maps(reference_eval_model(), grading_data().images).numpy()
@@ -52,6 +52,6 @@ def test_matches_reference(artifact: Artifact) -> None:
     )
 
 
-@check("activation_maps/hook_removed", points=0.5)
+@hidden_check("activation_maps/hook_removed", points=0.5)
 def test_hook_removed(artifact: Artifact) -> None:
     require_untouched(artifact, "activation_maps", ("hooks", "weights", "requires_grad", "images"))

@@ -26,7 +26,7 @@ from oracle import (
 
 import reference
 from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import check, fail, require
+from tdkit.trusted.checks import fail, hidden_check, require
 
 # What predict, accuracy and confusion_matrix must leave as they found it.
 EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")
@@ -36,7 +36,7 @@ def _reference_predictions() -> list[np.ndarray]:
     return [reference.predict(reference_eval_model(), d) for d in eval_datasets()]
 
 
-@check("predict/returns_int_array", points=0.5)
+@hidden_check("predict/returns_int_array", points=0.5)
 def test_predict_returns_int_array(artifact: Artifact) -> None:
     returned = artifact["returned"]
     if returned.get("tensor"):
@@ -61,7 +61,7 @@ def test_predict_returns_int_array(artifact: Artifact) -> None:
     )
 
 
-@check("predict/matches_reference", points=1)
+@hidden_check("predict/matches_reference", points=1)
 def test_predict_matches_reference(artifact: Artifact) -> None:
     predicted = [returned_array(artifact, "`predict`")]
     predicted += [artifact.arrays.get(f"subset_{n}") for n in INPUTS.accuracy_subsets]
@@ -80,7 +80,7 @@ def test_predict_matches_reference(artifact: Artifact) -> None:
         )
 
 
-@check("predict/leaves_arguments", points=0.5)
+@hidden_check("predict/leaves_arguments", points=0.5)
 def test_predict_leaves_arguments(artifact: Artifact) -> None:
     require_untouched(artifact, "predict", EVALUATION_EFFECTS)
 
@@ -118,7 +118,7 @@ def _predict_note(artifact: Artifact, what: str, expected_here: str) -> str | No
     return None
 
 
-@check("accuracy/range", points=0.5)
+@hidden_check("accuracy/range", points=0.5)
 def test_accuracy_range(artifact: Artifact) -> None:
     value = artifact["value"]
     require(
@@ -136,7 +136,7 @@ def test_accuracy_range(artifact: Artifact) -> None:
     require(0.0 <= value <= 1.0, f"`accuracy` a renvoyé {value!r}, hors de [0, 1].")
 
 
-@check("accuracy/matches_reference", points=1)
+@hidden_check("accuracy/matches_reference", points=1)
 def test_accuracy_matches_reference(
     artifact: Artifact, record_property: Callable[[str, object], None]
 ) -> None:
@@ -183,7 +183,7 @@ def test_accuracy_matches_reference(
     )
 
 
-@check("accuracy/leaves_arguments", points=0.5)
+@hidden_check("accuracy/leaves_arguments", points=0.5)
 def test_accuracy_leaves_arguments(artifact: Artifact) -> None:
     require_untouched(artifact, "accuracy", EVALUATION_EFFECTS)
 
@@ -192,7 +192,7 @@ def _expected_confusion() -> np.ndarray:
     return reference_confusion()
 
 
-@check("confusion_matrix/shape", points=0.5)
+@hidden_check("confusion_matrix/shape", points=0.5)
 def test_confusion_shape(artifact: Artifact) -> None:
     require(
         artifact["returned"].get("ndarray"),
@@ -217,7 +217,7 @@ def _row_normalised(confusion: np.ndarray) -> bool:
     return filled.size > 0 and bool(np.allclose(filled, 1.0))
 
 
-@check("confusion_matrix/counts", points=0.25)
+@hidden_check("confusion_matrix/counts", points=0.25)
 def test_confusion_counts(artifact: Artifact) -> None:
     confusion = returned_array(artifact, "`confusion_matrix`")
     n = grading_data().eval.num_rows
@@ -256,7 +256,7 @@ def _same_matrix(confusion: np.ndarray | None, expected: np.ndarray) -> bool:
     return bool(np.array_equal(confusion, expected))
 
 
-@check("confusion_matrix/orientation", points=1)
+@hidden_check("confusion_matrix/orientation", points=1)
 def test_confusion_orientation(
     artifact: Artifact, record_property: Callable[[str, object], None]
 ) -> None:
@@ -294,12 +294,12 @@ def test_confusion_orientation(
     )
 
 
-@check("confusion_matrix/leaves_arguments", points=0.25)
+@hidden_check("confusion_matrix/leaves_arguments", points=0.25)
 def test_confusion_leaves_arguments(artifact: Artifact) -> None:
     require_untouched(artifact, "confusion_matrix", EVALUATION_EFFECTS)
 
 
-@check("per_class_accuracy/matches_reference", points=1)
+@hidden_check("per_class_accuracy/matches_reference", points=1)
 def test_per_class_accuracy(artifact: Artifact) -> None:
     confusion = grading_data().confusion
     values = returned_array(artifact, "`per_class_accuracy`").astype(np.float64)

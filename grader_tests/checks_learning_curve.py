@@ -6,7 +6,7 @@ import numpy as np
 from oracle import INPUTS
 
 from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import check, fail, require
+from tdkit.trusted.checks import fail, hidden_check, require
 
 CURVE = np.asarray(INPUTS.curve)
 EPOCHS = np.arange(1, len(CURVE) + 1)
@@ -16,7 +16,7 @@ def _lines(artifact: Artifact) -> list[dict]:
     return [line for ax in artifact["axes"] for line in ax["lines"]]
 
 
-@check("learning_curve/returns_figure", points=0.5)
+@hidden_check("learning_curve/returns_figure", points=0.5)
 def test_returns_figure(artifact: Artifact) -> None:
     require(
         artifact["axes"],
@@ -28,7 +28,7 @@ def test_returns_figure(artifact: Artifact) -> None:
     )
 
 
-@check("learning_curve/line_data", points=1)
+@hidden_check("learning_curve/line_data", points=1)
 def test_line_data(artifact: Artifact) -> None:
     lines = [
         line for line in _lines(artifact) if line["y"] is not None and len(line["y"]) == len(CURVE)
@@ -47,7 +47,7 @@ def test_line_data(artifact: Artifact) -> None:
         )
 
 
-@check("learning_curve/labels", points=0.5)
+@hidden_check("learning_curve/labels", points=0.5)
 def test_labels(artifact: Artifact) -> None:
     require(
         any(ax["xlabel"].strip() and ax["ylabel"].strip() for ax in artifact["axes"]),

@@ -13,7 +13,7 @@ import numpy as np
 from oracle import INPUTS, described, initial_weights, reference_training, require_untouched
 
 from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import check, fail, require
+from tdkit.trusted.checks import fail, hidden_check, require
 
 EXPECTED_FORWARDS = INPUTS.train_samples * INPUTS.train_epochs
 STEPS = "SA0"
@@ -34,7 +34,7 @@ def _history(artifact: Artifact) -> list[float]:
     return history
 
 
-@check("train/returns_history", points=1)
+@hidden_check("train/returns_history", points=1)
 def test_returns_history(artifact: Artifact) -> None:
     history = _history(artifact)
     returned = artifact["returned"]
@@ -63,7 +63,7 @@ def test_returns_history(artifact: Artifact) -> None:
     )
 
 
-@check("train/step_called", points=2)
+@hidden_check("train/step_called", points=2)
 def test_step_called(artifact: Artifact) -> None:
     events = artifact["events"]
     require(
@@ -78,7 +78,7 @@ def test_step_called(artifact: Artifact) -> None:
     )
 
 
-@check("train/zero_grad_order", points=1)
+@hidden_check("train/zero_grad_order", points=1)
 def test_zero_grad_order(artifact: Artifact) -> None:
     segments = _segments(artifact["events"])
     step_before_backward = any(
@@ -100,7 +100,7 @@ def test_zero_grad_order(artifact: Artifact) -> None:
     )
 
 
-@check("train/gradients_reset", points=1)
+@hidden_check("train/gradients_reset", points=1)
 def test_gradients_reset(artifact: Artifact) -> None:
     require(
         "A" not in artifact["events"],
@@ -110,7 +110,7 @@ def test_gradients_reset(artifact: Artifact) -> None:
     )
 
 
-@check("train/one_step_per_sample", points=1)
+@hidden_check("train/one_step_per_sample", points=1)
 def test_one_step_per_sample(artifact: Artifact) -> None:
     events = artifact["events"]
     steps = sum(events.count(c) for c in STEPS)
@@ -122,7 +122,7 @@ def test_one_step_per_sample(artifact: Artifact) -> None:
     )
 
 
-@check("train/uses_arguments", points=1)
+@hidden_check("train/uses_arguments", points=1)
 def test_uses_arguments(artifact: Artifact) -> None:
     sums = artifact["input_sums"] or []
     require(
@@ -148,7 +148,7 @@ def test_uses_arguments(artifact: Artifact) -> None:
     )
 
 
-@check("train/matches_reference", points=2)
+@hidden_check("train/matches_reference", points=2)
 def test_matches_reference(artifact: Artifact) -> None:
     expected = reference_training().weights
     got = artifact.arrays
@@ -171,7 +171,7 @@ def test_matches_reference(artifact: Artifact) -> None:
     )
 
 
-@check("train/loss_history", points=1)
+@hidden_check("train/loss_history", points=1)
 def test_loss_history(artifact: Artifact) -> None:
     history = np.asarray(_history(artifact), dtype=np.float64)
     training = reference_training()

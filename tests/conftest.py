@@ -49,6 +49,25 @@ COURSE_PARTS = (
 )
 
 
+def nbgrader_export(root: Path, out: Path) -> dict[str, dict[str, str]]:
+    """nbgrader's own `nbgrader export` of the course at ``root`` into ``out``: its rows by student id."""
+    import csv
+    import os
+    import subprocess
+
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
+    subprocess.run(
+        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    with open(out, newline="") as file:
+        return {row["student_id"]: row for row in csv.DictReader(file)}
+
+
 def copy_course(target: Path) -> Path:
     """A fresh course directory with this repository's course files (no gradebook, no submissions)."""
     import shutil
@@ -76,7 +95,7 @@ def released_course(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def browser_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    """The browser tests' shared graded course (``servers.shared_graded_course``); skips, saying
+    """The run's shared graded course (``servers.shared_graded_course``); skips, saying
     why, before grading when Chromium or Playwright is missing."""
     from servers import require_browser, shared_graded_course  # servers imports this module
 

@@ -35,6 +35,7 @@ from tdkit.trusted.grade import GradeRun, grade_all
 SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
 MARKUP = "markup"  # the hostile markup submission of the shared browser course
 RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
+LAST_YEAR = REPO / "tests/files/not_td/td_cnn_last_year.ipynb"
 SCRIPTS = os.path.dirname(sys.executable)
 CHROMIUM = os.environ.get("TDKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -86,17 +87,46 @@ def grade_two(
     return course, grade_all(course, progress=lambda line: None)
 
 
+def td_answered() -> nbformat.NotebookNode:
+    """The release with the TD's loop as distributed and one question answered: work to grade."""
+    nb = nbformat.read(RELEASE, as_version=4)
+    cell = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_examples"
+    )
+    cell.source = "Sur huit images, trois sont bien classées : on ne peut rien conclure."
+    return nb
+
+
+def crashing_solution() -> nbformat.NotebookNode:
+    """The solution with a typo in a cell between the training and the evaluation."""
+    nb = nbformat.read(SOLUTION, as_version=4)
+    index = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "predict"
+    )
+    nb.cells.insert(index, nbformat.v4.new_code_cell("predictions = predcit(model, test_dataset)"))
+    return nb
+
+
 _GRADED: dict[str, tuple[Course, GradeRun]] = {}
 
 
 def shared_graded_course(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    """One SQLite-gradebook course graded by tdkit, shared by the browser test modules of a run;
-    beside 'sol' and 'td', MARKUP is tests/adversarial's hostile markup aimed at the payload listener."""
+    """One SQLite-gradebook course graded by tdkit once per run, read by test_grading and the browser
+    test modules: beside 'sol' and 'td' (the release as distributed), 'answered' (the release with a
+    question answered), 'crash' (the solution with a failing cell), 'last_year' (another notebook)
+    and MARKUP, tests/adversarial's hostile markup aimed at the payload listener."""
     if "course" not in _GRADED:
         from hostile import hostile_markup
 
-        extra = {MARKUP: hostile_markup(payload_listener().url)}
-        _GRADED["course"] = grade_two(copy_course(tmp_path_factory.mktemp("browser-course")), extra)
+        extra = {
+            "answered": td_answered(),
+            "crash": crashing_solution(),
+            "last_year": nbformat.read(LAST_YEAR, as_version=4),
+            MARKUP: hostile_markup(payload_listener().url),
+        }
+        _GRADED["course"] = grade_two(copy_course(tmp_path_factory.mktemp("graded-course")), extra)
     return _GRADED["course"]
 
 

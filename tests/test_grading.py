@@ -3,64 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, copy_course
+from conftest import nbgrader_export
+from servers import MARKUP, shared_graded_course
 
 from tdkit.core.course import Course
-from tdkit.release.generate import release
 from tdkit.trusted.checks import NOT_EVALUATED, UNCHANGED
 from tdkit.trusted.grade import GradeRun, grade_all
 
-SOLUTION = REPO / "source/td_cnn/td_cnn.ipynb"
-RELEASE = REPO / "release/td_cnn/td_cnn.ipynb"
-LAST_YEAR = REPO / "tests/files/not_td/td_cnn_last_year.ipynb"
-STUDENTS = {"sol", "td", "crash", "untouched", "last_year"}
-
-
-def _submit(course: Course, student: str, nb: nbformat.NotebookNode) -> None:
-    target = course.submitted_notebook(student)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, target)
-
-
-def _td_answered() -> nbformat.NotebookNode:
-    """The release with the TD's loop as distributed and one question answered: work to grade."""
-    nb = nbformat.read(RELEASE, as_version=4)
-    cell = next(
-        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_examples"
-    )
-    cell.source = "Sur huit images, trois sont bien classées : on ne peut rien conclure."
-    return nb
-
-
-def _crashing_solution() -> nbformat.NotebookNode:
-    """The solution with a typo in a cell between the training and the evaluation."""
-    nb = nbformat.read(SOLUTION, as_version=4)
-    index = next(
-        i
-        for i, c in enumerate(nb.cells)
-        if c.metadata.get("nbgrader", {}).get("grade_id") == "predict"
-    )
-    nb.cells.insert(index, nbformat.v4.new_code_cell("predictions = predcit(model, test_dataset)"))
-    return nb
+STUDENTS = {"sol", "td", "answered", "crash", "last_year", MARKUP}
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Course, GradeRun]:
-    course = Course(copy_course(tmp_path_factory.mktemp("graded")))
-    release(course, verify=False)
-    _submit(course, "sol", nbformat.read(SOLUTION, as_version=4))
-    _submit(course, "td", _td_answered())
-    _submit(course, "crash", _crashing_solution())
-    _submit(course, "untouched", nbformat.read(RELEASE, as_version=4))
-    _submit(course, "last_year", nbformat.read(LAST_YEAR, as_version=4))
-    return course, grade_all(course, progress=lambda line: None)
+    """The run's shared graded course (``servers.shared_graded_course``), read, never changed."""
+    return shared_graded_course(tmp_path_factory)
 
 
 def test_results_json_has_the_contract_shape(graded: tuple[Course, GradeRun]) -> None:
@@ -92,7 +53,7 @@ def test_solution_gets_full_marks(graded: tuple[Course, GradeRun]) -> None:
 def test_td_as_written_loses_the_training_checks(graded: tuple[Course, GradeRun]) -> None:
     """Is the TD's loop caught as 'step() never called', with a French message saying how to fix it?"""
     _, run = graded
-    checks = {c.check_id: c for c in run.results.students["td"].checks}
+    checks = {c.check_id: c for c in run.results.students["answered"].checks}
     assert not checks["train/step_called"].passed
     assert "optimizer.step()" in checks["train/step_called"].message
     assert not checks["train/matches_reference"].passed
@@ -115,19 +76,9 @@ def test_nbgrader_export_shows_tdkit_scores(
 ) -> None:
     """Does nbgrader's own `nbgrader export` read the scores tdkit wrote to the gradebook?"""
     course, run = graded
-    out = tmp_path / "grades.csv"
-    scripts = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
-    subprocess.run(
-        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
-        cwd=course.root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    rows = {line.split(",")[3]: line.split(",") for line in out.read_text().splitlines()[1:]}
+    rows = nbgrader_export(course.root, tmp_path / "grades.csv")
     for sid, student in run.results.students.items():
-        assert float(rows[sid][7]) == pytest.approx(student.score), sid
+        assert float(rows[sid]["score"]) == pytest.approx(student.score), sid
 
 
 def test_autograded_notebook_for_formgrader(graded: tuple[Course, GradeRun]) -> None:
@@ -137,16 +88,17 @@ def test_autograded_notebook_for_formgrader(graded: tuple[Course, GradeRun]) -> 
     assert any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)
 
 
-def test_regrading_gives_identical_results(graded: tuple[Course, GradeRun]) -> None:
+def test_regrading_gives_identical_results(graded: tuple[Course, GradeRun], tmp_path: Path) -> None:
     """Is grading idempotent, and does --student regrade one student while keeping the others?"""
-    course, first = graded
+    shared, first = graded
+    course = Course(shutil.copytree(shared.root, tmp_path / "course", symlinks=True))
     again = grade_all(course, progress=lambda line: None)
     for sid, student in first.results.students.items():
         assert again.results.students[sid].checks == student.checks
-    only = grade_all(course, student="td", progress=lambda line: None)
-    assert only.graded == ["td"]
+    only = grade_all(course, student="answered", progress=lambda line: None)
+    assert only.graded == ["answered"]
     assert set(only.results.students) == STUDENTS
-    assert only.results.students["td"].checks == first.results.students["td"].checks
+    assert only.results.students["answered"].checks == first.results.students["answered"].checks
     assert only.results.students["sol"].checks == first.results.students["sol"].checks
 
 
@@ -176,7 +128,7 @@ def test_not_the_td_gets_one_message_at_the_top(graded: tuple[Course, GradeRun])
 def test_untouched_release_says_nothing_was_changed(graded: tuple[Course, GradeRun]) -> None:
     """Is the release submitted as distributed graded as such, with « Rien n'a été modifié » once at the top?"""
     course, run = graded
-    result, td = run.results.students["untouched"], run.results.students["td"]
+    result, td = run.results.students["td"], run.results.students["answered"]
     assert (
         result.notice
         and result.notice.startswith("Rien n'a été modifié")
@@ -191,5 +143,5 @@ def test_untouched_release_says_nothing_was_changed(graded: tuple[Course, GradeR
         and "NotImplementedError"
         in {c.check_id: c.message for c in td.checks}["predict/matches_reference"]
     )
-    page = (course.reports / "html" / "untouched.html").read_text(encoding="utf-8")
+    page = (course.reports / "html" / "td.html").read_text(encoding="utf-8")
     assert page.count("Rien n&#39;a été modifié :") == 1

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_course
+from conftest import REPO, copy_course, nbgrader_export
 from nbgrader.api import Gradebook
 
 from tdkit.core.config import GradingProfile, Limits
@@ -72,17 +72,7 @@ def _tdkit(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _nbgrader_export(root: Path, out: Path) -> dict[str, float]:
-    scripts = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
-    subprocess.run(
-        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    with open(out, newline="") as file:
-        return {row["student_id"]: float(row["score"]) for row in csv.DictReader(file)}
+    return {sid: float(row["score"]) for sid, row in nbgrader_export(root, out).items()}
 
 
 def test_fresh_clone_collects_and_grades_for_real(tmp_path: Path) -> None:

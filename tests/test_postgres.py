@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_course
+from conftest import REPO, copy_course, nbgrader_export
 from servers import formgrader, get_json, grade_two, script_env
 
 from tdkit.core.course import DB_URL_ENV, LOCAL_DB_URL, Course
@@ -120,23 +120,10 @@ def test_nbgrader_export_reads_postgresql(
 ) -> None:
     """Does nbgrader's own `nbgrader export` (db_url from nbgrader_config.py) show tdkit's scores?"""
     course, run = pg_graded
-    out = tmp_path / "grades.csv"
-    nbgrader = os.path.join(os.path.dirname(sys.executable), "nbgrader")
-    subprocess.run(
-        [nbgrader, "export", "--to", str(out)],
-        cwd=course.root,
-        env=script_env(),
-        check=True,
-        capture_output=True,
-    )
-    lines = out.read_text().splitlines()
-    header = lines[0].split(",")
-    rows = {row[header.index("student_id")]: row for row in (line.split(",") for line in lines[1:])}
+    rows = nbgrader_export(course.root, tmp_path / "grades.csv")
     assert set(rows) == {"sol", "td"}
     for student_id, student in run.results.students.items():
-        assert float(rows[student_id][header.index("score")]) == pytest.approx(student.score), (
-            student_id
-        )
+        assert float(rows[student_id]["score"]) == pytest.approx(student.score), student_id
     assert not (course.root / "gradebook.db").exists()
 
 

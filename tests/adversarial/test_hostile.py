@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import REPO, copy_course
+from conftest import REPO, copy_course, nbgrader_export
 from hostile import (
     CASES,
     FAKE_TRAIN,
@@ -255,27 +255,11 @@ def test_no_file_modified(batch: Batch) -> None:
 
 def test_gradebook_matches_results(batch: Batch, tmp_path: Path) -> None:
     """nbgrader export shows exactly tdkit's scores, hostile students included, max unchanged."""
-    rows = _export(batch.course, tmp_path / "grades.csv")
+    rows = nbgrader_export(batch.course.root, tmp_path / "grades.csv")
     for sid, student in batch.run.results.students.items():
         if sid in rows:
             assert float(rows[sid]["score"]) == pytest.approx(student.score), sid
             assert float(rows[sid]["max_score"]) == FULL + 6, sid  # 6 points of free-text answers
-
-
-def _export(course: Course, out: Path) -> dict[str, dict[str, str]]:
-    import csv
-
-    scripts = os.path.dirname(sys.executable)
-    env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
-    subprocess.run(
-        [os.path.join(scripts, "nbgrader"), "export", "--to", str(out)],
-        cwd=course.root,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    with open(out, newline="") as file:
-        return {row["student_id"]: row for row in csv.DictReader(file)}
 
 
 def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signals) -> int:
@@ -326,7 +310,7 @@ def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(
     for sid in (OK, TD):
         expected = {c.check_id: c.passed for c in batch[sid].checks}
         assert {k: v["passed"] for k, v in results[sid]["checks"].items()} == expected, sid
-    rows = _export(course, tmp_path / "export.csv")
+    rows = nbgrader_export(course.root, tmp_path / "export.csv")
     assert {sid: float(rows[sid]["score"]) for sid in (OK, TD)} == {OK: FULL, TD: batch[TD].score}
     assert _sha(sorted(course.submitted.rglob("*.ipynb"))) == before
 

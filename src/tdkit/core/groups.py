@@ -1,6 +1,6 @@
 """The check groups: one per student function the grader judges, in the order the notebook asks for them.
 
-The one list the probe (what it calls), the hidden checks (``@check("<group>/<name>")``) and the
+The one list the probe (what it calls), the hidden checks (``@hidden_check("<group>/<name>")``) and the
 reports (headings, order) read. Each group's probe is registered beside its code in
 ``tdkit.untrusted.probe``, which refuses to load with a group left without one.
 """

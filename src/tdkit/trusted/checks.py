@@ -1,6 +1,6 @@
 """Run the hidden checks (``grader_tests/``, pytest) on a probe's artifacts.
 
-Each check is a pytest test marked ``@check("group/name", points=...)``; its failure
+Each check is a pytest test marked ``@hidden_check("group/name", points=...)``; its failure
 message, in French, is what the student reads. Runs on the trusted side only.
 """
 
@@ -27,7 +27,7 @@ NOT_EVALUATED = (
 UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (voir en haut de la page)."
 
 
-def check(check_id: str, points: float) -> Callable[[F], F]:
+def hidden_check(check_id: str, points: float) -> Callable[[F], F]:
     """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``."""
     if "/" not in check_id:
         raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
@@ -35,7 +35,7 @@ def check(check_id: str, points: float) -> Callable[[F], F]:
         raise ValueError(
             f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)"
         )
-    return pytest.mark.check(id=check_id, points=float(points))
+    return pytest.mark.hidden_check(id=check_id, points=float(points))
 
 
 def fail(message: str) -> NoReturn:
@@ -73,7 +73,9 @@ class _Collector:
         self.results: dict[str, CheckResult] = {}
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        config.addinivalue_line("markers", "check(id, points): a hidden check and its points")
+        config.addinivalue_line(
+            "markers", "hidden_check(id, points): a hidden check and its points"
+        )
 
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
@@ -81,9 +83,9 @@ class _Collector:
         selected: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
-            marker = item.get_closest_marker("check")
+            marker = item.get_closest_marker("hidden_check")
             if marker is None:
-                raise pytest.UsageError(f"{item.nodeid} has no @check(id, points) marker")
+                raise pytest.UsageError(f"{item.nodeid} has no @hidden_check(id, points) marker")
             group = marker.kwargs["id"].split("/", 1)[0]
             (selected if self.groups is None or group in self.groups else deselected).append(item)
         if deselected:
@@ -96,7 +98,7 @@ class _Collector:
     ) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
         outcome = yield
         report = outcome.get_result()
-        marker = item.get_closest_marker("check")
+        marker = item.get_closest_marker("hidden_check")
         if marker is None or not (report.when == "call" or report.failed):
             return
         check_id, max_points = marker.kwargs["id"], float(marker.kwargs["points"])
