@@ -14,7 +14,9 @@ is noisy, so compare side by side, never with a remembered number.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,12 +35,43 @@ from conftest import copy_course
 from tdkit.core.course import Course
 from tdkit.release.generate import release
 from tdkit.release.parameters import inject_parameters
-from tdkit.trusted.grade import grade_all, judge, prepare_job
+from tdkit.trusted.grade import GradeRun, grade_all, judge, prepare_job
+from tdkit.untrusted import zygote
 from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
 from tdkit.untrusted.job import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"
 IMPORTS = "import datasets, matplotlib.pyplot, numpy, polars, torch"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it waited for (zygotes included, once closed)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def displayed(course: Course, students: list[str]) -> dict[str, list[str]]:
+    """What each autograded notebook shows, cell by cell (outputs only, no timing metadata)."""
+    shown = {}
+    for sid in students:
+        nb = nbformat.read(course.autograded_notebook(sid), as_version=4)
+        shown[sid] = [
+            json.dumps(
+                [{k: v for k, v in o.items() if k != "metadata"} for o in cell.get("outputs", [])]
+            )
+            for cell in nb.cells
+        ]
+    return shown
+
+
+def zygote_start() -> float:
+    """Wall seconds to start a zygote and preload the course's modules; it then serves the breakdown."""
+    started = time.perf_counter()
+    zygote.warm()
+    return time.perf_counter() - started
 
 
 def submit(course: Course, copies: int) -> list[str]:
@@ -148,24 +181,38 @@ def main() -> None:
             f"{len(students)} submissions ({args.copies} copies of {len(students) // args.copies} examples), "
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
-        runs, walls = {}, {}
-        for workers in (1, 2):
-            started = time.perf_counter()
-            runs[workers] = grade_all(
-                course, everyone=True, workers=workers, progress=lambda line: None
-            )
-            wall = time.perf_counter() - started
-            per = [s.seconds for s in runs[workers].results.students.values()]
-            print(
-                f"tdkit grade --workers {workers}: {wall:.1f} s in all, {wall / len(students):.1f} s per submission "
-                f"(each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)"
-            )
-            walls[workers] = wall
-        same = all(
-            runs[1].results.students[s].checks == runs[2].results.students[s].checks
-            for s in students
-        )
-        print(f"speed-up with 2 workers: x{walls[1] / walls[2]:.2f}; identical checks: {same}")
+        runs: dict[tuple[str, int], GradeRun] = {}
+        shown: dict[tuple[str, int], dict[str, list[str]]] = {}
+        for path, switch in (("zygote", "1"), ("plain", "0")):
+            os.environ[zygote.ZYGOTE_ENV] = switch
+            for workers in (1, 2):
+                started, cpu = time.perf_counter(), cpu_seconds()
+                run = grade_all(course, everyone=True, workers=workers, progress=lambda line: None)
+                wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+                runs[path, workers] = run
+                shown[path, workers] = displayed(course, students)
+                per = [s.seconds for s in run.results.students.values()]
+                print(
+                    f"tdkit grade --workers {workers}, {path} path: {cpu / len(students):.2f} s CPU and "
+                    f"{wall / len(students):.1f} s wall per submission ({cpu:.1f} s CPU, {wall:.1f} s wall "
+                    f"in all; each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)",
+                    flush=True,
+                )
+        os.environ[zygote.ZYGOTE_ENV] = "1"
+        checks = {
+            key: {s: run.results.students[s].checks for s in students} for key, run in runs.items()
+        }
+        same = all(found == checks["plain", 1] for found in checks.values())
+        print(f"identical checks on both paths, 1 and 2 workers: {same}")
+        assert same, "the zygote path changed a check: compare the runs above"
+        differ = [
+            f"{sid} cell {index}"
+            for sid, cells in shown["zygote", 1].items()
+            for index, (a, b) in enumerate(zip(cells, shown["plain", 1][sid]))
+            if a != b
+        ]
+        print(f"identical executed notebooks (outputs, 1 worker): {not differ} {differ[:10]}")
+        print(f"zygote start (once per worker): {zygote_start():.2f} s")
         print("where one submission's time goes (the full solution, 1 worker):")
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():
@@ -181,7 +228,7 @@ def main() -> None:
                 : args.nbgrader - 1
             ]
             plain = nbgrader_autograde(course, chosen)
-            ours = statistics.mean(runs[1].results.students[s].seconds for s in chosen)
+            ours = statistics.mean(runs["zygote", 1].results.students[s].seconds for s in chosen)
             print(
                 f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
                 f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}"

@@ -263,6 +263,11 @@ _pool = _Pool()
 atexit.register(_pool.close)
 
 
+def warm() -> None:
+    """Start a zygote now, so that the next run does not pay its start."""
+    _pool.release(Zygote())
+
+
 def close_all() -> None:
     """Stop every idle zygote (one per worker that ran something); the next run starts a new one."""
     _pool.close()
