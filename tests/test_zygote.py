@@ -89,3 +89,16 @@ def test_each_forked_run_is_its_own_sandbox() -> None:
         assert report["threads"] == 1
     assert first["cwd"] != second["cwd"]
     assert first["draw"] != second["draw"]  # numpy's global generator reseeded in each run
+
+
+@needs_zygote
+def test_wall_clock_limit_kills_a_forked_run() -> None:
+    """Past run_timeout, is the forked run killed at once (its whole pid namespace), and reported?"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(600)")])
+    limits = Limits(cell_timeout=600, run_timeout=3)
+    try:
+        outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
+    finally:
+        zygote.close_all()
+    assert outcome.timed_out and outcome.returncode is None
+    assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
