@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -53,18 +54,50 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")  # an object's repr: different in every process
+
+
 def displayed(course: Course, students: list[str]) -> dict[str, list[str]]:
-    """What each autograded notebook shows, cell by cell (outputs only, no timing metadata)."""
+    """What each autograded notebook shows, cell by cell: stream chunks joined (how the kernel
+    flushed them is timing), object addresses masked, no metadata."""
     shown = {}
     for sid in students:
         nb = nbformat.read(course.autograded_notebook(sid), as_version=4)
-        shown[sid] = [
-            json.dumps(
-                [{k: v for k, v in o.items() if k != "metadata"} for o in cell.get("outputs", [])]
-            )
-            for cell in nb.cells
-        ]
+        cells = []
+        for cell in nb.cells:
+            outputs: list[dict[str, object]] = []
+            for output in cell.get("outputs", []):
+                kept = {k: v for k, v in output.items() if k != "metadata"}
+                last = outputs[-1] if outputs else {}
+                if kept.get("output_type") == "stream" and last.get("name") == kept.get("name"):
+                    last["text"] = str(last["text"]) + str(kept["text"])
+                else:
+                    outputs.append(kept)
+            cells.append(ADDRESS.sub("0x…", json.dumps(outputs)))
+        shown[sid] = cells
     return shown
+
+
+KERNEL_CPU = "import resource as _r\n_u = _r.getrusage(_r.RUSAGE_SELF)\nprint('KERNEL-CPU:', _u.ru_utime + _u.ru_stime)"
+
+
+def kernel_cpu(course: Course, student: str) -> dict[str, float]:
+    """CPU seconds of the kernel itself (start, imports, every cell) on each path, the same notebook."""
+    nb = nbformat.read(course.submitted_notebook(student), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(KERNEL_CPU))
+    target = course.submitted_notebook("kernel_cpu")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+    seconds = {}
+    for path, switch in (("zygote", "1"), ("plain", "0")):
+        os.environ[zygote.ZYGOTE_ENV] = switch
+        outcome = execute_job(prepare_job(course, "kernel_cpu"))
+        text = outcome.executed or ""
+        found = re.search(r"KERNEL-CPU: ([0-9.]+)", text)
+        seconds[path] = float(found.group(1)) if found else float("nan")
+    os.environ[zygote.ZYGOTE_ENV] = "1"
+    shutil.rmtree(target.parent.parent)
+    return seconds
 
 
 def zygote_start() -> float:
@@ -192,8 +225,11 @@ def main() -> None:
                 runs[path, workers] = run
                 shown[path, workers] = displayed(course, students)
                 per = [s.seconds for s in run.results.students.values()]
+                # bwrap does not hand its processes' CPU time back (its pid 1 is not waited for):
+                # on the plain path only the grader's own side is counted.
+                counted = "" if path == "zygote" else " (grader side only)"
                 print(
-                    f"tdkit grade --workers {workers}, {path} path: {cpu / len(students):.2f} s CPU and "
+                    f"tdkit grade --workers {workers}, {path} path: {cpu / len(students):.2f} s CPU{counted} and "
                     f"{wall / len(students):.1f} s wall per submission ({cpu:.1f} s CPU, {wall:.1f} s wall "
                     f"in all; each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)",
                     flush=True,
@@ -217,6 +253,11 @@ def main() -> None:
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():
             print(f"  {name:<38} {seconds:6.2f} s")
+        own = kernel_cpu(course, solution)
+        print(
+            f"the full solution's kernel, its own CPU (start, imports, every cell): {own['zygote']:.2f} s "
+            f"forked from the zygote, {own['plain']:.2f} s started afresh"
+        )
         trips = kernel_round_trips()
         print(
             f"kernel start + imports + stop: {trips['graceful']:.2f} s with a graceful shutdown, "

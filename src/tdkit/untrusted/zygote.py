@@ -50,7 +50,10 @@ from tdkit.untrusted.sandbox import (
 
 ZYGOTE_ENV = "TDKIT_ZYGOTE"
 # The course environment's heavy modules and the runner's own; one not installed is not preloaded.
+# ipykernel first: tqdm.auto (imported by datasets) picks its notebook bars only when it is loaded.
 PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
     "numpy",
     "torch",
     "torch.nn.functional",
@@ -58,8 +61,6 @@ PRELOAD = (
     "polars",
     "PIL.Image",
     "matplotlib.pyplot",
-    "ipykernel.kernelapp",
-    "ipykernel.ipkernel",
     "nbclient",
     "nbformat",
     "tdkit.untrusted.runner",
@@ -292,6 +293,16 @@ def run_forked(
     readonly: Sequence[Path] = (),
 ) -> SandboxRun:
     """The runner on ``scratch``, forked from a zygote into a fresh bubblewrap sandbox as its own uid."""
+    zygote = _pool.acquire()  # before the run's clock: a zygote's start is not the run's
+    try:
+        return _run_forked(zygote, scratch, limits, readonly)
+    finally:
+        _pool.release(zygote)
+
+
+def _run_forked(
+    zygote: Zygote, scratch: Path, limits: Limits, readonly: Sequence[Path]
+) -> SandboxRun:
     bwrap = bwrap_path()
     assert bwrap is not None, "run_forked needs bubblewrap (see enabled())"
     started = time.perf_counter()
@@ -325,30 +336,26 @@ def run_forked(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(ns_pid, signal.SIGKILL)  # the pid namespace's init: all of the run dies
 
-            zygote = _pool.acquire()
-            try:
-                returncode = zygote.run(
-                    {
-                        "ns_pid": ns_pid,
-                        "uid": uid,
-                        "scratch": str(scratch),
-                        "env": env,
-                        "zygote_home": str(zygote.home),
-                        "limits": [
-                            limits.memory_mb,
-                            limits.cpu_seconds,
-                            limits.max_file_mb,
-                            limits.max_processes,
-                        ],
-                        "cell_timeout": limits.cell_timeout,
-                        "max_output_bytes": limits.max_output_mb * 1024 * 1024,
-                    },
-                    sink.fileno(),
-                    limits.run_timeout,
-                    stop,
-                )
-            finally:
-                _pool.release(zygote)
+            returncode = zygote.run(
+                {
+                    "ns_pid": ns_pid,
+                    "uid": uid,
+                    "scratch": str(scratch),
+                    "env": env,
+                    "zygote_home": str(zygote.home),
+                    "limits": [
+                        limits.memory_mb,
+                        limits.cpu_seconds,
+                        limits.max_file_mb,
+                        limits.max_processes,
+                    ],
+                    "cell_timeout": limits.cell_timeout,
+                    "max_output_bytes": limits.max_output_mb * 1024 * 1024,
+                },
+                sink.fileno(),
+                limits.run_timeout,
+                stop,
+            )
         finally:
             os.close(info_r)
             with contextlib.suppress(ProcessLookupError):
