@@ -22,7 +22,7 @@ from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
 LAUNCHER = ("-m", "ipykernel_launcher")  # the native kernelspec's command, after the interpreter
 
@@ -205,20 +205,20 @@ class ForkedProcess:
         self.send_signal(signal.SIGTERM)
 
 
-class ForkedProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ForkedProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         if _forker is None or tuple(cmd[1:3]) != LAUNCHER:
             raise RuntimeError(f"tdkit: cannot fork this kernel command: {cmd[:3]}")
         # As jupyter_client's launcher, naming the kernel's parent: it stops if the forker dies.
         env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(_forker.pid)}
         pid = _forker.fork_kernel(cmd[3:], env, str(kwargs.get("cwd") or os.getcwd()))
-        self.process = ForkedProcess(pid)
+        self.process = ForkedProcess(pid)  # type: ignore[assignment]  # Popen's interface, as used
         self.pid = self.pgid = pid
         self.cwd = kwargs.get("cwd")
         return self.connection_info
 
 
-class ForkedKernelManager(AsyncKernelManager):  # type: ignore[misc]
+class ForkedKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
         if self.provisioner is None:
