@@ -14,7 +14,10 @@ is noisy, so compare side by side, never with a remembered number.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -33,12 +36,75 @@ from conftest import copy_course
 from tdkit.core.course import Course
 from tdkit.release.generate import release
 from tdkit.release.parameters import inject_parameters
-from tdkit.trusted.grade import grade_all, judge, prepare_job
+from tdkit.trusted.grade import GradeRun, grade_all, judge, prepare_job
+from tdkit.untrusted import zygote
 from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
 from tdkit.untrusted.job import execute_job
 
 EXAMPLES = REPO / "examples" / "submissions"
 IMPORTS = "import datasets, matplotlib.pyplot, numpy, polars, torch"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it waited for (zygotes included, once closed)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")  # an object's repr: different in every process
+
+
+def displayed(course: Course, students: list[str]) -> dict[str, list[str]]:
+    """What each autograded notebook shows, cell by cell: stream chunks joined (how the kernel
+    flushed them is timing), object addresses masked, no metadata."""
+    shown = {}
+    for sid in students:
+        nb = nbformat.read(course.autograded_notebook(sid), as_version=4)
+        cells = []
+        for cell in nb.cells:
+            outputs: list[dict[str, object]] = []
+            for output in cell.get("outputs", []):
+                kept = {k: v for k, v in output.items() if k != "metadata"}
+                last = outputs[-1] if outputs else {}
+                if kept.get("output_type") == "stream" and last.get("name") == kept.get("name"):
+                    last["text"] = str(last["text"]) + str(kept["text"])
+                else:
+                    outputs.append(kept)
+            cells.append(ADDRESS.sub("0x…", json.dumps(outputs)))
+        shown[sid] = cells
+    return shown
+
+
+KERNEL_CPU = "import resource as _r\n_u = _r.getrusage(_r.RUSAGE_SELF)\nprint('KERNEL-CPU:', _u.ru_utime + _u.ru_stime)"
+
+
+def kernel_cpu(course: Course, student: str) -> dict[str, float]:
+    """CPU seconds of the kernel itself (start, imports, every cell) on each path, the same notebook."""
+    nb = nbformat.read(course.submitted_notebook(student), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(KERNEL_CPU))
+    target = course.submitted_notebook("kernel_cpu")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+    seconds = {}
+    for path, switch in (("zygote", "1"), ("plain", "0")):
+        os.environ[zygote.ZYGOTE_ENV] = switch
+        outcome = execute_job(prepare_job(course, "kernel_cpu"))
+        text = outcome.executed or ""
+        found = re.search(r"KERNEL-CPU: ([0-9.]+)", text)
+        seconds[path] = float(found.group(1)) if found else float("nan")
+    os.environ[zygote.ZYGOTE_ENV] = "1"
+    shutil.rmtree(target.parent.parent)
+    return seconds
+
+
+def zygote_start() -> float:
+    """Wall seconds to start a zygote and preload the course's modules; it then serves the breakdown."""
+    started = time.perf_counter()
+    zygote.warm()
+    return time.perf_counter() - started
 
 
 def submit(course: Course, copies: int) -> list[str]:
@@ -148,28 +214,50 @@ def main() -> None:
             f"{len(students)} submissions ({args.copies} copies of {len(students) // args.copies} examples), "
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
-        runs, walls = {}, {}
-        for workers in (1, 2):
-            started = time.perf_counter()
-            runs[workers] = grade_all(
-                course, everyone=True, workers=workers, progress=lambda line: None
-            )
-            wall = time.perf_counter() - started
-            per = [s.seconds for s in runs[workers].results.students.values()]
-            print(
-                f"tdkit grade --workers {workers}: {wall:.1f} s in all, {wall / len(students):.1f} s per submission "
-                f"(each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)"
-            )
-            walls[workers] = wall
-        same = all(
-            runs[1].results.students[s].checks == runs[2].results.students[s].checks
-            for s in students
-        )
-        print(f"speed-up with 2 workers: x{walls[1] / walls[2]:.2f}; identical checks: {same}")
+        runs: dict[tuple[str, int], GradeRun] = {}
+        shown: dict[tuple[str, int], dict[str, list[str]]] = {}
+        for path, switch in (("zygote", "1"), ("plain", "0")):
+            os.environ[zygote.ZYGOTE_ENV] = switch
+            for workers in (1, 2):
+                started, cpu = time.perf_counter(), cpu_seconds()
+                run = grade_all(course, everyone=True, workers=workers, progress=lambda line: None)
+                wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+                runs[path, workers] = run
+                shown[path, workers] = displayed(course, students)
+                per = [s.seconds for s in run.results.students.values()]
+                # bwrap does not hand its processes' CPU time back (its pid 1 is not waited for):
+                # on the plain path only the grader's own side is counted.
+                counted = "" if path == "zygote" else " (grader side only)"
+                print(
+                    f"tdkit grade --workers {workers}, {path} path: {cpu / len(students):.2f} s CPU{counted} and "
+                    f"{wall / len(students):.1f} s wall per submission ({cpu:.1f} s CPU, {wall:.1f} s wall "
+                    f"in all; each run {statistics.median(per):.1f} s median, {max(per):.1f} s max)",
+                    flush=True,
+                )
+        os.environ[zygote.ZYGOTE_ENV] = "1"
+        checks = {
+            key: {s: run.results.students[s].checks for s in students} for key, run in runs.items()
+        }
+        same = all(found == checks["plain", 1] for found in checks.values())
+        print(f"identical checks on both paths, 1 and 2 workers: {same}")
+        assert same, "the zygote path changed a check: compare the runs above"
+        differ = [
+            f"{sid} cell {index}"
+            for sid, cells in shown["zygote", 1].items()
+            for index, (a, b) in enumerate(zip(cells, shown["plain", 1][sid]))
+            if a != b
+        ]
+        print(f"identical executed notebooks (outputs, 1 worker): {not differ} {differ[:10]}")
+        print(f"zygote start (once per worker): {zygote_start():.2f} s")
         print("where one submission's time goes (the full solution, 1 worker):")
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():
             print(f"  {name:<38} {seconds:6.2f} s")
+        own = kernel_cpu(course, solution)
+        print(
+            f"the full solution's kernel, its own CPU (start, imports, every cell): {own['zygote']:.2f} s "
+            f"forked from the zygote, {own['plain']:.2f} s started afresh"
+        )
         trips = kernel_round_trips()
         print(
             f"kernel start + imports + stop: {trips['graceful']:.2f} s with a graceful shutdown, "
@@ -181,7 +269,7 @@ def main() -> None:
                 : args.nbgrader - 1
             ]
             plain = nbgrader_autograde(course, chosen)
-            ours = statistics.mean(runs[1].results.students[s].seconds for s in chosen)
+            ours = statistics.mean(runs["zygote", 1].results.students[s].seconds for s in chosen)
             print(
                 f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
                 f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}"

@@ -18,6 +18,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 
 from tdkit.core.config import ENVIRONMENT_ENV, MB, Limits
+from tdkit.untrusted import kernel_forker
 from tdkit.untrusted.import_guard import KERNEL_ARGUMENTS
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -168,6 +169,7 @@ def execute_notebook(
         max_output_bytes=max_output_bytes,
         timeout=cell_timeout,
         kernel_name=KERNEL_NAME,
+        kernel_manager_class=kernel_forker.manager_class(),
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(cwd)}},
         # The outputs are in once the last cell replies: killing the kernel saves the ~1 s a

@@ -19,7 +19,7 @@ from typing import Any
 
 from tdkit.core.config import MB, Limits
 from tdkit.core.groups import GROUPS
-from tdkit.untrusted import runner
+from tdkit.untrusted import runner, zygote
 from tdkit.untrusted.execute import CellError
 from tdkit.untrusted.import_guard import module_names
 from tdkit.untrusted.sandbox import run_sandboxed
@@ -145,18 +145,22 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
         (scratch / runner.SUBMISSION).write_text(job.notebook, encoding="utf-8")
         if job.environment is not None:
             (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
-        run = run_sandboxed(
-            [
-                sys.executable,
-                "-m",
-                "tdkit.untrusted.runner",
-                str(scratch),
-                str(job.limits.cell_timeout),
-                str(job.limits.max_output_mb * MB),
-            ],
-            scratch,
-            job.limits,
-            readonly=[Path(d) for d in job.data_dirs],
+        run = (
+            zygote.run_forked(scratch, job.limits, readonly=[Path(d) for d in job.data_dirs])
+            if zygote.enabled()
+            else run_sandboxed(
+                [
+                    sys.executable,
+                    "-m",
+                    "tdkit.untrusted.runner",
+                    str(scratch),
+                    str(job.limits.cell_timeout),
+                    str(job.limits.max_output_mb * MB),
+                ],
+                scratch,
+                job.limits,
+                readonly=[Path(d) for d in job.data_dirs],
+            )
         )
         record = RunRecord.parse(_read_bounded(scratch / runner.RUN_RECORD, 16 * MB))
         executed = _read_bounded(scratch / runner.EXECUTED, job.limits.max_executed_bytes)

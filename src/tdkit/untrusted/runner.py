@@ -29,6 +29,7 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 
 from tdkit.core.config import KILL_ALL_ENV
+from tdkit.untrusted import kernel_forker
 from tdkit.untrusted.execute import DEFAULT_MAX_OUTPUT_BYTES, Execution, execute_notebook
 from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
 
@@ -128,7 +129,9 @@ def _kill_leftovers() -> None:
     Only when the sandbox says everything this process can signal belongs to the run (its own
     uid, or its own pid namespace).
     """
-    if os.environ.get(KILL_ALL_ENV) == "1":
+    if kernel_forker.active():
+        kernel_forker.kill_others()  # the recovery kernel comes from the same forker
+    elif os.environ.get(KILL_ALL_ENV) == "1":
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tdkit.core.config import KILL_ALL_ENV, SANDBOX_ENV, Limits
 from tdkit.core.errors import TdkitError
@@ -105,11 +106,18 @@ def kill_uid(uid: int) -> None:
     )
 
 
-def _chown_tree(root: Path, uid: int) -> None:
+def chown_tree(root: Path, uid: int) -> None:
     for folder, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
             os.lchown(os.path.join(folder, name), uid, uid)
     os.lchown(root, uid, uid)
+
+
+def log_tail(sink: IO[bytes], size: int = 8000) -> str:
+    """The last ``size`` bytes of a run's log, read back through the grader's own descriptor."""
+    end = sink.seek(0, os.SEEK_END)
+    sink.seek(max(0, end - size))
+    return sink.read().decode("utf-8", errors="replace")
 
 
 def sandbox_env(scratch: Path) -> dict[str, str]:
@@ -141,9 +149,11 @@ def bwrap_command(
     env: dict[str, str] | None = None,
     *,
     root: bool = False,
+    info_fd: int | None = None,
 ) -> list[str]:
     """``root``: bwrap runs as real root, without a user namespace, keeping only the capabilities
-    ``tdkit.untrusted.rlimits --drop`` needs to become the run's own uid (which drops them all)."""
+    ``tdkit.untrusted.rlimits --drop`` needs to become the run's own uid (which drops them all).
+    ``info_fd``: bwrap writes there the pid of the sandbox's first process (JSON ``child-pid``)."""
     if root:
         namespaces = [
             "--unshare-ipc",
@@ -159,6 +169,8 @@ def bwrap_command(
     else:
         namespaces = ["--unshare-all"]
     command = [bwrap, *namespaces, "--die-with-parent", "--new-session", "--clearenv"]
+    if info_fd is not None:
+        command += ["--info-fd", str(info_fd)]
     for path in SYSTEM_PATHS:
         if os.path.exists(path):
             command += ["--ro-bind", path, path]
@@ -218,7 +230,7 @@ def _run(
     if uid is not None or bwrap is not None:
         env[KILL_ALL_ENV] = "1"  # its own uid, or its own pid namespace
     if uid is not None:
-        _chown_tree(scratch, uid)
+        chown_tree(scratch, uid)
         argv = [sys.executable, "-m", "tdkit.untrusted.rlimits", "--drop", str(uid), "--", *argv]
     command = (
         bwrap_command(bwrap, argv, scratch, readonly, env, root=uid is not None)
@@ -262,9 +274,7 @@ def _run(
             process.wait()
         if uid is not None:
             kill_uid(uid)
-        size = sink.seek(0, os.SEEK_END)
-        sink.seek(max(0, size - 8000))
-        output = sink.read().decode("utf-8", errors="replace")
+        output = log_tail(sink)
     return SandboxRun(
         returncode, timed_out, time.perf_counter() - started, output, bwrap is not None
     )

@@ -1,0 +1,104 @@
+"""Forked runs (``tdkit.untrusted.zygote``): each a fresh sandbox, its own uid, limits and seeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from tdkit.core.config import Limits
+from tdkit.untrusted import zygote
+from tdkit.untrusted.job import SandboxJob, execute_job
+
+needs_zygote = pytest.mark.skipif(
+    not zygote.enabled(),
+    reason="forked runs need root and bubblewrap (scripts/system-deps.sh), and TDKIT_ZYGOTE unset",
+)
+
+LIMITS = Limits(memory_mb=4096, cpu_seconds=300, max_file_mb=64, max_processes=128, run_timeout=120)
+
+FORKS = """
+import importlib, os, sys
+from tdkit.untrusted.zygote import PRELOAD
+for name in PRELOAD:
+    importlib.import_module(name)
+assert len(os.listdir("/proc/self/task")) > 1, "the preloaded modules started no thread: nothing to test"
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        import numpy, polars, torch
+        frame = polars.DataFrame({"a": numpy.arange(1000) % 7, "b": numpy.ones(1000)})
+        total = frame.group_by("a").agg(polars.col("b").sum())["b"].sum()
+        model = torch.nn.Conv2d(3, 4, 3)
+        model(torch.ones(2, 3, 8, 8)).sum().backward()
+        os._exit(0 if total == 1000 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+print("FORKS-OK")
+"""
+
+REPORT = """
+import json, os, resource, tempfile, numpy, torch
+print("REPORT:" + json.dumps({
+    "uid": os.getuid(), "pid": os.getpid(), "ppid_alive": os.path.exists(f"/proc/{os.getppid()}"),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "limits": [resource.getrlimit(r)[0] for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU,
+                                                    resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)],
+    "home": os.environ["HOME"], "cwd": os.getcwd(), "tmp": tempfile.gettempdir(),
+    "env": sorted(os.environ), "draw": numpy.random.rand(3).tolist(),
+    "threads": torch.get_num_threads(), "fds": sorted(os.listdir("/proc/self/fd")),
+}))
+"""
+
+
+def test_forks_of_the_preloaded_modules_work() -> None:
+    """Do torch, numpy and polars work in forks of a process that preloaded them (no lock held by its threads)?"""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKS], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert "FORKS-OK" in done.stdout, done.stderr[-3000:]
+
+
+def _report(student: str) -> dict[str, object]:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(REPORT)])
+    outcome = execute_job(SandboxJob(student, nbformat.writes(nb), LIMITS))
+    assert outcome.executed is not None, outcome.output
+    for output in nbformat.reads(outcome.executed, as_version=4).cells[0].outputs:
+        for line in str(output.get("text", "")).splitlines():
+            if line.startswith("REPORT:"):
+                return dict(json.loads(line[len("REPORT:") :]))
+    raise AssertionError(outcome.output)
+
+
+@needs_zygote
+def test_each_forked_run_is_its_own_sandbox() -> None:
+    """Does a forked kernel run as the run's uid, in its own pid namespace, with the limits, env and fresh seeds?"""
+    try:
+        first, second = _report("zygote-a"), _report("zygote-b")
+    finally:
+        zygote.close_all()
+    for report in (first, second):
+        assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
+        assert max(report["processes"]) < 50, report  # type: ignore[type-var]
+        assert report["limits"] == [4096 * 1024 * 1024, 300, 64 * 1024 * 1024, 128]
+        assert report["home"] == report["cwd"] == report["tmp"], report
+        assert "TDKIT_SANDBOX" in report["env"] and "JPY_PARENT_PID" in report["env"]
+        assert report["threads"] == 1
+    assert first["cwd"] != second["cwd"]
+    assert first["draw"] != second["draw"]  # numpy's global generator reseeded in each run
+
+
+@needs_zygote
+def test_wall_clock_limit_kills_a_forked_run() -> None:
+    """Past run_timeout, is the forked run killed at once (its whole pid namespace), and reported?"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(600)")])
+    limits = Limits(cell_timeout=600, run_timeout=3)
+    try:
+        outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
+    finally:
+        zygote.close_all()
+    assert outcome.timed_out and outcome.returncode is None
+    assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
