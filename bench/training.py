@@ -13,7 +13,8 @@ full test split; a part's training seconds leave out the evaluations made for it
   the first ``PER_SAMPLE_ROWS`` rows, evaluated every ``CURVE_ROWS`` rows (plain SGD keeps no
   state, so training in slices is training in one go).
 - ``minibatch``: ``reference.train_minibatch`` with the default ``MiniBatchRecipe`` on the TD's
-  ``ConvNet``, the full train split, ``N_RUNS`` seeds, evaluated after each epoch.
+  ``ConvNet``, the full train split, ``N_RUNS`` seeds, evaluated after each epoch; first, as the
+  baseline of the same run, the previous recipe (``PREVIOUS_MINIBATCH``) on seed 0.
 - ``strongnet``: ``reference.train_strongnet`` with the default ``StrongRecipe``, ``N_STRONG_RUNS``
   seeds, evaluated after each epoch (no test-time augmentation) and at the end (with it).
 - ``notebook``: the master notebook (the TD with its solution, as a student has it once answered:
@@ -21,8 +22,9 @@ full test split; a part's training seconds leave out the evaluations made for it
   ``DATA_SOURCE`` pointing to the local copy, ``THREADS`` threads: the seconds of each section
   and the accuracies it prints.
 
-The last lines print each part's figures beside its target, and the ratios between parts. The
-machine is shared and noisy: the load average is recorded with every figure.
+The last lines print each part's figures beside its target (with several seeds: the worst
+seed and the slowest run), and the ratios between parts. The machine is shared and noisy: the
+load average is recorded with every figure.
 """
 
 from __future__ import annotations
@@ -69,12 +71,13 @@ PER_SAMPLE_LR = 0.003  # PRODUCT.md: 0.03 barely learns, 0.003 reaches about 45 
 PER_SAMPLE_ROWS = 20_000  # one epoch of per-sample steps: about 45 s
 CURVE_ROWS = 5_000  # per-sample rows between two evaluations
 BUGGY_ROWS = 2_000  # enough to show that nothing moves
-# The issue's targets: (minimum test accuracy, maximum seconds).
+# The issue's targets: (minimum test accuracy, maximum seconds); with several seeds, every seed.
 TARGETS = {
     "minibatch": (0.70, 60.0),  # the TD's ConvNet, training time
-    "strongnet": (0.85, 600.0),  # a stronger network, training time
+    "strongnet": (0.91, 600.0),  # a stronger network, training time, with test-time augmentation...
     "notebook": (0.60, 300.0),  # the whole TD on a laptop CPU; accuracy of its mini-batch model
 }
+STRONG_WITHOUT_TTA = 0.90  # ...and without it
 
 
 class Stopwatch:
@@ -217,39 +220,49 @@ def _run_fields(
     }
 
 
+# The recipe recorded until 2026-11-29 (69.0 / 69.9 / 72.0 %, 51-54 s): the baseline of the same run.
+PREVIOUS_MINIBATCH = MiniBatchRecipe(
+    n_epochs=10, alternate_flips=False, fast_forward=False, lookahead_every=0
+)
+
+
+def _minibatch_run(
+    train: datasets.Dataset, test: datasets.Dataset, recipe: MiniBatchRecipe, label: str
+) -> dict:
+    torch.manual_seed(recipe.seed)
+    model = reference.ConvNet()
+    load = _load()
+    curve: list[list[float]] = []  # [training seconds, test accuracy] after each epoch
+    watch = Stopwatch()
+
+    def evaluate(epoch: int, model: torch.nn.Module) -> None:
+        accuracy = watch.outside(lambda: reference.accuracy(model, test))
+        curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])
+
+    loss_history = reference.train_minibatch(model, train, recipe, evaluate)
+    watch.stop()
+    confusion = reference.confusion_matrix(model, test)
+    run = {
+        "seed": recipe.seed,
+        **_run_fields(confusion, watch, load, curve, loss_history),
+        "train_accuracy": round(reference.accuracy(model, train), 4),
+    }
+    print(
+        f"{label} seed {recipe.seed}: test {run['test_accuracy']:.2%}, train {run['train_accuracy']:.2%}, "
+        f"{run['train_seconds']} s ({run['train_cpu_seconds']} s of CPU)",
+        flush=True,
+    )
+    return run
+
+
 def minibatch_runs(data: Prepared, source: Path) -> dict:
     train, test = to_zdata_dataset(data.x_train, data.y_train), _test_set(data)
     recipe = MiniBatchRecipe()
-    runs = []
-    for seed in range(recipe.seed, recipe.seed + N_RUNS):
-        torch.manual_seed(seed)
-        model = reference.ConvNet()
-        load = _load()
-        curve: list[list[float]] = []  # [training seconds, test accuracy] after each epoch
-        watch = Stopwatch()
-
-        def evaluate(
-            epoch: int, model: torch.nn.Module, watch: Stopwatch = watch, curve: list = curve
-        ) -> None:
-            accuracy = watch.outside(lambda: reference.accuracy(model, test))
-            curve.append([round(watch.elapsed(), 1), round(accuracy, 4)])
-
-        loss_history = reference.train_minibatch(
-            model, train, dataclasses.replace(recipe, seed=seed), evaluate
-        )
-        watch.stop()
-        confusion = reference.confusion_matrix(model, test)
-        run = {
-            "seed": seed,
-            **_run_fields(confusion, watch, load, curve, loss_history),
-            "train_accuracy": round(reference.accuracy(model, train), 4),
-        }
-        print(
-            f"mini-batch seed {seed}: test {run['test_accuracy']:.2%}, train {run['train_accuracy']:.2%}, "
-            f"{run['train_seconds']} s",
-            flush=True,
-        )
-        runs.append(run)
+    baseline = _minibatch_run(train, test, PREVIOUS_MINIBATCH, "previous mini-batch recipe")
+    runs = [
+        _minibatch_run(train, test, dataclasses.replace(recipe, seed=seed), "mini-batch")
+        for seed in range(recipe.seed, recipe.seed + N_RUNS)
+    ]
     return {
         "what": "reference.train_minibatch(ConvNet(), full train split, MiniBatchRecipe(seed=s)), "
         "weights from torch.manual_seed(s); curve: [training seconds, test accuracy] after each epoch",
@@ -258,6 +271,12 @@ def minibatch_runs(data: Prepared, source: Path) -> dict:
         **{key: runs[0][key] for key in runs[0] if key != "seed"},
         "runs": runs,
         "summary": _summary_of(runs),
+        "baseline": {
+            "what": "the previous recipe (10 epochs through model(x), flips drawn afresh, no "
+            "lookahead), seed 0, measured in the same run",
+            "recipe": dataclasses.asdict(PREVIOUS_MINIBATCH),
+            **baseline,
+        },
     }
 
 
@@ -506,15 +525,32 @@ def summary(results: dict) -> str:
         line = f"{part:<15} {_percent(accuracy):>14} {seconds:>9}"
         if part in TARGETS:
             floor, limit = TARGETS[part]
-            if "summary" in section:  # several seeds: judged on their mean accuracy and slowest run
+            if "summary" in section:  # several seeds: judged on the worst seed and the slowest run
                 runs = section["summary"]
-                accuracy, seconds = runs["test_accuracy_mean"], runs["train_seconds_max"]
-                judged = f"mean of {len(runs['seeds'])} seeds {accuracy:.2%}, slowest {seconds} s"
+                accuracy, seconds = runs["test_accuracy_min"], runs["train_seconds_max"]
+                judged = (
+                    f"every one of {len(runs['seeds'])} seeds: worst {accuracy:.2%}, mean "
+                    f"{runs['test_accuracy_mean']:.2%}, slowest {seconds} s"
+                )
             else:
                 judged = f"{_percent(accuracy)} in {seconds} s"
             met = accuracy is not None and accuracy >= floor and seconds <= limit
-            line += f"   >= {floor:.0%} in <= {limit:g} s: {'met' if met else 'NOT met'} ({judged})"
+            target = f">= {floor:.0%}"
+            if part == "strongnet":
+                worst_plain = min(run["test_accuracy_without_tta"] for run in section["runs"])
+                met = met and worst_plain >= STRONG_WITHOUT_TTA
+                target += f" (>= {STRONG_WITHOUT_TTA:.0%} without TTA)"
+                judged += f", worst without TTA {worst_plain:.2%}"
+            line += f"   {target} in <= {limit:g} s: {'met' if met else 'NOT met'} ({judged})"
         rows.append(line)
+    if "baseline" in results.get("minibatch", {}):
+        new, old = results["minibatch"]["runs"][0], results["minibatch"]["baseline"]
+        rows.append(
+            f"mini-batch seed {new['seed']}, this recipe against the previous one in the same run: "
+            f"{new['test_accuracy']:.2%} against {old['test_accuracy']:.2%}, {new['train_seconds']} "
+            f"against {old['train_seconds']} s of training; CPU seconds x{new['train_cpu_seconds'] / old['train_cpu_seconds']:.2f} "
+            f"the previous recipe's per run, x{_epoch_cpu(new) / _epoch_cpu(old):.2f} per epoch"
+        )
     # (slower part, faster part, what is said): when the faster one reached the slower one's final accuracy.
     for slower, faster, who in (
         ("per_sample", "minibatch", "mini-batches reach the per-sample loop's"),
@@ -528,6 +564,10 @@ def summary(results: dict) -> str:
                     f"{who} {target:.1%} after {fast} s instead of {slow} s: x{slow / fast:.2f}"
                 )
     return "\n".join(rows)
+
+
+def _epoch_cpu(run: dict) -> float:
+    return run["train_cpu_seconds"] / len(run["loss_history"])
 
 
 def _percent(value: float | None) -> str:

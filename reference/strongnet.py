@@ -32,6 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.lookahead import Lookahead
+from reference.minibatch import mirror
+
 
 @dataclass(frozen=True)
 class StrongRecipe:
@@ -200,16 +203,7 @@ def train_strongnet(
     total_steps = math.ceil(steps_per_epoch * recipe.n_epochs)
     multipliers = _triangle(total_steps, start=0.2, end=0.07, peak=0.23)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: float(multipliers[step]))
-    # Lookahead: every few steps the weights move to an average that trusts them more over time.
-    decays = 0.95**5 * (torch.arange(total_steps + 1) / total_steps) ** 3
-    averaged = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def lookahead(decay: float) -> None:
-        for average, current in zip(averaged.values(), model.state_dict().values()):
-            if current.dtype.is_floating_point:
-                average.lerp_(current, 1 - decay)
-                current.copy_(average)
-
+    lookahead = Lookahead(model, recipe.lookahead_every, total_steps)
     padded = F.pad(inputs, (recipe.translate,) * 4, mode="reflect") if recipe.translate else inputs
     size = inputs.shape[-1]
     flipped = torch.rand(len(inputs), generator=generator) < 0.5
@@ -230,7 +224,7 @@ def train_strongnet(
                 x = _translate(padded[index], recipe.translate, size, generator)
             else:
                 x = inputs[index]
-            x = torch.where(flipped[index, None, None, None].to(device), x.flip(3), x)
+            x = mirror(x, flipped[index])
             y = labels[index]
             with _autocast(x, recipe.bfloat16):
                 outputs = model(_memory_format(x))
@@ -244,10 +238,7 @@ def train_strongnet(
             step += 1
             epoch_loss += loss.item()
             seen += len(index)
-            if step % recipe.lookahead_every == 0:
-                lookahead(float(decays[step]))
-        if step >= total_steps:
-            lookahead(1.0)
+            lookahead.after_step(step)
         loss_history.append(epoch_loss / seen)
         if on_epoch is not None:
             model.eval()

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 import reference
-from reference.minibatch import MiniBatchRecipe, random_flips
+from reference.lookahead import Lookahead
+from reference.minibatch import MiniBatchRecipe, fast_forward, random_flips
 from reference.strongnet import StrongRecipe
 from tdkit.release.notebooks import read_source
 from tdkit.release.parameters import declared_parameters
@@ -231,6 +232,54 @@ def test_train_minibatch_is_deterministic_given_the_seed() -> None:
     assert other != history
 
 
+def test_fast_forward_computes_the_tds_forward_and_its_gradients() -> None:
+    """Does ``fast_forward`` give the TD's ``forward``'s outputs and weight gradients?"""
+    torch.manual_seed(0)
+    model = reference.ConvNet()
+    x = torch.randn(16, 3, 32, 32)
+    expected = model(x)
+    expected.square().sum().backward()
+    expected_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got = fast_forward(model.to(memory_format=torch.channels_last), x)
+    got.square().sum().backward()
+    assert torch.allclose(got, expected, atol=1e-5)
+    for expected_grad, p in zip(expected_grads, model.parameters()):
+        assert torch.allclose(p.grad, expected_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_train_minibatch_leaves_a_model_the_tds_forward_runs() -> None:
+    """Trained through ``fast_forward``, does the model end in the layout ``view`` needs?"""
+    torch.manual_seed(0)
+    model = reference.ConvNet()
+    reference.train_minibatch(
+        model, zdata_dataset(n=64), MiniBatchRecipe(n_epochs=1, batch_size=16)
+    )
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_lookahead_moves_to_the_average_and_ends_on_it() -> None:
+    """Does each lookahead step pull the weights to the average, and the last one end on it?"""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    lookahead = Lookahead(model, every=1, total_steps=2)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.after_step(1)
+    decay = 0.95**5 * 0.5**3
+    assert model.weight.item() == pytest.approx(1 - decay)
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    lookahead.after_step(2)  # decay 0.95**5 then the end: the weights become the average
+    expected = (1 - decay) * 0.95**5 + 5.0 * (1 - 0.95**5)
+    assert model.weight.item() == pytest.approx(expected)
+    untouched = torch.nn.Linear(1, 1, bias=False)
+    weight = untouched.weight.detach().clone()
+    Lookahead(untouched, every=0, total_steps=1).after_step(1)
+    assert torch.equal(untouched.weight, weight)
+
+
 @pytest.fixture(scope="module")
 def results() -> dict:
     if not RESULTS.is_file():
@@ -254,8 +303,8 @@ def test_results_record_where_and_how_they_were_measured(results: dict) -> None:
         assert {"date", "load_average_before_after"} <= results[part].keys()
 
 
-def test_results_minibatch_recipe_reaches_70_percent_within_60_seconds(results: dict) -> None:
-    """Does the recorded recipe reach 70 % on the mean of its seeds in at most 60 s of training?"""
+def test_results_minibatch_recipe_reaches_70_percent_on_every_seed(results: dict) -> None:
+    """Does the recorded recipe reach 70 % on every one of its 3 seeds?"""
     run = results["minibatch"]
     assert run["recipe"] == dataclasses.asdict(MiniBatchRecipe()), "stale: run `make reference`"
     assert len(run["loss_history"]) == run["recipe"]["n_epochs"]
@@ -263,11 +312,22 @@ def test_results_minibatch_recipe_reaches_70_percent_within_60_seconds(results: 
     assert confusion.shape == (10, 10) and confusion.sum() == results["data"]["n_test"]
     assert np.trace(confusion) / confusion.sum() == pytest.approx(run["test_accuracy"], abs=1e-4)
     assert len(run["per_class_accuracy"]) == 10 and 0 <= run["train_accuracy"] <= 1
-    # The seed alone moves this small network by about 1.5 points: the target holds on the mean.
-    assert run["summary"]["test_accuracy_mean"] >= 0.70
-    assert run["summary"]["test_accuracy_min"] >= 0.67
-    assert run["summary"]["train_seconds_max"] <= 60
+    assert run["summary"]["seeds"] == [0, 1, 2]
+    assert run["summary"]["test_accuracy_min"] >= 0.70
     assert len(run["curve_seconds_accuracy"]) == run["recipe"]["n_epochs"]
+
+
+def test_results_minibatch_recipe_trains_within_60_seconds(results: dict) -> None:
+    """On a machine left to it, does every recorded run of the recipe train in at most 60 s?"""
+    run = results["minibatch"]
+    loads = [load for seeded in run["runs"] for load in seeded["load_average_before_after"]]
+    if max(loads) > results["environment"]["cpu_count"]:
+        pytest.skip(
+            f"recorded while other work loaded the machine (load average up to {max(loads)} on "
+            f"{results['environment']['cpu_count']} cores): its seconds time that work too; "
+            "record again on an idle machine with `make reference`"
+        )
+    assert run["summary"]["train_seconds_max"] <= 60
 
 
 def test_results_strongnet_reaches_85_percent_within_10_minutes(results: dict) -> None:
