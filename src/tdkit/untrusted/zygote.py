@@ -66,8 +66,10 @@ PRELOAD = (
     "tdkit.untrusted.runner",
     "tdkit.untrusted.probe",
 )
-# The sandbox's first process: it only holds the namespaces open until the run ends.
-PLACEHOLDER = ("/bin/sleep", "infinity")
+# The sandbox's first process: says it runs (bwrap execs it once every mount is in place, while
+# --info-fd speaks before), then only holds the namespaces open until the run ends.
+# (Python, not sh: dash cannot name a descriptor above 9.)
+PLACEHOLDER = "import os, signal; os.write({fd}, b'ready'); os.close({fd}); signal.pause()"
 NAMESPACES = (
     "ipc",
     "uts",
@@ -274,7 +276,8 @@ def close_all() -> None:
     _pool.close()
 
 
-def _child_pid(info: int) -> int:
+def _child_pid(info: int, ready: int) -> int:
+    """The sandbox's pid, once its placeholder runs: joining earlier could see a half-built mount view."""
     data = b""
     while b"}" not in data:
         if not select.select([info], [], [], REPLY_GRACE)[0]:
@@ -283,6 +286,8 @@ def _child_pid(info: int) -> int:
         if not chunk:
             raise RuntimeError(f"tdkit: bubblewrap did not start: {data!r}")
         data += chunk
+    if not select.select([ready], [], [], REPLY_GRACE)[0] or not os.read(ready, 16):
+        raise RuntimeError("tdkit: bubblewrap did not finish building the sandbox")
     return int(json.loads(data)["child-pid"])
 
 
@@ -311,8 +316,10 @@ def _run_forked(
         chown_tree(scratch, uid)
         env = {**sandbox_env(scratch), KILL_ALL_ENV: "1"}
         info_r, info_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        placeholder = (sys.executable, "-S", "-c", PLACEHOLDER.format(fd=ready_w))
         command = bwrap_command(
-            bwrap, PLACEHOLDER, scratch, readonly, env, root=True, info_fd=info_w
+            bwrap, placeholder, scratch, readonly, env, root=True, info_fd=info_w
         )
         sandbox = subprocess.Popen(
             command,
@@ -321,14 +328,15 @@ def _run_forked(
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            pass_fds=(info_w,),
+            pass_fds=(info_w, ready_w),
             start_new_session=True,
         )
         os.close(info_w)
+        os.close(ready_w)
         returncode: int | None = None
         timed_out = False
         try:
-            ns_pid = _child_pid(info_r)
+            ns_pid = _child_pid(info_r, ready_r)
 
             def stop() -> None:
                 nonlocal timed_out
@@ -358,6 +366,7 @@ def _run_forked(
             )
         finally:
             os.close(info_r)
+            os.close(ready_r)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sandbox.pid, signal.SIGKILL)
             sandbox.wait()
