@@ -145,8 +145,9 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
         (scratch / runner.SUBMISSION).write_text(job.notebook, encoding="utf-8")
         if job.environment is not None:
             (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
+        readonly = [Path(d) for d in job.data_dirs]
         run = (
-            zygote.run_forked(scratch, job.limits, readonly=[Path(d) for d in job.data_dirs])
+            zygote.run_forked(scratch, job.limits, readonly=readonly)
             if zygote.enabled()
             else run_sandboxed(
                 [
@@ -159,7 +160,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
                 ],
                 scratch,
                 job.limits,
-                readonly=[Path(d) for d in job.data_dirs],
+                readonly=readonly,
             )
         )
         record = RunRecord.parse(_read_bounded(scratch / runner.RUN_RECORD, 16 * MB))

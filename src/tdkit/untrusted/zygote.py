@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tdkit.core.config import KILL_ALL_ENV, Limits
+from tdkit.core.config import KILL_ALL_ENV, MB, Limits
 from tdkit.untrusted import kernel_forker, rlimits
 from tdkit.untrusted.sandbox import (
     SandboxRun,
@@ -358,7 +358,7 @@ def _run_forked(
                         limits.max_processes,
                     ],
                     "cell_timeout": limits.cell_timeout,
-                    "max_output_bytes": limits.max_output_mb * 1024 * 1024,
+                    "max_output_bytes": limits.max_output_mb * MB,
                 },
                 sink.fileno(),
                 limits.run_timeout,
