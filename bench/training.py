@@ -222,7 +222,7 @@ def _run_fields(
     }
 
 
-# The recipe recorded on 2026-11-30 (71.4 / 71.6 / 72.9 %, 101.6-110.0 s): the baseline of the same run.
+# Recorded 2026-11-30 (71.4 / 71.6 / 72.9 %, 101.6-110.0 s): the baseline of the same run.
 PREVIOUS_MINIBATCH = MiniBatchRecipe(
     n_epochs=17, max_lr=0.05, weight_decay=5e-4, decay_biases=True, mirror_test=False
 )
@@ -284,7 +284,8 @@ def minibatch_runs(data: Prepared, source: Path) -> dict:
     return {
         "what": "reference.train_minibatch(ConvNet(), full train split, MiniBatchRecipe(seed=s)), "
         "weights from torch.manual_seed(s); test accuracy with each test image averaged with its "
-        "mirror (mirror_test), and without; curve: [training seconds, test accuracy] after each epoch",
+        "mirror (mirror_test), and without; curve: [training seconds, test accuracy] after each "
+        "epoch",
         "recipe": dataclasses.asdict(recipe),
         # The headline: the recipe as written (its default seed).
         **{key: runs[0][key] for key in runs[0] if key != "seed"},

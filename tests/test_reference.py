@@ -260,7 +260,7 @@ def test_train_minibatch_leaves_a_model_the_tds_forward_runs() -> None:
 
 
 def test_predict_minibatch_averages_each_image_with_its_mirror() -> None:
-    """Mirrored evaluation: argmax of the mean logits of an image and its mirror; plain: ``predict``?"""
+    """Mirrored: argmax of the mean logits of an image and its mirror? Plain: ``predict``'s?"""
     torch.manual_seed(0)
     model = reference.ConvNet()
     data = zdata_dataset(n=40)
