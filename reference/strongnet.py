@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference.lookahead import Lookahead
-from reference.minibatch import mirror
+from reference.minibatch import mirror, with_mirror
 
 
 @dataclass(frozen=True)
@@ -259,20 +259,17 @@ def predict_strongnet(
         with _autocast(x, bfloat16):
             return model(_memory_format(x)).float()
 
-    def mirrored(x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * logits(x) + 0.5 * logits(x.flip(3))
-
     predictions = []
     for start in range(0, len(inputs), batch_size):
         x = inputs[start : start + batch_size]
         if tta_level == 0:
             out = logits(x)
         elif tta_level == 1:
-            out = mirrored(x)
+            out = with_mirror(logits, x)
         else:
             padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
             size = x.shape[-1]
             shifted = [padded[:, :, :size, :size], padded[:, :, 2:, 2:]]
-            out = 0.5 * mirrored(x) + 0.25 * sum(mirrored(s) for s in shifted)
+            out = 0.5 * with_mirror(logits, x) + 0.25 * sum(with_mirror(logits, s) for s in shifted)
         predictions.append(out.argmax(1))
     return torch.cat(predictions)

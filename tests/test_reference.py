@@ -19,7 +19,7 @@ import torch
 
 import reference
 from reference.lookahead import Lookahead
-from reference.minibatch import MiniBatchRecipe, fast_forward, random_flips
+from reference.minibatch import MiniBatchRecipe, fast_forward, predict_minibatch, random_flips
 from reference.strongnet import StrongRecipe
 from tdkit.release.notebooks import read_source
 from tdkit.release.parameters import declared_parameters
@@ -257,6 +257,21 @@ def test_train_minibatch_leaves_a_model_the_tds_forward_runs() -> None:
     )
     assert all(p.is_contiguous() for p in model.parameters())
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_predict_minibatch_averages_each_image_with_its_mirror() -> None:
+    """Mirrored: argmax of the mean logits of an image and its mirror? Plain: ``predict``'s?"""
+    torch.manual_seed(0)
+    model = reference.ConvNet()
+    data = zdata_dataset(n=40)
+    x = torch.as_tensor(np.asarray(data["zdata"], dtype=np.float32))
+    with torch.no_grad():
+        expected = (model(x) + model(x.flip(3))).argmax(1)
+    assert torch.equal(predict_minibatch(model, x, mirror_test=True, batch_size=16), expected)
+    plain = predict_minibatch(model, x, mirror_test=False)
+    assert np.array_equal(plain.numpy(), reference.predict(model, data))
+    assert not torch.equal(expected, plain), "no image changes its class: the test shows nothing"
+    assert model.training, "the caller's mode is restored"
 
 
 def test_lookahead_moves_to_the_average_and_ends_on_it() -> None:
