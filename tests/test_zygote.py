@@ -76,10 +76,7 @@ def _report(student: str) -> dict[str, object]:
 @needs_zygote
 def test_each_forked_run_is_its_own_sandbox() -> None:
     """Does a forked kernel run as the run's uid, in its own pid namespace, with the limits, env and fresh seeds?"""
-    try:
-        first, second = _report("zygote-a"), _report("zygote-b")
-    finally:
-        zygote.close_all()
+    first, second = _report("zygote-a"), _report("zygote-b")
     for report in (first, second):
         assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
         assert max(report["processes"]) < 50, report  # type: ignore[type-var]
@@ -96,9 +93,6 @@ def test_wall_clock_limit_kills_a_forked_run() -> None:
     """Past run_timeout, is the forked run killed at once (its whole pid namespace), and reported?"""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(600)")])
     limits = Limits(cell_timeout=600, run_timeout=3)
-    try:
-        outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
-    finally:
-        zygote.close_all()
+    outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
     assert outcome.timed_out and outcome.returncode is None
     assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
