@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -76,10 +80,7 @@ def _report(student: str) -> dict[str, object]:
 @needs_zygote
 def test_each_forked_run_is_its_own_sandbox() -> None:
     """Does a forked kernel run as the run's uid, in its own pid namespace, with the limits, env and fresh seeds?"""
-    try:
-        first, second = _report("zygote-a"), _report("zygote-b")
-    finally:
-        zygote.close_all()
+    first, second = _report("zygote-a"), _report("zygote-b")
     for report in (first, second):
         assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
         assert max(report["processes"]) < 50, report  # type: ignore[type-var]
@@ -96,9 +97,49 @@ def test_wall_clock_limit_kills_a_forked_run() -> None:
     """Past run_timeout, is the forked run killed at once (its whole pid namespace), and reported?"""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(600)")])
     limits = Limits(cell_timeout=600, run_timeout=3)
-    try:
-        outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
-    finally:
-        zygote.close_all()
+    outcome = execute_job(SandboxJob("zygote-slow", nbformat.writes(nb), limits))
     assert outcome.timed_out and outcome.returncode is None
     assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
+
+
+def _our_zygotes() -> list[int]:
+    """This process's zygotes, from /proc: its children running ``tdkit.untrusted.zygote``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if (
+                ppid == os.getpid()
+                and b"tdkit.untrusted.zygote" in (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _dead(pid: int) -> bool:
+    """Exited (a zombie until its parent reaps it) or gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@needs_zygote
+def test_a_dead_idle_zygote_is_replaced_never_reused() -> None:
+    """Is an idle zygote that died replaced by a newly started one, the next run unaffected?"""
+    _report("zygote-warm")  # an idle zygote in this process's pool, at least
+    killed = _our_zygotes()
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not all(_dead(pid) for pid in killed):
+        assert time.monotonic() < deadline, "SIGKILL did not stop the zygotes"
+        time.sleep(0.01)
+    started = zygote.started()
+    report = _report("zygote-after")
+    assert zygote.started() == started + 1
+    assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
+    assert not set(killed) & set(_our_zygotes())

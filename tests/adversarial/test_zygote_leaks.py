@@ -3,8 +3,9 @@
 In ONE worker (so one zygote), a leaking submission runs first: it leaves a double-forked,
 ``setsid`` background process, writes a file into every directory it can write (a walk of ``/``),
 tries to modify installed modules on disk and patches imported ones (``torch.nn.functional``,
-``numpy``, ``builtins``, ``tdkit``). Then the correct solution runs, then a spy (the solution plus
-a cell reporting what it sees). Every notebook is the release filled the way
+``numpy``, ``builtins``, ``tdkit``). Then the correct solution runs; then, in a second grading of
+the same process (served by the same idle zygote), a spy (the solution plus a cell reporting what
+it sees). Every notebook is the release filled the way
 ``tests/adversarial/hostile.py`` builds them.
 """
 
@@ -128,8 +129,10 @@ print("SPY:" + json.dumps({{"files": files, "processes": processes, "marked": ma
 @dataclass
 class Leaks:
     course: Course
-    run: GradeRun
+    first: GradeRun  # the leaker, then the correct solution
+    second: GradeRun  # the spy alone, a later grading in the same process
     mark: str
+    zygotes_started: int  # by the second grading
 
     def printed(self, sid: str, prefix: str) -> dict[str, object]:
         nb = nbformat.read(self.course.autograded_notebook(sid), as_version=4)
@@ -150,11 +153,19 @@ def leaks(tmp_path_factory: pytest.TempPathFactory) -> Leaks:
         course.submitted, LEAKER, course.assignment, at_end(solution_nb(), LEAK.format(mark=mark))
     )
     write(course.submitted, CORRECT, course.assignment, solution_nb())
+    first = grade_all(course, limits=LIMITS, workers=1, progress=lambda line: None)
     write(
         course.submitted, SPY, course.assignment, at_end(solution_nb(), SPY_CELL.format(mark=mark))
     )
-    run = grade_all(course, limits=LIMITS, workers=1, progress=lambda line: None)
-    return Leaks(course, run, mark)
+    started = zygote.started()
+    second = grade_all(course, limits=LIMITS, workers=1, progress=lambda line: None)
+    return Leaks(course, first, second, mark, zygote.started() - started)
+
+
+def test_a_later_grading_reuses_the_zygote(leaks: Leaks) -> None:
+    """Does a second grading in the same process run on the first one's zygote, starting none?"""
+    assert leaks.second.graded == [SPY]
+    assert leaks.zygotes_started == 0
 
 
 def test_the_leaker_did_leave_things(leaks: Leaks) -> None:
@@ -166,7 +177,7 @@ def test_the_leaker_did_leave_things(leaks: Leaks) -> None:
 
 def test_the_next_correct_submission_keeps_full_marks(leaks: Leaks) -> None:
     """Does the correct submission graded right after the leaker, in the same worker, keep full marks?"""
-    result = leaks.run.results.students[CORRECT]
+    result = leaks.first.results.students[CORRECT]
     assert (result.score, result.failure, result.errors) == (FULL, None, [])
 
 
@@ -182,7 +193,7 @@ def test_the_spy_sees_nothing_of_the_leaker(leaks: Leaks) -> None:
         "sum": 6,
         "relu_value": 1.0,
     }
-    assert leaks.run.results.students[SPY].score == FULL
+    assert leaks.second.results.students[SPY].score == FULL
 
 
 def test_nothing_survives_on_the_host(leaks: Leaks) -> None:

@@ -49,7 +49,6 @@ from tdkit.trusted.incremental import (
     submission_digest,
 )
 from tdkit.trusted.sanitize import release_text, sanitise_notebook
-from tdkit.untrusted import zygote
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -379,7 +378,6 @@ def grade_all(
     finally:
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
-            zygote.close_all()  # one per worker, for this grading only
     grading_seconds = time.perf_counter() - grading_started if todo.grade else 0.0
     results = after_grading(course, results, students, todo.grade)
     write_results_json(results, results_path)

@@ -1,9 +1,10 @@
 """Runs forked from a zygote that has already imported the course's modules (``TDKIT_ZYGOTE=0``: off).
 
 Starting Python, importing torch, datasets, matplotlib and ipykernel costs seconds of CPU per
-run. A zygote, started once per grading worker with the sandbox's clean environment, imports
-them once and holds nothing of the grader's (no course file, gradebook or secret: student code
-can read its memory). Per run, bubblewrap still builds the whole sandbox (mounts, namespaces,
+run. A zygote, started with the sandbox's clean environment when a grading worker first needs
+one, imports them once and holds nothing of the grader's (no course file, gradebook or secret:
+student code can read its memory) nor any student's (runs are forks it never becomes); idle
+zygotes serve every later grading of the same process and stop at its exit. Per run, bubblewrap still builds the whole sandbox (mounts, namespaces,
 scratch, private ``/tmp``) around a placeholder process; the zygote forks a child that joins
 those namespaces with ``setns``, whose own child (inside the run's pid namespace) closes every
 inherited descriptor, sets its limits, becomes the run's uid and runs the runner in-process.
@@ -195,9 +196,10 @@ class Zygote:
 
     def __init__(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tdkit-zygote-"))
+        self.executable = sys.executable  # the pool's key: the interpreter it imported from
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno())],
+            [self.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno())],
             env=sandbox_env(self.home),
             cwd=self.home,
             stdin=subprocess.DEVNULL,
@@ -240,26 +242,47 @@ class Zygote:
 
 
 class _Pool:
+    """Idle zygotes by interpreter, for the whole process: every grading in it reuses them.
+
+    A zygote depends on nothing else at start (its environment is ``sandbox_env``'s, the course's
+    environment comes with each run) and holds nothing of the grader's nor any student's.
+    """
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.idle: list[Zygote] = []
+        self.idle: dict[str, list[Zygote]] = {}
+        self.started = 0
 
     def acquire(self) -> Zygote:
+        dead = []
         with self.lock:
-            if self.idle:
-                return self.idle.pop()
-        return Zygote()
+            idle = self.idle.get(sys.executable, [])
+            while idle and not idle[-1].alive:
+                dead.append(idle.pop())
+            found = idle.pop() if idle else None
+        for zygote in dead:  # a dead zygote is replaced, never reused
+            zygote.close()
+        return found if found is not None else self.start()
+
+    def start(self) -> Zygote:
+        zygote = Zygote()
+        with self.lock:
+            self.started += 1
+        return zygote
 
     def release(self, zygote: Zygote) -> None:
-        if zygote.alive:
-            with self.lock:
-                self.idle.append(zygote)
+        if not zygote.alive:
+            zygote.close()
+            return
+        with self.lock:
+            self.idle.setdefault(zygote.executable, []).append(zygote)
 
     def close(self) -> None:
         with self.lock:
-            idle, self.idle = self.idle, []
-        for zygote in idle:
-            zygote.close()
+            idle, self.idle = self.idle, {}
+        for zygotes in idle.values():
+            for zygote in zygotes:
+                zygote.close()
 
 
 _pool = _Pool()
@@ -268,12 +291,17 @@ atexit.register(_pool.close)
 
 def warm() -> None:
     """Start a zygote now, so that the next run does not pay its start."""
-    _pool.release(Zygote())
+    _pool.release(_pool.start())
 
 
 def close_all() -> None:
-    """Stop every idle zygote (one per worker that ran something); the next run starts a new one."""
+    """Stop every idle zygote; the next run starts a new one (at exit, it happens by itself)."""
     _pool.close()
+
+
+def started() -> int:
+    """How many zygotes this process has started: gradings in one process share them."""
+    return _pool.started
 
 
 def _child_pid(info: int, ready: int) -> int:
