@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -158,14 +159,24 @@ def cpu_breakdown(course: Course, student: str) -> dict[str, float]:
     kill_zygotes()
     run = children_cpu() - children - preload  # the zygote's whole life less its preloading
     parts["the run, grader side (scratch, artifacts)"] = time.process_time() - own
-    stamps = [float(v) for v in re.findall(r"KERNEL-CPU: ([0-9.]+)", outcome.executed or "")]
-    if len(stamps) == len(phases) + 1:
-        parts["kernel start (forked) + import guard"] = stamps[0]
-        for name, before, after in zip(phases, stamps, stamps[1:]):
+    # (the phase that follows, the kernel's CPU there); a stamp whose output was lost (a kernel's
+    # first output can be) adds its phase to the one before
+    stamps: list[tuple[str, float]] = []
+    following = iter([*phases, "end"])
+    executed = nbformat.reads(outcome.executed, as_version=4) if outcome.executed else None
+    for cell in executed.cells if executed else []:
+        if cell.cell_type == "code" and cell.source == KERNEL_CPU:
+            name = next(following, "end")
+            found = re.search(r"KERNEL-CPU: ([0-9.]+)", json.dumps(cell.get("outputs", [])))
+            if found:
+                stamps.append((name, float(found.group(1))))
+    if stamps and stamps[-1][0] == "end":
+        parts["kernel start (forked) + import guard"] = stamps[0][1]
+        for (name, before), (_, after) in itertools.pairwise(stamps):
             parts[name] = parts.get(name, 0.0) + after - before
-        parts["sandbox, zygote fork, runner, forker"] = run - stamps[-1]
+        parts["sandbox, zygote fork, runner, forker"] = run - stamps[-1][1]
     else:
-        parts["the run (kernel stamps missing)"] = run
+        parts["the run (the kernel's last stamp missing)"] = run
     started = time.process_time()
     judge(course, outcome)
     parts["hidden checks + gradebook (trusted)"] = time.process_time() - started
