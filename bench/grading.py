@@ -14,6 +14,8 @@ is noisy, so compare side by side, never with a remembered number.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import re
@@ -100,11 +102,85 @@ def kernel_cpu(course: Course, student: str) -> dict[str, float]:
     return seconds
 
 
-def zygote_start() -> float:
-    """Wall seconds to start a zygote and preload the course's modules; it then serves the breakdown."""
-    started = time.perf_counter()
+def children_cpu() -> float:
+    """CPU time of every child this process waited for: a zygote's, with all its runs, once closed."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def zygote_start() -> tuple[float, float, float]:
+    """Wall and CPU seconds to start a zygote (preloading the course's modules), and the CPU of its exit."""
+    zygote.close_all()
+    started, cpu = time.perf_counter(), children_cpu()
     zygote.warm()
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    preload = zygotes_cpu()
+    zygote.close_all()
+    return wall, preload, children_cpu() - cpu - preload
+
+
+def kill_zygotes() -> None:
+    """Stop the idle zygotes at once, so that their exit's CPU is not counted as a run's."""
+    for process in (z.process for z in zygote._pool.idle):
+        process.kill()
+    zygote.close_all()
+
+
+def zygotes_cpu() -> float:
+    """CPU of the idle zygotes so far, the children they waited for included (preloading spawns some)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in (z.process for z in zygote._pool.idle):
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return total
+
+
+def cpu_breakdown(course: Course, student: str) -> dict[str, float]:
+    """Where one forked submission's CPU goes: the kernel's own per phase (its CPU printed before each
+    code cell and at the end), the rest of the run (bubblewrap, the zygote's fork, runner, forker),
+    and the grader's sides."""
+    started = time.process_time()
+    job = prepare_job(course, student)
+    parts: dict[str, float] = {"sanitise + parameters (trusted)": time.process_time() - started}
+    nb = nbformat.reads(job.notebook, as_version=4)
+    cells, phases = [], []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cells.append(nbformat.v4.new_code_cell(KERNEL_CPU))
+            phases.append(phase(cell, index))
+        cells.append(cell)
+    nb.cells = [*cells, nbformat.v4.new_code_cell(KERNEL_CPU)]
+    zygote.close_all()
+    zygote.warm()
+    preload = zygotes_cpu()
+    own, children = time.process_time(), children_cpu()
+    outcome = execute_job(dataclasses.replace(job, notebook=nbformat.writes(nb)))
+    kill_zygotes()
+    run = children_cpu() - children - preload  # the zygote's whole life less its preloading
+    parts["the run, grader side (scratch, artifacts)"] = time.process_time() - own
+    # (the phase that follows, the kernel's CPU there); a stamp whose output was lost (a kernel's
+    # first output can be) adds its phase to the one before
+    stamps: list[tuple[str, float]] = []
+    following = iter([*phases, "end"])
+    executed = nbformat.reads(outcome.executed, as_version=4) if outcome.executed else None
+    for cell in executed.cells if executed else []:
+        if cell.cell_type == "code" and cell.source == KERNEL_CPU:
+            name = next(following, "end")
+            found = re.search(r"KERNEL-CPU: ([0-9.]+)", json.dumps(cell.get("outputs", [])))
+            if found:
+                stamps.append((name, float(found.group(1))))
+    if stamps and stamps[-1][0] == "end":
+        parts["kernel start (forked) + import guard"] = stamps[0][1]
+        for (name, before), (_, after) in itertools.pairwise(stamps):
+            parts[name] = parts.get(name, 0.0) + after - before
+        parts["sandbox, zygote fork, runner, forker"] = run - stamps[-1][1]
+    else:
+        parts["the run (the kernel's last stamp missing)"] = run
+    started = time.process_time()
+    judge(course, outcome)
+    parts["hidden checks + gradebook (trusted)"] = time.process_time() - started
+    return parts
 
 
 def submit(course: Course, copies: int) -> list[str]:
@@ -167,7 +243,8 @@ def kernel_round_trips(repeats: int = 3) -> dict[str, float]:
     return {mode: statistics.median(values) for mode, values in seconds.items()}
 
 
-def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
+def nbgrader_autograde(course: Course, students: list[str]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of plain ``nbgrader autograde`` per submission (kernel included: waited for)."""
     data = os.environ.get("TDKIT_CIFAR10") or str(REPO.parent / "shared" / "cifar10")
     scripts = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": scripts + os.pathsep + os.environ["PATH"]}
@@ -176,9 +253,9 @@ def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
         nbformat.write(
             inject_parameters(nbformat.read(path, as_version=4), {"DATA_SOURCE": data}), path
         )
-    seconds = []
+    seconds, cpu = [], []
     for sid in students:
-        started = time.perf_counter()
+        started, children = time.perf_counter(), children_cpu()
         subprocess.run(
             [
                 os.path.join(scripts, "nbgrader"),
@@ -195,8 +272,9 @@ def nbgrader_autograde(course: Course, students: list[str]) -> list[float]:
             capture_output=True,
         )
         seconds.append(time.perf_counter() - started)
-        print(f"  nbgrader autograde {sid}: {seconds[-1]:.1f} s", flush=True)
-    return seconds
+        cpu.append(children_cpu() - children)
+        print(f"  nbgrader autograde {sid}: {seconds[-1]:.1f} s, {cpu[-1]:.1f} s CPU", flush=True)
+    return seconds, cpu
 
 
 def main() -> None:
@@ -215,6 +293,7 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
         )
         runs: dict[tuple[str, int], GradeRun] = {}
+        cpus: dict[tuple[str, int], float] = {}
         shown: dict[tuple[str, int], dict[str, list[str]]] = {}
         for path, switch in (("zygote", "1"), ("plain", "0")):
             os.environ[zygote.ZYGOTE_ENV] = switch
@@ -223,6 +302,7 @@ def main() -> None:
                 run = grade_all(course, everyone=True, workers=workers, progress=lambda line: None)
                 wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
                 runs[path, workers] = run
+                cpus[path, workers] = cpu / len(students)
                 shown[path, workers] = displayed(course, students)
                 per = [s.seconds for s in run.results.students.values()]
                 # bwrap does not hand its processes' CPU time back (its pid 1 is not waited for):
@@ -248,7 +328,17 @@ def main() -> None:
             if a != b
         ]
         print(f"identical executed notebooks (outputs, 1 worker): {not differ} {differ[:10]}")
-        print(f"zygote start (once per worker): {zygote_start():.2f} s")
+        start_wall, start_cpu, exit_cpu = zygote_start()
+        print(
+            f"a zygote (once per worker): start {start_wall:.2f} s wall, {start_cpu:.2f} s CPU; "
+            f"its exit {exit_cpu:.2f} s CPU"
+        )
+        print("where one submission's CPU goes (the full solution, forked, 1 worker):")
+        parts = cpu_breakdown(course, next(s for s in students if "solution" in s))
+        for name, seconds in parts.items():
+            print(f"  {name:<42} {seconds:6.2f} s CPU")
+        print(f"  {'in all':<42} {sum(parts.values()):6.2f} s CPU")
+        zygote.warm()  # serves the wall breakdown below
         print("where one submission's time goes (the full solution, 1 worker):")
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():
@@ -268,11 +358,16 @@ def main() -> None:
             chosen = [solution] + [s for s in students if s.endswith("_0") and s != solution][
                 : args.nbgrader - 1
             ]
-            plain = nbgrader_autograde(course, chosen)
+            plain, plain_cpu = nbgrader_autograde(course, chosen)
             ours = statistics.mean(runs["zygote", 1].results.students[s].seconds for s in chosen)
             print(
                 f"plain nbgrader autograde: {statistics.mean(plain):.1f} s per submission; tdkit: {ours:.1f} s "
                 f"on the same notebooks; ratio x{statistics.mean(plain) / ours:.1f}"
+            )
+            print(
+                f"plain nbgrader autograde: {statistics.mean(plain_cpu):.1f} s CPU per submission; tdkit "
+                f"--workers 2 (forked): {cpus['zygote', 2]:.2f} s CPU per submission of the mix; "
+                f"ratio x{statistics.mean(plain_cpu) / cpus['zygote', 2]:.1f}"
             )
 
 

@@ -27,7 +27,7 @@ from tdkit.core.config import GradingProfile
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.release.parameters import inject_parameters
-from tdkit.untrusted.runner import probe_cell
+from tdkit.untrusted.probe_cell import probe_cell
 
 
 class UnreadableSubmission(TdkitError):

@@ -119,16 +119,21 @@ class ChecksCrashed(Exception):
     """pytest could not run the hidden checks at all (a broken grader_tests/)."""
 
 
+# (module, file) known to be none of a course's checks or reference
+_NOT_CHECKS: set[tuple[str, str]] = set()
+
+
 def _forget_other_course(tests_dir: Path) -> None:
     """Drop modules that another course's checks (or reference) left in ``sys.modules``.
 
     pytest imports ``grader_tests`` modules by their bare names: a second course in the same
-    process would otherwise be judged by the first one's checks.
+    process would otherwise be judged by the first one's checks. A module seen to be none of
+    them is not resolved again (thousands of paths, half a second per submission).
     """
     course = tests_dir.resolve().parent
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not path:
+        if not isinstance(path, str) or (name, path) in _NOT_CHECKS:
             continue
         parent = Path(path).resolve().parent
         ours = parent == course / "grader_tests" or course / "reference" in (
@@ -138,7 +143,9 @@ def _forget_other_course(tests_dir: Path) -> None:
         theirs = (
             parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
         )
-        if theirs and not ours:
+        if not theirs:
+            _NOT_CHECKS.add((name, path))
+        elif not ours:
             del sys.modules[name]
 
 

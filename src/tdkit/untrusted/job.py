@@ -22,6 +22,7 @@ from tdkit.core.groups import GROUPS
 from tdkit.untrusted import runner, zygote
 from tdkit.untrusted.execute import CellError
 from tdkit.untrusted.import_guard import module_names
+from tdkit.untrusted.probe_cell import ARTIFACTS
 from tdkit.untrusted.sandbox import run_sandboxed
 
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024  # all artifacts of one run: far above what the probe writes
@@ -173,7 +174,7 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             run.output,
             record,
             executed.decode("utf-8", errors="replace") if executed else None,
-            collect_artifacts(scratch / runner.ARTIFACTS),
+            collect_artifacts(scratch / ARTIFACTS),
             job.notebook,
         )
     finally:

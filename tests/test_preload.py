@@ -1,0 +1,73 @@
+"""What each graded submission no longer pays for: lazy imports in forked kernels, module scans in the checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tdkit.core.config import Limits
+from tdkit.trusted.checks import _forget_other_course
+from tdkit.untrusted import zygote
+from tdkit.untrusted.job import SandboxJob, execute_job
+from tdkit.untrusted.probe import KERNEL_MODULES
+
+LOADED = f"import json, sys\nprint('LOADED:' + json.dumps([n in sys.modules for n in {KERNEL_MODULES!r}]))"
+
+
+@pytest.mark.skipif(
+    not zygote.enabled(),
+    reason="forked runs need root and bubblewrap (scripts/system-deps.sh), and TDKIT_ZYGOTE unset",
+)
+def test_forked_kernel_starts_with_the_lazy_imports() -> None:
+    """Does a forked kernel find torch._dynamo, scipy.io, psutil and pytest imported before its first cell?"""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(LOADED)])
+    limits = Limits(memory_mb=4096, cpu_seconds=300, max_processes=128, run_timeout=120)
+    try:
+        outcome = execute_job(SandboxJob("preload", nbformat.writes(nb), limits))
+    finally:
+        zygote.close_all()
+    assert outcome.executed is not None, outcome.output
+    text = "".join(
+        str(o.get("text", ""))
+        for o in nbformat.reads(outcome.executed, as_version=4).cells[0].outputs
+    )
+    assert "LOADED:" in text, outcome.output
+    loaded = json.loads(text.split("LOADED:", 1)[1].splitlines()[0])
+    assert all(loaded), dict(zip(KERNEL_MODULES, loaded))
+
+
+def _fake_module(name: str, path: Path) -> types.ModuleType:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    return module
+
+
+def test_checks_of_another_course_are_forgotten_on_every_call(tmp_path: Path) -> None:
+    """Is another course's reference dropped from sys.modules on a later call too, once the rest is known?"""
+    ours = tmp_path / "ours"
+    (ours / "grader_tests").mkdir(parents=True)
+    ours_reference = _fake_module("reference.ours", ours / "reference" / "ours.py")
+    theirs = tmp_path / "theirs"
+    try:
+        sys.modules["reference.ours"] = ours_reference
+        _forget_other_course(ours / "grader_tests")  # every module seen once
+        sys.modules["reference.theirs"] = _fake_module(
+            "reference.theirs", theirs / "reference" / "theirs.py"
+        )
+        sys.modules["checks_theirs"] = _fake_module(
+            "checks_theirs", theirs / "grader_tests" / "checks_theirs.py"
+        )
+        _forget_other_course(ours / "grader_tests")
+        assert "reference.theirs" not in sys.modules
+        assert "checks_theirs" not in sys.modules
+        assert sys.modules["reference.ours"] is ours_reference
+    finally:
+        for name in ("reference.ours", "reference.theirs", "checks_theirs"):
+            sys.modules.pop(name, None)
