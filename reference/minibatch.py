@@ -1,16 +1,15 @@
 """Mini-batch training for the TD's "Bricolage" part: the TD's ``ConvNet``, unchanged, trained well.
 
 Claim (``reference/results.json``, section ``minibatch``, written by ``bench/training.py --parts
-minibatch``): in 8 epochs the recipe below reaches 72.0 / 71.6 / 72.7 % test accuracy on
-seeds 0, 1 and 2 with each test image averaged with its mirror (70.1 / 70.2 / 70.7 % without)
-on CIFAR-10 (the JPEG-recompressed offline copy: 50 000 train, 10 000 test), torch 2.13 CPU on a
-2-core AMD EPYC virtual machine without AVX-512; these figures come from 1 thread on a shared
-machine (the accuracy does not depend on the load; across thread counts and CPUs the rounding,
-hence the result, moves by a few tenths). Cost: 8 epochs where the recipe recorded before (17
-epochs, plain evaluation: 71.4 / 71.6 / 72.9 %) took 101.6-110.0 s of training on 2 threads, about
-6.0-6.5 s an epoch: about 48-52 s, under the 60 s target; the recording run measures it
-against that recipe in the same run. While other work shares the cores, wall seconds grow (x2
-to x10): two threads stall whenever either is descheduled.
+minibatch``, 2026-11-30, 2 threads, load average 1.8-2.0): in 8 epochs the recipe below reaches
+71.95 / 72.06 / 73.19 % test accuracy on seeds 0, 1 and 2 with each test image averaged with its
+mirror (69.97 / 69.92 / 70.72 % without) on CIFAR-10 (the JPEG-recompressed offline copy: 50 000
+train, 10 000 test), torch 2.13 CPU on a 2-core AMD EPYC virtual machine without AVX-512, in
+55.3 / 54.1 / 47.6 s of training, where the recipe recorded before (17 epochs, plain evaluation)
+took 117.6 s in the same run (x0.47). On 1 thread the same seeds gave 72.0 / 71.6 / 72.7 % (70.1 /
+70.2 / 70.7 % without the mirror): across thread counts and CPUs the rounding, hence the result,
+moves by a few tenths. While other work shares the cores, wall seconds grow (x2 to x10): two
+threads stall whenever either is descheduled.
 
 How: the training split becomes one float32 tensor, once. Each epoch draws one random order;
 a mini-batch gathers the next slice of that order. Half the images, drawn once, are mirrored
@@ -42,7 +41,7 @@ warmup (20 %) and decay at fixed momentum 0.9: 67.7 / 70.1; max_lr 0.08: 69.4 / 
 decay 1e-3 on the weights only: 69.7 / 71.4; both: 70.1 / 72.1 (seeds 1 and 2: 70.2 / 71.6 and
 70.7 / 72.7); both at max_lr 0.12: 68.3 / 70.0; batch 512 at max_lr 0.2 diverged (54.0 %).
 Both in 7 epochs: 71.6 / 71.0 / 72.0 % with the mirror, but 70.1 / 68.9 / 69.5 % without: the
-recipe keeps 8, past 70 % on every seed either way, still under the time target.
+recipe keeps 8 (on 1 thread past 70 % on every seed either way), still under the time target.
 CPU per epoch, 1 thread, batch 512 against 128: x0.88; a stride-2 6x6 convolution computing
 conv1's four pooling phases at once (no pooling kernel): x1.5 the CPU of ``fast_forward``.
 Same seed, same thread count, same result: seed 0 gave 70.14 % (plain) both through that
