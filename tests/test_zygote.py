@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,10 +120,14 @@ def _our_zygotes() -> list[int]:
 
 
 def _dead(pid: int) -> bool:
-    """Exited (a zombie until its parent reaps it) or gone."""
+    """Exited as ``Popen.poll`` sees it: waitable (not reaped here), or already reaped.
+
+    /proc says "Z" as soon as the main thread exits; a threaded process is waitable only once
+    every thread has.
+    """
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
         return True
 
 
@@ -143,3 +148,57 @@ def test_a_dead_idle_zygote_is_replaced_never_reused() -> None:
     assert zygote.started() == started + 1
     assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
     assert not set(killed) & set(_our_zygotes())
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@needs_zygote
+def test_a_zygote_killed_mid_run_fails_that_run_only() -> None:
+    """A zygote killed while a run is under way: does that run end as a failure (no exception in
+    the grader), and does the next run get a new zygote and pass?"""
+    _report("zygote-before-kill")  # an idle zygote in this process's pool
+    victims = _our_zygotes()
+    stopped: list[int] = []
+
+    def kill_once_running() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in victims:
+                if _children(pid):  # its fork for the run exists: the run is under way
+                    os.kill(pid, signal.SIGKILL)
+                    stopped.append(pid)
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_once_running)
+    killer.start()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])
+    started = time.monotonic()
+    outcome = execute_job(SandboxJob("zygote-killed", nbformat.writes(nb), LIMITS))
+    killer.join()
+    assert stopped, "the run never started in one of this process's zygotes"
+    assert outcome.executed is None and not outcome.timed_out
+    assert time.monotonic() - started < 50  # ended with its zygote, not by the 60 s sleep
+    report = _report("zygote-after-kill")
+    assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
+
+
+@needs_zygote
+def test_a_request_to_a_dead_zygote_gets_no_answer_not_an_exception() -> None:
+    """A zygote that died before reading its request (the pool's race with a kill): is the run
+    answered "no answer" (None), so that it fails alone, instead of raising in the grader?"""
+    dead = zygote.Zygote()
+    os.kill(dead.process.pid, signal.SIGKILL)
+    dead.process.wait()
+    with open(os.devnull, "wb") as sink:
+        assert dead.run({}, sink.fileno(), 5, lambda: None) is None
+    assert not dead.alive

@@ -214,13 +214,16 @@ class Zygote:
 
     def run(self, request: dict[str, Any], sink: int, timeout: float, stop: Any) -> int | None:
         """The run's exit status; ``stop()`` is called past ``timeout``. None: no answer at all."""
-        socket.send_fds(self.channel, [json.dumps(request).encode()], [sink])
-        if not select.select([self.channel], [], [], timeout)[0]:
-            stop()
-            if not select.select([self.channel], [], [], REPLY_GRACE)[0]:
-                self.close()
-                return None
-        reply = self.channel.recv(1 << 16)
+        try:
+            socket.send_fds(self.channel, [json.dumps(request).encode()], [sink])
+            if not select.select([self.channel], [], [], timeout)[0]:
+                stop()
+                if not select.select([self.channel], [], [], REPLY_GRACE)[0]:
+                    self.close()
+                    return None
+            reply = self.channel.recv(1 << 16)
+        except (BrokenPipeError, ConnectionResetError):  # the zygote died (killed, out of memory)
+            reply = b""
         if not reply:
             self.close()
             return None
