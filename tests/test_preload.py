@@ -14,9 +14,8 @@ from tdkit.core.config import Limits
 from tdkit.trusted.checks import _forget_other_course
 from tdkit.untrusted import zygote
 from tdkit.untrusted.job import SandboxJob, execute_job
-from tdkit.untrusted.probe import KERNEL_MODULES
 
-LOADED = f"import json, sys\nprint('LOADED:' + json.dumps([n in sys.modules for n in {KERNEL_MODULES!r}]))"
+LOADED = f"import json, sys\nprint('LOADED:' + json.dumps([n in sys.modules for n in {zygote.LAZY_IMPORTS!r}]))"
 
 
 @pytest.mark.skipif(
@@ -27,10 +26,7 @@ def test_forked_kernel_starts_with_the_lazy_imports() -> None:
     """Does a forked kernel find torch._dynamo, scipy.io, psutil and pytest imported before its first cell?"""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(LOADED)])
     limits = Limits(memory_mb=4096, cpu_seconds=300, max_processes=128, run_timeout=120)
-    try:
-        outcome = execute_job(SandboxJob("preload", nbformat.writes(nb), limits))
-    finally:
-        zygote.close_all()
+    outcome = execute_job(SandboxJob("preload", nbformat.writes(nb), limits))
     assert outcome.executed is not None, outcome.output
     text = "".join(
         str(o.get("text", ""))
@@ -38,7 +34,7 @@ def test_forked_kernel_starts_with_the_lazy_imports() -> None:
     )
     assert "LOADED:" in text, outcome.output
     loaded = json.loads(text.split("LOADED:", 1)[1].splitlines()[0])
-    assert all(loaded), dict(zip(KERNEL_MODULES, loaded))
+    assert all(loaded), dict(zip(zygote.LAZY_IMPORTS, loaded))
 
 
 def _fake_module(name: str, path: Path) -> types.ModuleType:

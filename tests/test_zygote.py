@@ -103,18 +103,26 @@ def test_wall_clock_limit_kills_a_forked_run() -> None:
     assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
 
 
-def _our_zygotes() -> list[int]:
-    """This process's zygotes, from /proc: its children running ``tdkit.untrusted.zygote``."""
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if (
-                ppid == os.getpid()
-                and b"tdkit.untrusted.zygote" in (entry / "cmdline").read_bytes()
-            ):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _our_zygotes() -> list[int]:
+    """This process's zygotes: its children running ``tdkit.untrusted.zygote``."""
+    found = []
+    for pid in _children(os.getpid()):
+        try:
+            if b"tdkit.untrusted.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
             continue
     return found
 
@@ -148,17 +156,6 @@ def test_a_dead_idle_zygote_is_replaced_never_reused() -> None:
     assert zygote.started() == started + 1
     assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
     assert not set(killed) & set(_our_zygotes())
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 @needs_zygote

@@ -16,7 +16,6 @@ the dataset's format) is recorded as ``side_effects``.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import numbers
 import traceback
@@ -36,14 +35,6 @@ from tdkit.core.inputs import (
     graded_training,
     grader_predictions,
 )
-
-# What every graded kernel imports on first use: building an optimizer imports torch._dynamo (2-3 s
-# of CPU), load_dataset its patches scipy.io, ipykernel psutil, the hidden-test cells pytest. The zygote preloads this
-# module, so its forked kernels start with them; a kernel started afresh has them by the probe's turn.
-KERNEL_MODULES = ("torch._dynamo", "scipy.io", "psutil", "pytest")
-for _name in KERNEL_MODULES:
-    with contextlib.suppress(ImportError):
-        importlib.import_module(_name)
 
 ProbeFunction = Callable[[Mapping[str, Any], GradingData, Path], dict[str, Any]]
 PROBES: dict[str, ProbeFunction] = {}  # group -> its probe, filled by @probes below

@@ -50,7 +50,10 @@ from tdkit.untrusted.sandbox import (
 )
 
 ZYGOTE_ENV = "TDKIT_ZYGOTE"
-# The course environment's heavy modules and the runner's own; one not installed is not preloaded.
+# What a graded kernel imports on first use: the first optimizer torch._dynamo (2-3 s of CPU),
+# load_dataset scipy.io for its patches, ipykernel psutil, the hidden-test cells pytest.
+LAZY_IMPORTS = ("torch._dynamo", "scipy.io", "psutil", "pytest")
+# The course environment's heavy modules, the runner's own and the lazy ones above; one not installed is not preloaded.
 # ipykernel first: tqdm.auto (imported by datasets) picks its notebook bars only when it is loaded.
 PRELOAD = (
     "ipykernel.kernelapp",
@@ -66,6 +69,7 @@ PRELOAD = (
     "nbformat",
     "tdkit.untrusted.runner",
     "tdkit.untrusted.probe",
+    *LAZY_IMPORTS,
 )
 # The sandbox's first process: says it runs (bwrap execs it once every mount is in place, while
 # --info-fd speaks before), then only holds the namespaces open until the run ends.
@@ -196,10 +200,9 @@ class Zygote:
 
     def __init__(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tdkit-zygote-"))
-        self.executable = sys.executable  # the pool's key: the interpreter it imported from
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen(
-            [self.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno())],
+            [sys.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno())],
             env=sandbox_env(self.home),
             cwd=self.home,
             stdin=subprocess.DEVNULL,
@@ -245,24 +248,23 @@ class Zygote:
 
 
 class _Pool:
-    """Idle zygotes by interpreter, for the whole process: every grading in it reuses them.
+    """Idle zygotes, for the whole process: every grading in it reuses them.
 
-    A zygote depends on nothing else at start (its environment is ``sandbox_env``'s, the course's
+    A zygote depends on nothing at start (its environment is ``sandbox_env``'s, the course's
     environment comes with each run) and holds nothing of the grader's nor any student's.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.idle: dict[str, list[Zygote]] = {}
+        self.idle: list[Zygote] = []
         self.started = 0
 
     def acquire(self) -> Zygote:
         dead = []
         with self.lock:
-            idle = self.idle.get(sys.executable, [])
-            while idle and not idle[-1].alive:
-                dead.append(idle.pop())
-            found = idle.pop() if idle else None
+            while self.idle and not self.idle[-1].alive:
+                dead.append(self.idle.pop())
+            found = self.idle.pop() if self.idle else None
         for zygote in dead:  # a dead zygote is replaced, never reused
             zygote.close()
         return found if found is not None else self.start()
@@ -278,14 +280,13 @@ class _Pool:
             zygote.close()
             return
         with self.lock:
-            self.idle.setdefault(zygote.executable, []).append(zygote)
+            self.idle.append(zygote)
 
     def close(self) -> None:
         with self.lock:
-            idle, self.idle = self.idle, {}
-        for zygotes in idle.values():
-            for zygote in zygotes:
-                zygote.close()
+            idle, self.idle = self.idle, []
+        for zygote in idle:
+            zygote.close()
 
 
 _pool = _Pool()
@@ -305,7 +306,7 @@ def close_all() -> None:
 def idle_processes() -> list[subprocess.Popen[bytes]]:
     """The idle zygotes' processes (the grading benchmark reads their CPU time)."""
     with _pool.lock:
-        return [z.process for zygotes in _pool.idle.values() for z in zygotes]
+        return [z.process for z in _pool.idle]
 
 
 def started() -> int:
