@@ -26,6 +26,23 @@ if (
 torch.set_num_threads(1)
 
 REAL_CIFAR10 = REPO.parent / "shared" / "cifar10"  # the full offline copy beside the repo
+# The modules that read servers.shared_graded_course: one xdist worker grades it for all of them.
+SHARED_COURSE_MODULES = {
+    "test_grading.py",
+    "test_browser_reports.py",
+    "test_formgrader.py",
+    "test_jupyterlab.py",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each module runs whole on one worker (its module fixtures are set up once), the modules
+    sharing the graded course on the same one."""
+    for item in items:
+        name = item.path.name
+        group = "shared-graded-course" if name in SHARED_COURSE_MODULES else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
