@@ -21,6 +21,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -108,30 +109,35 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def zygote_start() -> tuple[float, float, float]:
-    """Wall and CPU seconds to start a zygote (preloading the course's modules), and the CPU of its exit."""
+def zygote_start() -> tuple[float, float, float, float]:
+    """Wall and CPU seconds to start the spawner with its first zygote (preloading the course's
+    modules), the CPU of a second zygote (a fork of the spawner), and of their exits."""
     zygote.close_all()
     started, cpu = time.perf_counter(), children_cpu()
     zygote.warm()
     wall = time.perf_counter() - started
     preload = zygotes_cpu()
+    zygote.warm()
+    second = zygotes_cpu() - preload
     zygote.close_all()
-    return wall, preload, children_cpu() - cpu - preload
+    return wall, preload, second, children_cpu() - cpu - preload - second
 
 
 def kill_zygotes() -> None:
     """Stop the idle zygotes at once, so that their exit's CPU is not counted as a run's."""
-    for process in zygote.idle_processes():
-        process.kill()
-    zygote.close_all()
+    for pid in zygote.idle_pids():
+        os.kill(pid, signal.SIGKILL)
+    zygote.close_all()  # the spawner reaps them, then exits: their CPU counts as ours
 
 
 def zygotes_cpu() -> float:
-    """CPU of the idle zygotes so far, the children they waited for included (preloading spawns some)."""
+    """CPU of the spawner and the idle zygotes so far, the children they waited for included
+    (preloading spawns some)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for process in zygote.idle_processes():
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    spawner = zygote.spawner_pid()
+    for pid in ([spawner] if spawner is not None else []) + zygote.idle_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
     return total
 
@@ -329,10 +335,11 @@ def main() -> None:
             if a != b
         ]
         print(f"identical executed notebooks (outputs, 1 worker): {not differ} {differ[:10]}")
-        start_wall, start_cpu, exit_cpu = zygote_start()
+        start_wall, start_cpu, second_cpu, exit_cpu = zygote_start()
         print(
-            f"a zygote (once per worker): start {start_wall:.2f} s wall, {start_cpu:.2f} s CPU; "
-            f"its exit {exit_cpu:.2f} s CPU"
+            f"the spawner and its first zygote (once per grading process): start {start_wall:.2f} s "
+            f"wall, {start_cpu:.2f} s CPU; each further zygote (a fork, once per worker) "
+            f"{second_cpu:.2f} s CPU; their exits {exit_cpu:.2f} s CPU"
         )
         print("where one submission's CPU goes (the full solution, forked, 1 worker):")
         parts = cpu_breakdown(course, next(s for s in students if "solution" in s))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 if TYPE_CHECKING:
     from tdkit.core.course import Course
     from tdkit.trusted.grade import GradeRun
+    from tdkit.untrusted.zygote import Spawner
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # reference/ is a top-level package, not installed
@@ -25,6 +27,7 @@ if (
 # Tests run tiny tensors beside Jupyter kernels on 2 cores: spinning OpenMP threads cost 10x.
 torch.set_num_threads(1)
 
+SPAWNER: pytest.StashKey[Spawner] = pytest.StashKey()
 REAL_CIFAR10 = REPO.parent / "shared" / "cifar10"  # the full offline copy beside the repo
 # The modules that read servers.shared_graded_course: one xdist worker grades it for all of them.
 SHARED_COURSE_MODULES = {
@@ -33,6 +36,28 @@ SHARED_COURSE_MODULES = {
     "test_formgrader.py",
     "test_jupyterlab.py",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One zygote spawner for the whole run (xdist's workers and every `tdkit grade` the tests
+    start inherit TDKIT_ZYGOTE_SOCKET): the course's modules are preloaded once, not per process."""
+    from tdkit.untrusted import zygote
+
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get(zygote.SOCKET_ENV):
+        return
+    if zygote.enabled():
+        spawner = zygote.Spawner()  # returns once listening; it preloads while tests are collected
+        os.environ[zygote.SOCKET_ENV] = str(spawner.path)
+        config.stash[SPAWNER] = spawner
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    spawner = config.stash.get(SPAWNER, None)
+    if spawner is not None:
+        from tdkit.untrusted import zygote
+
+        del os.environ[zygote.SOCKET_ENV]
+        spawner.close()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)

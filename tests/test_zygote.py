@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -115,47 +116,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _our_zygotes() -> list[int]:
-    """This process's zygotes: its children running ``tdkit.untrusted.zygote``."""
-    found = []
-    for pid in _children(os.getpid()):
-        try:
-            if b"tdkit.untrusted.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            continue
-    return found
-
-
-def _dead(pid: int) -> bool:
-    """Exited as ``Popen.poll`` sees it: waitable (not reaped here), or already reaped.
-
-    /proc says "Z" as soon as the main thread exits; a threaded process is waitable only once
-    every thread has.
-    """
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
 @needs_zygote
 def test_a_dead_idle_zygote_is_replaced_never_reused() -> None:
     """Is an idle zygote that died replaced by a newly started one, the next run unaffected?"""
     _report("zygote-warm")  # an idle zygote in this process's pool, at least
-    killed = _our_zygotes()
+    killed = zygote.idle_pids()
     assert killed
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while not all(_dead(pid) for pid in killed):
+    while set(killed) & set(zygote.idle_pids()):  # gone once their sockets close: fully exited
         assert time.monotonic() < deadline, "SIGKILL did not stop the zygotes"
         time.sleep(0.01)
     started = zygote.started()
     report = _report("zygote-after")
     assert zygote.started() == started + 1
     assert 61000 <= int(report["uid"]) < 62000  # type: ignore[call-overload]
-    assert not set(killed) & set(_our_zygotes())
+    assert not set(killed) & set(zygote.idle_pids())
 
 
 @needs_zygote
@@ -163,7 +140,7 @@ def test_a_zygote_killed_mid_run_fails_that_run_only() -> None:
     """A zygote killed while a run is under way: does that run end as a failure (no exception in
     the grader), and does the next run get a new zygote and pass?"""
     _report("zygote-before-kill")  # an idle zygote in this process's pool
-    victims = _our_zygotes()
+    victims = zygote.idle_pids()
     stopped: list[int] = []
 
     def kill_once_running() -> None:
@@ -193,9 +170,93 @@ def test_a_zygote_killed_mid_run_fails_that_run_only() -> None:
 def test_a_request_to_a_dead_zygote_gets_no_answer_not_an_exception() -> None:
     """A zygote that died before reading its request (the pool's race with a kill): is the run
     answered "no answer" (None), so that it fails alone, instead of raising in the grader?"""
-    dead = zygote.Zygote()
-    os.kill(dead.process.pid, signal.SIGKILL)
-    dead.process.wait()
+    zygote.warm()  # a spawner runs
+    path = zygote.socket_path()
+    assert path is not None
+    dead = zygote.Zygote(path)
+    os.kill(dead.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while dead.alive:
+        assert time.monotonic() < deadline, "SIGKILL did not stop the zygote"
+        time.sleep(0.01)
     with open(os.devnull, "wb") as sink:
         assert dead.run({}, sink.fileno(), 5, lambda: None) is None
     assert not dead.alive
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@needs_zygote
+def test_every_zygote_is_a_fork_of_one_spawner_reachable_by_root_only() -> None:
+    """Are two zygotes forks of the same spawner (the modules preloaded once), whose socket only
+    its own user can reach?"""
+    path = zygote.socket_path() or (zygote.warm(), zygote.socket_path())[1]
+    assert path is not None
+    first, second = zygote.Zygote(path), zygote.Zygote(path)
+    try:
+        spawner = _parent(first.pid)
+        assert first.pid != second.pid and _parent(second.pid) == spawner
+        assert str(path).encode() in Path(f"/proc/{spawner}/cmdline").read_bytes()
+        assert first.home == second.home == path.parent
+    finally:
+        first.close()
+        second.close()
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+
+
+PROBE_OTHER_PROCESS = """
+import json, sys
+from pathlib import Path
+from tdkit.untrusted import zygote
+zygote.warm()
+pid = zygote.idle_pids()[0]
+parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+print("SHARED:" + json.dumps({"spawner": zygote.spawner_pid(), "parent": parent}))
+"""
+
+
+@needs_zygote
+def test_another_process_takes_its_zygotes_from_the_shared_spawner() -> None:
+    """With TDKIT_ZYGOTE_SOCKET set, does another process (a `tdkit grade`) fork its zygotes from
+    that spawner instead of starting one of its own?"""
+    path = zygote.socket_path() or (zygote.warm(), zygote.socket_path())[1]
+    assert path is not None
+    probe = zygote.Zygote(path)
+    spawner = _parent(probe.pid)
+    probe.close()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE_OTHER_PROCESS],
+        env={**os.environ, zygote.SOCKET_ENV: str(path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    line = next((li for li in done.stdout.splitlines() if li.startswith("SHARED:")), None)
+    assert line is not None, done.stderr[-3000:]
+    assert json.loads(line[len("SHARED:") :]) == {"spawner": None, "parent": spawner}
+
+
+def test_a_spawner_of_another_interpreter_is_refused(tmp_path: Path) -> None:
+    """A TDKIT_ZYGOTE_SOCKET whose spawner runs another interpreter or tdkit: is it refused, the
+    message naming what it runs (the pool then starts its own spawner)?"""
+    path = tmp_path / zygote.SOCKET_NAME
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        hello = {"pid": 1, "home": str(tmp_path), "executable": "/elsewhere/bin/python"}
+        connection.sendall(json.dumps({**hello, "tdkit": "/elsewhere/tdkit"}).encode())
+        connection.recv(16)
+        connection.close()
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    with pytest.raises(zygote.WrongSpawner, match="/elsewhere/bin/python"):
+        zygote.Zygote(path)
+    thread.join()
+    server.close()

@@ -1,16 +1,20 @@
 """Runs forked from a zygote that has already imported the course's modules (``TDKIT_ZYGOTE=0``: off).
 
 Starting Python, importing torch, datasets, matplotlib and ipykernel costs seconds of CPU per
-run. A zygote, started with the sandbox's clean environment when a grading worker first needs
-one, imports them once and holds nothing of the grader's (no course file, gradebook or secret:
-student code can read its memory) nor any student's (runs are forks it never becomes); idle
-zygotes serve every later grading of the same process and stop at its exit. Per run, bubblewrap still builds the whole sandbox (mounts, namespaces,
-scratch, private ``/tmp``) around a placeholder process; the zygote forks a child that joins
-those namespaces with ``setns``, whose own child (inside the run's pid namespace) closes every
-inherited descriptor, sets its limits, becomes the run's uid and runs the runner in-process.
-Its kernels are forks too (``tdkit.untrusted.kernel_forker``). No process that ran student
-code is ever reused. Only when the grader is root and bubblewrap is present; otherwise each run
-starts afresh (``tdkit.untrusted.sandbox.run_sandboxed``).
+run. A spawner, started with the sandbox's clean environment when the grader first needs a
+zygote, imports them once; each zygote is a fork of it (milliseconds), one per grading worker,
+served over its own connection to the spawner's socket. Neither holds anything of the grader's
+(no course file, gradebook or secret: student code can read their memory) nor any student's
+(runs are forks they never become); idle zygotes serve every later grading of the same process
+and stop at its exit. ``TDKIT_ZYGOTE_SOCKET`` names a spawner that another process of the same
+interpreter started (a test session, a grading server): its zygotes serve this process too. Per
+run, bubblewrap still builds the whole sandbox (mounts, namespaces, scratch, private ``/tmp``)
+around a placeholder process; the zygote forks a child that joins those namespaces with
+``setns``, whose own child (inside the run's pid namespace) closes every inherited descriptor,
+sets its limits, becomes the run's uid and runs the runner in-process. Its kernels are forks too
+(``tdkit.untrusted.kernel_forker``). No process that ran student code is ever reused. Only when
+the grader is root and bubblewrap is present; otherwise each run starts afresh
+(``tdkit.untrusted.sandbox.run_sandboxed``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -50,6 +55,8 @@ from tdkit.untrusted.sandbox import (
 )
 
 ZYGOTE_ENV = "TDKIT_ZYGOTE"
+SOCKET_ENV = "TDKIT_ZYGOTE_SOCKET"  # another process's spawner, of this same interpreter and tdkit
+SOCKET_NAME = "spawner.sock"
 # What a graded kernel imports on first use: the first optimizer torch._dynamo (2-3 s of CPU),
 # load_dataset scipy.io for its patches, ipykernel psutil, the hidden-test cells pytest.
 LAZY_IMPORTS = ("torch._dynamo", "scipy.io", "psutil", "pytest")
@@ -85,6 +92,7 @@ NAMESPACES = (
 )  # mnt last: /proc is the host's until then
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 REPLY_GRACE = 30  # seconds for the zygote to report a run whose sandbox was killed
+PRELOAD_GRACE = 300  # seconds for a new spawner to preload before its first zygote says hello
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -101,13 +109,85 @@ def _prctl(option: int, value: int) -> None:
 # --- the zygote process -------------------------------------------------------------------------
 
 
-def serve(fd: int) -> None:
-    """Preload, say ready, then one forked run per request until the grader closes the socket."""
+def _preload() -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    channel = socket.socket(fileno=fd)
-    channel.sendall(b"ready")
+
+
+def _hello() -> bytes:
+    """What a zygote says first: who it is, and which interpreter and tdkit it runs."""
+    import tdkit
+
+    return json.dumps(
+        {
+            "pid": os.getpid(),
+            "home": os.environ.get("HOME", ""),
+            "executable": sys.executable,
+            "tdkit": os.path.dirname(tdkit.__file__),
+        }
+    ).encode()
+
+
+def spawn(control: int, path: str) -> None:
+    """The spawner: listen on ``path``, say so on ``control``, preload, then fork one zygote per
+    connection (those made while it preloads wait) until its starter closes ``control``; it waits
+    for every zygote before exiting."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    starter = socket.socket(fileno=control)
+    starter.sendall(b"listening")
+    _preload()
+    # A zygote's death wakes the loop up, so that it is reaped at once.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    zygotes: set[int] = set()
+    waited: list[Any] = [starter, listener, wake_r]
+    while True:
+        readable = select.select(waited, [], [])[0]
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+        _reap(zygotes)
+        if starter in readable:
+            break  # the starter closed its end (or died): no new zygote
+        if listener in readable:
+            connection, _ = listener.accept()
+            uid = struct.unpack(
+                "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            )[1]
+            if uid != os.getuid():  # the socket is the spawner's uid's only; never serve another
+                connection.close()
+                continue
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for fd in (wake_r, wake_w):
+                    os.close(fd)
+                starter.close()
+                listener.close()
+                serve(connection)
+                os._exit(0)
+            zygotes.add(pid)
+            connection.close()
+    listener.close()
+    for pid in zygotes:
+        os.waitpid(pid, 0)
+
+
+def _reap(zygotes: set[int]) -> None:
+    for pid in list(zygotes):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            zygotes.discard(pid)
+
+
+def serve(channel: socket.socket) -> None:
+    """A zygote: say hello, then one forked run per request until the grader closes the socket."""
+    channel.sendall(_hello())
     while True:
         message, fds, _, _ = socket.recv_fds(channel, 1 << 16, 1)
         if not message:
@@ -195,14 +275,15 @@ def _run(request: dict[str, Any], sink: int) -> None:
 # --- the grader's side --------------------------------------------------------------------------
 
 
-class Zygote:
-    """One zygote process and its socket; serves one run at a time."""
+class Spawner:
+    """The spawner process this grader started, and its socket's path."""
 
     def __init__(self) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="tdkit-zygote-"))
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.home = Path(tempfile.mkdtemp(prefix="tdkit-zygote-"))  # 0700: the socket is ours only
+        self.path = self.home / SOCKET_NAME
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno())],
+            [sys.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno()), str(self.path)],
             env=sandbox_env(self.home),
             cwd=self.home,
             stdin=subprocess.DEVNULL,
@@ -210,10 +291,58 @@ class Zygote:
             pass_fds=(theirs.fileno(),),
         )
         theirs.close()
-        self.channel = ours
-        if self.channel.recv(16) != b"ready":
+        self.control = ours
+        if self.control.recv(16) != b"listening":
             self.close()
-            raise RuntimeError("tdkit: the grading zygote did not start (see its error above)")
+            raise RuntimeError(
+                "tdkit: the grading zygotes' spawner did not start (see its error above)"
+            )
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Stop the spawner once every zygote it forked has stopped: their CPU then counts as ours."""
+        self.control.close()
+        try:
+            self.process.wait(timeout=REPLY_GRACE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class WrongSpawner(RuntimeError):
+    """The spawner at the socket runs another interpreter or another tdkit than this process."""
+
+
+class Zygote:
+    """One zygote, forked by the spawner at ``path`` for this connection; serves one run at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.channel = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.channel.connect(str(path))
+            if not select.select([self.channel], [], [], PRELOAD_GRACE)[0]:
+                raise RuntimeError(f"tdkit: the zygote spawner at {path} did not answer")
+            message = self.channel.recv(1 << 16)
+            if not message:
+                raise RuntimeError(f"tdkit: the zygote spawner at {path} closed the connection")
+            hello = json.loads(message)
+        except BaseException:
+            self.channel.close()
+            raise
+        self.pid, self.home = int(hello["pid"]), Path(hello["home"])
+        import tdkit
+
+        ours = {"executable": sys.executable, "tdkit": os.path.dirname(tdkit.__file__)}
+        if {key: hello.get(key) for key in ours} != ours:
+            self.close()
+            raise WrongSpawner(
+                f"the zygote spawner at {path} runs {hello.get('executable')} with the tdkit of "
+                f"{hello.get('tdkit')}, not this process's {ours['executable']} and {ours['tdkit']}"
+            )
 
     def run(self, request: dict[str, Any], sink: int, timeout: float, stop: Any) -> int | None:
         """The run's exit status; ``stop()`` is called past ``timeout``. None: no answer at all."""
@@ -234,17 +363,14 @@ class Zygote:
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        """Idle, a zygote says nothing: its socket is readable only once it has exited."""
+        if self.channel.fileno() < 0:
+            return False
+        return not select.select([self.channel], [], [], 0)[0]
 
     def close(self) -> None:
-        """Stop the zygote and wait for it: the CPU time of every run it forked then counts as ours."""
+        """Stop the zygote (its spawner waits for it)."""
         self.channel.close()
-        try:
-            self.process.wait(timeout=REPLY_GRACE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.home, ignore_errors=True)
 
 
 class _Pool:
@@ -257,6 +383,7 @@ class _Pool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.idle: list[Zygote] = []
+        self.spawner: Spawner | None = None
         self.started = 0
 
     def acquire(self) -> Zygote:
@@ -270,7 +397,23 @@ class _Pool:
         return found if found is not None else self.start()
 
     def start(self) -> Zygote:
-        zygote = Zygote()
+        shared = os.environ.get(SOCKET_ENV)
+        zygote = None
+        if shared:
+            try:
+                zygote = Zygote(Path(shared))
+            except (OSError, RuntimeError) as error:
+                print(
+                    f"tdkit: {SOCKET_ENV}={shared} cannot serve this process ({error}); "
+                    f"starting its own zygotes (unset {SOCKET_ENV} to silence this)",
+                    file=sys.stderr,
+                )
+        if zygote is None:
+            with self.lock:
+                if self.spawner is None or not self.spawner.alive:
+                    self.spawner = Spawner()
+                path = self.spawner.path
+            zygote = Zygote(path)
         with self.lock:
             self.started += 1
         return zygote
@@ -285,8 +428,11 @@ class _Pool:
     def close(self) -> None:
         with self.lock:
             idle, self.idle = self.idle, []
+            spawner, self.spawner = self.spawner, None
         for zygote in idle:
             zygote.close()
+        if spawner is not None:
+            spawner.close()
 
 
 _pool = _Pool()
@@ -294,19 +440,34 @@ atexit.register(_pool.close)
 
 
 def warm() -> None:
-    """Start a zygote now, so that the next run does not pay its start."""
+    """Start a zygote now (and the spawner, if need be), so that the next run does not pay it."""
     _pool.release(_pool.start())
 
 
 def close_all() -> None:
-    """Stop every idle zygote; the next run starts a new one (at exit, it happens by itself)."""
+    """Stop every idle zygote and this process's spawner; the next run starts them again."""
     _pool.close()
 
 
-def idle_processes() -> list[subprocess.Popen[bytes]]:
-    """The idle zygotes' processes (the grading benchmark reads their CPU time)."""
+def socket_path() -> Path | None:
+    """Where this process's zygotes come from: ``TDKIT_ZYGOTE_SOCKET``, or its own spawner's socket."""
+    shared = os.environ.get(SOCKET_ENV)
+    if shared:
+        return Path(shared)
     with _pool.lock:
-        return [z.process for z in _pool.idle]
+        return _pool.spawner.path if _pool.spawner is not None else None
+
+
+def spawner_pid() -> int | None:
+    """The spawner this process started, if running (the grading benchmark reads its CPU time)."""
+    with _pool.lock:
+        return _pool.spawner.process.pid if _pool.spawner is not None else None
+
+
+def idle_pids() -> list[int]:
+    """This process's idle zygotes that are alive."""
+    with _pool.lock:
+        return [z.pid for z in _pool.idle if z.alive]
 
 
 def started() -> int:
@@ -416,5 +577,5 @@ def _run_forked(
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    spawn(int(sys.argv[1]), sys.argv[2])
     os._exit(0)  # tearing the preloaded modules down costs seconds of CPU and frees nothing
