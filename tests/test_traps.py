@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -103,6 +104,19 @@ def test_outcome(
     for result in results:
         assert result.points == (result.max_points if result.passed else 0.0)
         assert result.message, f"{result.check_id} has no message"
+
+
+def test_pytest_options_around_the_checks_do_not_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Are the hidden checks judged alike whatever pytest options surround them: this repository's
+    pyproject.toml above grader_tests/ (-n auto: a pytest-xdist worker per check run) and the
+    grader's PYTEST_ADDOPTS (--collect-only: nothing judged)?"""
+    notebook, outcome = CASES[0]
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--collect-only")
+    results, _ = _grade(notebook, tmp_path)
+    assert results and {r.check_id for r in results if not r.passed} == set(outcome["failed"])
+    assert os.environ["PYTEST_ADDOPTS"] == "--collect-only"
 
 
 def test_every_check_is_exercised() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
@@ -177,6 +178,10 @@ def run_checks(
         "--no-header",
         "-W",
         "ignore",
+        # The options of a pytest.ini or pyproject.toml above the course do not apply (-n would
+        # start pytest-xdist workers per submission, --collect-only would judge nothing).
+        "-o",
+        "addopts=",
     ]
     if reference_out is not None:
         args.append(f"--reference-out={reference_out}")
@@ -186,11 +191,15 @@ def run_checks(
     # The checks' tensors are tiny: one thread, since idle threads spinning for 2 cores cost 10x.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    # Nor do the grader's own PYTEST_ADDOPTS (a test session's, say).
+    addopts = os.environ.pop("PYTEST_ADDOPTS", None)
     try:
         with contextlib.redirect_stdout(output):
             code = pytest.main(args, plugins=[collector])
     finally:
         torch.set_num_threads(threads)
+        if addopts is not None:
+            os.environ["PYTEST_ADDOPTS"] = addopts
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise ChecksCrashed(
             f"pytest exited with {code!r} on {tests_dir}:\n{output.getvalue()[-4000:]}"
