@@ -60,14 +60,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         spawner.close()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Each module runs whole on one worker (its module fixtures are set up once), the modules
-    sharing the graded course on the same one."""
-    for item in items:
-        name = item.path.name
-        group = "shared-graded-course" if name in SHARED_COURSE_MODULES else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    sharing the graded course on the same one (xdist's own --dist loadgroup does not group
+    under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shared-graded-course" if Path(module).name in SHARED_COURSE_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ pytestmark = pytest.mark.skipif(
 LIMITS = Limits(cell_timeout=20, run_timeout=120, max_output_mb=2, max_processes=256)
 FULL = 21.0
 OK, TD = "aaa_sol", "td_release"  # OK sorts first: it runs beside the first hostile runs
+SLOW = "bbb_slow"  # the solution and a 12 s sleep: graded second in the interrupted batches
 
 
 def _sha(paths: list[Path]) -> dict[str, str]:
@@ -262,7 +263,7 @@ def test_gradebook_matches_results(batch: Batch, tmp_path: Path) -> None:
 
 
 def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signals) -> int:
-    """Start ``tdkit grade``, send ``sig`` once one student is recorded and the other is running."""
+    """Start ``tdkit grade``, send ``sig`` once one student is recorded and the next is running."""
     # Started in the background of a script, the tests inherit SIGINT ignored, and so would tdkit:
     # a Python handler here is reset to the default one in the child.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -274,7 +275,7 @@ def _interrupt_at_first_result(command: list[str], root: Path, sig: signal.Signa
         signal.signal(signal.SIGINT, previous)
     assert process.stdout is not None
     for line in process.stdout:
-        if line.startswith("[1/2]"):
+        if line.startswith("[1/3]"):
             break
     process.send_signal(sig)
     # Read to the end: every process that writes there (the grader, its zygote) has then exited.
@@ -295,9 +296,13 @@ def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(
         target = course.submitted_notebook(sid)
         target.parent.mkdir(parents=True)
         target.write_bytes(batch.course.submitted_notebook(sid).read_bytes())
+    # Graded second, and still running when the first result is out, whatever the first
+    # judgement costs (its oracle runs then): the signals always land mid-batch.
+    slow = solution_nb()
+    slow.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(12)"))
+    write(course.submitted, SLOW, course.assignment, slow)
     before = _sha(sorted(course.submitted.rglob("*.ipynb")))
-    # One worker: when the first result is out, the second run has just begun (two in parallel
-    # can both finish before the signal lands).
+    # One worker: runs one after the other, in the order of the student ids.
     tdkit = [os.path.join(os.path.dirname(sys.executable), "tdkit"), "grade", "--workers", "1"]
     assert _interrupt_at_first_result(tdkit, course.root, signal.SIGINT) != 0
     assert _interrupt_at_first_result(tdkit, course.root, signal.SIGKILL) == -signal.SIGKILL

@@ -57,6 +57,7 @@ from tdkit.untrusted.sandbox import (
 ZYGOTE_ENV = "TDKIT_ZYGOTE"
 SOCKET_ENV = "TDKIT_ZYGOTE_SOCKET"  # another process's spawner, of this same interpreter and tdkit
 SOCKET_NAME = "spawner.sock"
+TDKIT_DIR = str(Path(__file__).resolve().parents[1])  # the tdkit a spawner and its peers must share
 # What a graded kernel imports on first use: the first optimizer torch._dynamo (2-3 s of CPU),
 # load_dataset scipy.io for its patches, ipykernel psutil, the hidden-test cells pytest.
 LAZY_IMPORTS = ("torch._dynamo", "scipy.io", "psutil", "pytest")
@@ -117,14 +118,12 @@ def _preload() -> None:
 
 def _hello() -> bytes:
     """What a zygote says first: who it is, and which interpreter and tdkit it runs."""
-    import tdkit
-
     return json.dumps(
         {
             "pid": os.getpid(),
             "home": os.environ.get("HOME", ""),
             "executable": sys.executable,
-            "tdkit": os.path.dirname(tdkit.__file__),
+            "tdkit": TDKIT_DIR,
         }
     ).encode()
 
@@ -198,7 +197,10 @@ def serve(channel: socket.socket) -> None:
         for received in fds:
             os.close(received)
         _, status = os.waitpid(pid, 0)
-        channel.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
+        try:
+            channel.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
+        except (BrokenPipeError, ConnectionResetError):  # its grader is gone (killed): so is it
+            return
 
 
 def _join_and_run(request: dict[str, Any], sink: int, channel: socket.socket) -> None:
@@ -334,9 +336,7 @@ class Zygote:
             self.channel.close()
             raise
         self.pid, self.home = int(hello["pid"]), Path(hello["home"])
-        import tdkit
-
-        ours = {"executable": sys.executable, "tdkit": os.path.dirname(tdkit.__file__)}
+        ours = {"executable": sys.executable, "tdkit": TDKIT_DIR}
         if {key: hello.get(key) for key in ours} != ours:
             self.close()
             raise WrongSpawner(
