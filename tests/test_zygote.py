@@ -104,16 +104,30 @@ def test_wall_clock_limit_kills_a_forked_run() -> None:
     assert outcome.seconds < 60  # the zygote's start is not part of the run's clock
 
 
+def _parent(pid: int) -> int:
+    """The parent of ``pid``, from /proc."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid``, from /proc."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if _parent(int(entry.name)) == pid:
                 found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def _spawner_socket() -> Path:
+    """The socket this process's zygotes come from, its spawner started if need be."""
+    if zygote.socket_path() is None:
+        zygote.warm()
+    path = zygote.socket_path()
+    assert path is not None
+    return path
 
 
 @needs_zygote
@@ -170,10 +184,7 @@ def test_a_zygote_killed_mid_run_fails_that_run_only() -> None:
 def test_a_request_to_a_dead_zygote_gets_no_answer_not_an_exception() -> None:
     """A zygote that died before reading its request (the pool's race with a kill): is the run
     answered "no answer" (None), so that it fails alone, instead of raising in the grader?"""
-    zygote.warm()  # a spawner runs
-    path = zygote.socket_path()
-    assert path is not None
-    dead = zygote.Zygote(path)
+    dead = zygote.Zygote(_spawner_socket())
     os.kill(dead.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while dead.alive:
@@ -184,16 +195,11 @@ def test_a_request_to_a_dead_zygote_gets_no_answer_not_an_exception() -> None:
     assert not dead.alive
 
 
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 @needs_zygote
 def test_every_zygote_is_a_fork_of_one_spawner_reachable_by_root_only() -> None:
     """Are two zygotes forks of the same spawner (the modules preloaded once), whose socket only
     its own user can reach?"""
-    path = zygote.socket_path() or (zygote.warm(), zygote.socket_path())[1]
-    assert path is not None
+    path = _spawner_socket()
     first, second = zygote.Zygote(path), zygote.Zygote(path)
     try:
         spawner = _parent(first.pid)
@@ -221,8 +227,7 @@ print("SHARED:" + json.dumps({"spawner": zygote.spawner_pid(), "parent": parent}
 def test_another_process_takes_its_zygotes_from_the_shared_spawner() -> None:
     """With TDKIT_ZYGOTE_SOCKET set, does another process (a `tdkit grade`) fork its zygotes from
     that spawner instead of starting one of its own?"""
-    path = zygote.socket_path() or (zygote.warm(), zygote.socket_path())[1]
-    assert path is not None
+    path = _spawner_socket()
     probe = zygote.Zygote(path)
     spawner = _parent(probe.pid)
     probe.close()
