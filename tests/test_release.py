@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import REPO, copy_course
+from nbgrader.dbutil import write_alembic_ini
 
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
@@ -116,3 +120,38 @@ def test_md_is_never_released(tmp_path: Path) -> None:
     course = Course(copy_course(tmp_path / "course"))
     nb = release_module.generate_release(course)
     assert any(c.metadata.get("nbgrader", {}).get("grade_id") == "train" for c in nb.cells)
+
+
+STAMP = """
+import sqlite3, subprocess, sys
+from tdkit.core.course import in_process_alembic_head
+in_process_alembic_head()
+from nbgrader.api import Gradebook
+def refused(*args, **kwargs):
+    raise AssertionError(f"a process was started: {args[0]}")
+subprocess.Popen.__init__ = refused
+with Gradebook("sqlite:///" + sys.argv[1]) as gb:
+    gb.add_student("s1")
+print(sqlite3.connect(sys.argv[1]).execute("select version_num from alembic_version").fetchone()[0])
+"""
+
+
+def test_new_gradebook_is_stamped_with_nbgraders_head_in_process(tmp_path: Path) -> None:
+    """Is a new gradebook stamped with the revision `alembic heads` gives for nbgrader's migrations,
+    without starting a process (6 s each), and without the venv's scripts on PATH?"""
+    scripts = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as folder:
+        ini = Path(folder) / "alembic.ini"
+        write_alembic_ini(str(ini), f"sqlite:///{tmp_path / 'unused.db'}")
+        heads = subprocess.run(
+            [scripts / "alembic", "-c", ini, "heads"], capture_output=True, text=True, check=True
+        )
+    stamped = subprocess.run(
+        [sys.executable, "-c", STAMP, str(tmp_path / "gradebook.db")],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stamped.returncode == 0, stamped.stderr
+    assert stamped.stdout.strip() == heads.stdout.split()[0]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,9 +172,26 @@ def find_course(start: Path | None = None) -> Course:
     )
 
 
-def ensure_nbgrader_scripts() -> None:
-    """Put this interpreter's scripts directory on PATH: nbgrader's gradebook runs ``alembic``
-    by name, which fails when tdkit is called as ``.venv/bin/tdkit`` without an activated venv."""
-    scripts = os.path.dirname(sys.executable)
-    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+def in_process_alembic_head() -> None:
+    """nbgrader's Gradebook, creating a database, asks a new ``alembic heads`` process for the
+    revision to stamp: 6 s of CPU (it imports all of nbgrader), and a failure when tdkit is called
+    as ``.venv/bin/tdkit`` without an activated venv. Here the same migration scripts answer in
+    this process, once."""
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = alembic_head
+
+
+@functools.cache
+def alembic_head() -> str:
+    """The head revision of nbgrader's migrations: what ``alembic heads`` prints first."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise TdkitError(f"nbgrader's migrations in {ALEMBIC_DIR} name no head revision.")
+    return head

@@ -28,7 +28,7 @@ from typing import Any
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
-from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
 from tdkit.core.transaction import one_transaction
@@ -226,7 +226,7 @@ def record_students(course: Course, students: list[tuple[str, str, str]]) -> Non
     """Names and e-mails of (student id, full name, e-mail), in one transaction, for formgrader and exports.
 
     Moodle gives one full name: its first word is the first name, the rest the last name."""
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
         warnings.simplefilter("ignore", SAWarning)
         with one_transaction(gb):

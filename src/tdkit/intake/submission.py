@@ -110,9 +110,9 @@ def known_cell_ids(course: Course) -> set[str]:
     """grade_ids of the assignment's nbgrader cells, from the gradebook (trusted)."""
     from nbgrader.api import Gradebook
 
-    from tdkit.core.course import ensure_nbgrader_scripts
+    from tdkit.core.course import in_process_alembic_head
 
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     with Gradebook(course.db_url, course.course_id) as gb:
         return {
             cell.name

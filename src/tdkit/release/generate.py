@@ -23,7 +23,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 
 from tdkit.core.config import GRADER_TESTS_ENV, GradingProfile
-from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
 from tdkit.release.environment import (
@@ -103,7 +103,7 @@ def generate_release(course: Course, db_url: str | None = None) -> nbformat.Note
     It registers the assignment's cells in the gradebook: the course's, or ``db_url``'s.
     """
     with tempfile.TemporaryDirectory(prefix="tdkit-release-") as scratch:
-        ensure_nbgrader_scripts()
+        in_process_alembic_head()
         config = course.nbgrader_config()
         config.CourseDirectory.release_directory = str(Path(scratch) / "release")
         if db_url is not None:
@@ -134,7 +134,7 @@ def release_text(released: nbformat.NotebookNode) -> str:
 
 def is_registered(course: Course) -> bool:
     """Does the gradebook know the assignment's notebook (its cells, points, hidden tests)?"""
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     with Gradebook(course.db_url, course.course_id) as gb:
         try:
             gb.find_notebook(course.assignment, course.assignment)

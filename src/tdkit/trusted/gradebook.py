@@ -19,7 +19,7 @@ from nbgrader import utils
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
-from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.transaction import one_transaction
 from tdkit.intake.late import deadlines_from_config
 from tdkit.reports.results import CheckResult
@@ -30,7 +30,7 @@ CHECK_CALL = re.compile(r"""check\(\s*["'](\w+)["']""")
 
 def cell_groups(course: Course) -> dict[str, list[str]]:
     """Autograded test cell grade_id -> the check groups its hidden tests call, from the gradebook."""
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     with Gradebook(course.db_url, course.course_id) as gb:
         notebook = gb.find_notebook(course.assignment, course.assignment)
         groups = {}
@@ -59,7 +59,7 @@ def record_grades(
     """Create or update the submission, set every autograded cell's score and the late penalty.
 
     ``deadline_of``: whose due date applies (a group's graded member), when not the student's own."""
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     deadlines = deadlines_from_config(course.nbgrader_config())
     scores = cell_scores(cell_groups(course), checks)
     answers = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook
 
 from tdkit.core.config import GradingProfile, Limits
-from tdkit.core.course import Course, ensure_nbgrader_scripts
+from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.release.environment import ENVIRONMENT_FILE
 from tdkit.reports.results import AssignmentResults
 from tdkit.trusted.distributed import code_digest
@@ -108,7 +108,7 @@ def submission_digest(course: Course, student_id: str, limits: Limits) -> str:
 
 def in_gradebook(course: Course) -> set[str]:
     """Students with a submission of the assignment in the gradebook."""
-    ensure_nbgrader_scripts()
+    in_process_alembic_head()
     with Gradebook(course.db_url, course.course_id) as gb:
         return {s.student_id for s in gb.assignment_submissions(course.assignment)}
 
