@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+COURSE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(COURSE))
 
 import reference
 from tdkit.core.inputs import (
@@ -28,8 +29,13 @@ from tdkit.core.inputs import (
 )
 from tdkit.trusted.artifacts import Artifact
 from tdkit.trusted.checks import fail
+from tdkit.trusted.oracle_cache import remembered
 
 INPUTS = GradingInputs()
+# What the reference's training depends on, besides tdkit and the libraries: its cached value
+# is trained again when one changes.
+SOURCES = (COURSE / "reference", COURSE / "grader_tests")
+WEIGHT = "weight:"  # the key prefix of the trained weights beside the loss history
 
 
 @cache
@@ -50,12 +56,21 @@ class ReferenceTraining:
 @cache
 def reference_training() -> ReferenceTraining:
     data = grading_data()
-    model, optimizer = graded_training(reference.ConvNet, INPUTS)
-    history = reference.train(model, optimizer, data.train, INPUTS.train_epochs)
+    trained = remembered("reference_training", SOURCES, _train_reference)
+    weights = {k.removeprefix(WEIGHT): v for k, v in trained.items() if k.startswith(WEIGHT)}
+    history = [float(v) for v in trained["loss_history"]]
     rows = data.train.with_format("numpy")[:]["zdata"].astype(np.float32)
     sums = [float(row.astype(np.float64).sum()) for row in rows] * INPUTS.train_epochs
-    weights = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     return ReferenceTraining(weights, history, sums, _frozen_loss_history(data))
+
+
+def _train_reference() -> dict[str, np.ndarray]:
+    model, optimizer = graded_training(reference.ConvNet, INPUTS)
+    history = reference.train(model, optimizer, grading_data().train, INPUTS.train_epochs)
+    return {
+        "loss_history": np.asarray(history, dtype=np.float64),
+        **{WEIGHT + k: v.detach().numpy().copy() for k, v in model.state_dict().items()},
+    }
 
 
 def _frozen_loss_history(data: GradingData) -> list[float]:

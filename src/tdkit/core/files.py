@@ -1,8 +1,9 @@
-"""Writing files that readers never see half-written."""
+"""Files: written so that readers never see them half-written, and digested by content."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -27,3 +28,26 @@ def write_atomically(target: Path, data: bytes | str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+SKIPPED_NAMES = {
+    "__pycache__",
+    ".pytest_cache",
+    ".ipynb_checkpoints",
+}  # written by running, not authored
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Names and bytes of every file under ``root`` (caches left out); a file alone counts too."""
+    digest = hashlib.sha256()
+    if root.is_file():
+        return sha256_hex(root.read_bytes())
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not SKIPPED_NAMES & set(path.relative_to(root).parts):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(sha256_hex(path.read_bytes()).encode())
+    return digest.hexdigest()

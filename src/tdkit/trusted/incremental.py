@@ -9,7 +9,6 @@ that failed on the grader's side are graded again; ``--all`` grades everyone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -22,17 +21,13 @@ from nbgrader.api import Gradebook
 
 from tdkit.core.config import GradingProfile, Limits
 from tdkit.core.course import Course, in_process_alembic_head
+from tdkit.core.files import sha256_hex, tree_digest
 from tdkit.release.environment import ENVIRONMENT_FILE
 from tdkit.reports.results import AssignmentResults
 from tdkit.trusted.distributed import code_digest
 
 SUBMISSION = "submission"  # key of the submission's digest in a result's fingerprint
 GRADER = "grader"  # key of the grader's parts
-SKIPPED_NAMES = {
-    "__pycache__",
-    ".pytest_cache",
-    ".ipynb_checkpoints",
-}  # written by running, not authored
 NEW, CHANGED, GRADER_FAILED, NOT_IN_GRADEBOOK, ASKED, ALL = (
     "new submission",
     "submission changed",
@@ -43,22 +38,6 @@ NEW, CHANGED, GRADER_FAILED, NOT_IN_GRADEBOOK, ASKED, ALL = (
 )
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def tree_digest(root: Path) -> str:
-    """Names and bytes of every file under ``root`` (caches left out); a file alone counts too."""
-    digest = hashlib.sha256()
-    if root.is_file():
-        return _sha(root.read_bytes())
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not SKIPPED_NAMES & set(path.relative_to(root).parts):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(_sha(path.read_bytes()).encode())
-    return digest.hexdigest()
-
-
 def grader_fingerprint(course: Course, limits: Limits, profile: GradingProfile) -> dict[str, str]:
     """A digest of each part of the grader that can change a score."""
     return {
@@ -67,9 +46,9 @@ def grader_fingerprint(course: Course, limits: Limits, profile: GradingProfile) 
         "reference": tree_digest(course.root / "reference"),
         # What the student's imports may reach (tdkit.release.environment): a declared package changes scores.
         "environment": tree_digest(course.root / ENVIRONMENT_FILE),
-        "limits": _sha(json.dumps(asdict(limits), sort_keys=True).encode()),
+        "limits": sha256_hex(json.dumps(asdict(limits), sort_keys=True).encode()),
         # The data's content, not its path: another machine with the same data grades the same.
-        "profile": _sha(
+        "profile": sha256_hex(
             json.dumps(
                 {**asdict(profile), "DATA_SOURCE": tree_digest(profile.data_folder())},
                 sort_keys=True,
@@ -102,8 +81,8 @@ def submission_digest(course: Course, student_id: str, limits: Limits) -> str:
     data = _read_regular(notebook, limit)
     stamp = _read_regular(notebook.parent / "timestamp.txt", 100) or b""
     if data is None or len(data) == limit:
-        return _sha(b"refused\0" + stamp)
-    return _sha(_sha(data).encode() + b"\0" + stamp)
+        return sha256_hex(b"refused\0" + stamp)
+    return sha256_hex(sha256_hex(data).encode() + b"\0" + stamp)
 
 
 def in_gradebook(course: Course) -> set[str]:
