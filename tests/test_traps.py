@@ -106,17 +106,35 @@ def test_outcome(
         assert result.message, f"{result.check_id} has no message"
 
 
+RUN_NOTHING = """
+def pytest_collection_modifyitems(items):
+    items[:] = []
+"""
+
+
 def test_pytest_options_around_the_checks_do_not_apply(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Are the hidden checks judged alike whatever pytest options surround them: this repository's
-    pyproject.toml above grader_tests/ (-n auto: a pytest-xdist worker per check run) and the
-    grader's PYTEST_ADDOPTS (--collect-only: nothing judged)?"""
+    """Are the hidden checks judged alike whatever pytest options and plugins surround them: this
+    repository's pyproject.toml above grader_tests/ (-n auto: a pytest-xdist worker per check
+    run), the grader's PYTEST_ADDOPTS (--collect-only: nothing judged), and a plugin installed
+    beside tdkit that deselects every test?"""
     notebook, outcome = CASES[0]
+    installed = tmp_path / "site"
+    (installed / "run_nothing-1.0.dist-info").mkdir(parents=True)
+    (installed / "run_nothing-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: run-nothing\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (installed / "run_nothing-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pytest11]\nrun_nothing = run_nothing\n", encoding="utf-8"
+    )
+    (installed / "run_nothing.py").write_text(RUN_NOTHING, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(installed))
     monkeypatch.setenv("PYTEST_ADDOPTS", "--collect-only")
     results, _ = _grade(notebook, tmp_path)
     assert results and {r.check_id for r in results if not r.passed} == set(outcome["failed"])
     assert os.environ["PYTEST_ADDOPTS"] == "--collect-only"
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ
 
 
 def test_every_check_is_exercised() -> None:
