@@ -9,13 +9,11 @@ import numpy as np
 from oracle import (
     INPUTS,
     described,
-    grading_data,
-    reference_eval_model,
+    reference_maps,
     require_untouched,
     returned_array,
 )
 
-import reference
 from tdkit.trusted.artifacts import Artifact
 from tdkit.trusted.checks import hidden_check, require
 
@@ -43,7 +41,7 @@ def test_shape_range(artifact: Artifact) -> None:
 @hidden_check("activation_maps/matches_reference", points=1)
 def test_matches_reference(artifact: Artifact) -> None:
     maps = returned_array(artifact, "`activation_maps`")
-    expected = reference.activation_maps(reference_eval_model(), grading_data().images).numpy()
+    expected = reference_maps()
     require(maps.shape == expected.shape, "Forme incorrecte (voir la vérification de forme).")
     require(
         np.allclose(maps, expected, atol=1e-4),

@@ -18,8 +18,9 @@ from oracle import (
     grader_accuracies,
     grader_confusion,
     grading_data,
+    reference_accuracies,
     reference_confusion,
-    reference_eval_model,
+    reference_predictions,
     require_untouched,
     returned_array,
 )
@@ -30,10 +31,6 @@ from tdkit.trusted.checks import fail, hidden_check, require
 
 # What predict, accuracy and confusion_matrix must leave as they found it.
 EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")
-
-
-def _reference_predictions() -> list[np.ndarray]:
-    return [reference.predict(reference_eval_model(), d) for d in eval_datasets()]
 
 
 @hidden_check("predict/returns_int_array", points=0.5)
@@ -65,7 +62,7 @@ def test_predict_returns_int_array(artifact: Artifact) -> None:
 def test_predict_matches_reference(artifact: Artifact) -> None:
     predicted = [returned_array(artifact, "`predict`")]
     predicted += [artifact.arrays.get(f"subset_{n}") for n in INPUTS.accuracy_subsets]
-    for got, expected in zip(predicted, _reference_predictions()):
+    for got, expected in zip(predicted, reference_predictions()):
         require(
             got is not None and got.shape == expected.shape,
             f"Sur un dataset de {len(expected)} images, `predict` doit renvoyer {len(expected)} prédictions : "
@@ -141,7 +138,7 @@ def test_accuracy_matches_reference(
     artifact: Artifact, record_property: Callable[[str, object], None]
 ) -> None:
     datasets = eval_datasets()
-    direct = [reference.accuracy(reference_eval_model(), d) for d in datasets]
+    direct = list(reference_accuracies())
     values = _accuracy_values(artifact)
     written = (artifact["written"] or {}).get("values")
     alone = artifact["judged"] == "alone"

@@ -104,6 +104,23 @@ def reference_confusion() -> np.ndarray:
     return reference.confusion_matrix(reference_eval_model(), grading_data().eval)
 
 
+# What the reference gives on the grader's evaluation rows and images: the same for every
+# submission, computed once per grading process.
+@cache
+def reference_predictions() -> tuple[np.ndarray, ...]:
+    return tuple(reference.predict(reference_eval_model(), d) for d in eval_datasets())
+
+
+@cache
+def reference_accuracies() -> tuple[float, ...]:
+    return tuple(reference.accuracy(reference_eval_model(), d) for d in eval_datasets())
+
+
+@cache
+def reference_maps() -> np.ndarray:
+    return reference.activation_maps(reference_eval_model(), grading_data().images).numpy()
+
+
 def reference_views() -> dict[str, list]:
     """What the reports draw beside the student's: the very curve and matrix the checks compare with."""
     return {
@@ -194,11 +211,13 @@ def _labels(dataset) -> np.ndarray:
     return np.asarray(dataset["label"], dtype=np.int64)
 
 
+@cache
 def grader_accuracies() -> list[float]:
     """What a correct ``accuracy`` returns with the grader's stand-in ``predict``."""
     return [float(np.mean(grader_predictions(d) == _labels(d))) for d in eval_datasets()]
 
 
+@cache
 def grader_confusion() -> np.ndarray:
     """What a correct ``confusion_matrix`` returns with the grader's stand-in ``predict``."""
     data = grading_data()
