@@ -1,8 +1,10 @@
-"""What each graded submission no longer pays for: lazy imports in forked kernels, module scans in the checks."""
+"""What each graded submission no longer pays for: lazy imports in forked kernels, module scans in
+the checks, an IRI grammar compiled in every process that reads a notebook."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -67,3 +69,37 @@ def test_checks_of_another_course_are_forgotten_on_every_call(tmp_path: Path) ->
     finally:
         for name in ("reference.ours", "reference.theirs", "checks_theirs"):
             sys.modules.pop(name, None)
+
+
+IRI = """
+import json, sys
+{first}
+import jsonschema, nbformat
+compiled_before = "rfc3987_syntax.syntax_helpers" in sys.modules
+checker = jsonschema.Draft7Validator.FORMAT_CHECKER
+verdicts = [
+    jsonschema.Draft7Validator({{"format": fmt}}, format_checker=checker).is_valid(value)
+    for fmt in ("iri", "iri-reference")
+    for value in ("http://example.org/élève?q=1#x", "not an iri ::", "http://[bad", "../a/b")
+]
+compiled = "rfc3987_syntax.syntax_helpers" in sys.modules
+print(json.dumps([compiled_before, verdicts, compiled]))
+"""
+
+
+def test_reading_notebooks_compiles_no_iri_grammar_and_iris_are_checked_alike() -> None:
+    """After `import tdkit`, does importing nbformat leave rfc3987_syntax's grammar uncompiled (2.7 s
+    of CPU), while jsonschema's IRI formats still accept and refuse exactly what they do without tdkit?"""
+    found = {}
+    for name, first in (("tdkit", "import tdkit"), ("plain", "")):
+        done = subprocess.run(
+            [sys.executable, "-c", IRI.format(first=first)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found[name] = json.loads(done.stdout)
+    assert found["tdkit"][0] is False and found["plain"][0] is True
+    assert found["tdkit"][1] == found["plain"][1] and True in found["plain"][1]
+    assert False in found["plain"][1]
+    assert found["tdkit"][2] is True  # compiled once an IRI was checked

@@ -27,7 +27,13 @@ def _defer_iri_grammar() -> None:
 
         return bool(compiled(term, value))
 
+    def __getattr__(name: str) -> object:  # the package's other names load it whole
+        from rfc3987_syntax import syntax_helpers
+
+        return getattr(syntax_helpers, name)
+
     stub.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
+    stub.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules["rfc3987_syntax"] = stub
 
 

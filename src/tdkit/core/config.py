@@ -24,7 +24,7 @@ GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"  # where check() finds grader_tests/ out
 ENVIRONMENT_ENV = "TDKIT_ENVIRONMENT"  # the kernel's environment: CourseEnvironment.kernel_json()
 CIFAR10_ENV = "TDKIT_CIFAR10"  # a local CIFAR-10 copy standing in for the hub, said aloud
 DATA_CACHE_ENV = (
-    "TDKIT_DATA_CACHE"  # where grading folders are written (default ~/.cache/tdkit/data)
+    "TDKIT_DATA_CACHE"  # grading folders and the oracle's kept values (default ~/.cache/tdkit/data)
 )
 DB_URL_ENV = "TDKIT_DB_URL"  # the gradebook URL, password included, from the environment
 
