@@ -28,9 +28,9 @@ def _defer_iri_grammar() -> None:
         return bool(compiled(term, value))
 
     def __getattr__(name: str) -> object:  # the package's other names load it whole
-        from rfc3987_syntax import syntax_helpers
-
-        return getattr(syntax_helpers, name)
+        if name.startswith("__"):  # probes of a module (__file__, __wrapped__...) load nothing
+            raise AttributeError(name)
+        return getattr(importlib.import_module("rfc3987_syntax.syntax_helpers"), name)
 
     stub.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
     stub.__getattr__ = __getattr__  # type: ignore[method-assign]
