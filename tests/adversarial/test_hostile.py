@@ -296,8 +296,9 @@ def test_sigint_and_sigkill_mid_batch_then_rerun_gives_identical_results(
         target = course.submitted_notebook(sid)
         target.parent.mkdir(parents=True)
         target.write_bytes(batch.course.submitted_notebook(sid).read_bytes())
-    # Graded second, and still running when the first result is out, whatever the first
-    # judgement costs (its oracle runs then): the signals always land mid-batch.
+    # Graded second, and still running when the first result is out, however long the first
+    # judgement takes (a process whose oracle is not cached yet trains it then): the signals
+    # always land mid-batch.
     slow = solution_nb()
     slow.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(12)"))
     write(course.submitted, SLOW, course.assignment, slow)
