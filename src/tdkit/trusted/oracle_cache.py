@@ -21,16 +21,17 @@ import numpy as np
 
 from tdkit.core.data_cache import data_cache
 from tdkit.core.files import tree_digest, write_atomically
+from tdkit.trusted.distributed import code_digest
 
-TDKIT = Path(__file__).resolve().parents[1]
 LIBRARIES = ("torch", "numpy", "datasets")
 
 
 def oracle_file(name: str, sources: Sequence[Path]) -> Path:
     """Where ``name``'s arrays are kept for these ``sources`` (files or folders)."""
     digest = hashlib.sha256()
-    for source in (*sources, TDKIT):
+    for source in sources:
         digest.update(tree_digest(source).encode())
+    digest.update(code_digest().encode())
     digest.update(" ".join(version(library) for library in LIBRARIES).encode())
     return data_cache() / "oracle" / f"{name}-{digest.hexdigest()[:16]}.npz"
 
