@@ -17,6 +17,7 @@ from tdkit.core import data
 from tdkit.core.config import CIFAR10_ENV, SYNTHETIC
 from tdkit.core.data_cache import grading_folder
 from tdkit.core.errors import TdkitError
+from tdkit.core.inputs import GradingData, GradingInputs
 
 
 @pytest.fixture
@@ -187,6 +188,17 @@ def test_test_split_uses_train_statistics() -> None:
     np.testing.assert_allclose(prepared.mean, dark.reshape(-1, 3).mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(prepared.x_train.mean(axis=(0, 2, 3)), 0, atol=1e-5)
     assert np.all(prepared.x_test.mean(axis=(0, 2, 3)) > 2)  # bright, measured on the dark scale
+
+
+def test_grading_inputs_are_the_synthetic_dataset_prepared() -> None:
+    """Are the probe's and the checks' inputs, built from arrays, exactly the synthetic dataset's
+    images (PNG-encoded, then decoded) prepared as the TD prepares them?"""
+    inputs = GradingInputs(seed=11, train_samples=5, eval_samples=9)
+    x, y = GradingData(inputs)._prepared
+    prepared = data.prepare(data.load_cifar10(SYNTHETIC, n_train=20, n_test=18, seed=11))
+    assert np.array_equal(x, np.concatenate([prepared.x_train, prepared.x_test]))
+    assert np.array_equal(y, np.concatenate([prepared.y_train, prepared.y_test]))
+    assert x.dtype == np.float32 and y.dtype == np.int64
 
 
 def test_zdata_dataset_round_trips() -> None:

@@ -177,18 +177,28 @@ def synthetic_cifar10(
     as a blob at a random place; strong per-pixel noise makes one pixel a weak clue, while the
     colour averaged over a region (what convolution and pooling compute) is a strong one.
     """
-    if n_train < 0 or n_test < 0:
-        raise TdkitError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}.")
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))  # test does not depend on n_train
     splits = {}
-    for name, n, stream in zip(SPLITS, (n_train, n_test), streams):
-        images, labels = _synthetic_arrays(n, np.random.default_rng(stream))
+    for name, (images, labels) in synthetic_arrays(n_train, n_test, seed).items():
         splits[name] = datasets.Dataset.from_dict(
             {"img": [{"bytes": _png(image), "path": None} for image in images], "label": labels},
             features=FEATURES,
             split=datasets.NamedSplit(name),
         )
     return datasets.DatasetDict(splits)
+
+
+def synthetic_arrays(
+    n_train: int, n_test: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The images (N, H, W, C) uint8 and labels of ``synthetic_cifar10``, without the PNG round trip
+    (PNG is lossless: decoding its images gives these arrays back)."""
+    if n_train < 0 or n_test < 0:
+        raise TdkitError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}.")
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))  # test does not depend on n_train
+    return {
+        name: _synthetic_arrays(n, np.random.default_rng(stream))
+        for name, n, stream in zip(SPLITS, (n_train, n_test), streams)
+    }
 
 
 # Eight corners of an RGB cube and two face centres: class colours far apart from each other.
@@ -265,14 +275,22 @@ class Prepared:
 
 def prepare(dsd: datasets.DatasetDict) -> Prepared:
     """Z-score each channel with the train statistics and lay images out as (N, C, H, W)."""
-    train = decode_images(dsd["train"])
-    test = decode_images(dsd["test"])
-    mean, std = channel_stats(train)
+    return prepare_arrays(
+        (decode_images(dsd["train"]), _labels(dsd["train"])),
+        (decode_images(dsd["test"]), _labels(dsd["test"])),
+    )
+
+
+def prepare_arrays(
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
+) -> Prepared:
+    """``prepare`` of splits already decoded: (images (N, H, W, C) uint8, labels) each."""
+    mean, std = channel_stats(train[0])
     return Prepared(
-        x_train=zscore_chw(train, mean, std),
-        y_train=_labels(dsd["train"]),
-        x_test=zscore_chw(test, mean, std),
-        y_test=_labels(dsd["test"]),
+        x_train=zscore_chw(train[0], mean, std),
+        y_train=np.asarray(train[1], dtype=np.int64),
+        x_test=zscore_chw(test[0], mean, std),
+        y_test=np.asarray(test[1], dtype=np.int64),
         mean=mean,
         std=std,
     )

@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 import torch
 
-from tdkit.core.data import load_cifar10, prepare, to_zdata_dataset
+from tdkit.core.data import prepare_arrays, synthetic_arrays, to_zdata_dataset
 
 N_CLASSES = 10
 
@@ -50,13 +50,13 @@ class GradingData:
 
     @cached_property
     def _prepared(self) -> tuple[np.ndarray, np.ndarray]:
-        split = load_cifar10(
-            "synthetic",
+        # The synthetic images as arrays: what load_cifar10("synthetic") gives, decoded (run per probe).
+        splits = synthetic_arrays(
             n_train=self.inputs.train_samples * 4,
             n_test=self.inputs.eval_samples * 2,
             seed=self.inputs.seed,
         )
-        prepared = prepare(split)
+        prepared = prepare_arrays(splits["train"], splits["test"])
         return (
             np.concatenate([prepared.x_train, prepared.x_test]),
             np.concatenate([prepared.y_train, prepared.y_test]),
