@@ -71,6 +71,32 @@ def test_checks_of_another_course_are_forgotten_on_every_call(tmp_path: Path) ->
             sys.modules.pop(name, None)
 
 
+def test_modules_that_cannot_be_a_courses_are_not_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing known yet (a new grading process), are only the paths of modules that could be
+    a course's checks or reference resolved, not those of torch and the rest?"""
+    from tdkit.trusted import checks
+
+    monkeypatch.setattr(checks, "_NOT_CHECKS", set())
+    resolved: list[str] = []
+    real_resolve = Path.resolve
+
+    def resolve(self: Path, strict: bool = False) -> Path:
+        resolved.append(str(self))
+        return real_resolve(self, strict)
+
+    monkeypatch.setattr(Path, "resolve", resolve)
+    theirs = _fake_module(
+        "checks_theirs", tmp_path / "theirs" / "grader_tests" / "checks_theirs.py"
+    )
+    monkeypatch.setitem(sys.modules, "checks_theirs", theirs)
+    _forget_other_course(tmp_path / "ours" / "grader_tests")
+    assert "checks_theirs" not in sys.modules
+    assert len(resolved) < 10, resolved  # the course folder, the module's parent: not thousands
+    assert all("grader_tests" in path or "reference" in path for path in resolved), resolved
+
+
 IRI = """
 import json, sys
 {first}

@@ -129,12 +129,16 @@ def _forget_other_course(tests_dir: Path) -> None:
 
     pytest imports ``grader_tests`` modules by their bare names: a second course in the same
     process would otherwise be judged by the first one's checks. A module seen to be none of
-    them is not resolved again (thousands of paths, half a second per submission).
+    them is not resolved again, nor is one whose name and path cannot be theirs (resolving the
+    thousands of paths of torch and the rest costs half a second in each grading process).
     """
     course = tests_dir.resolve().parent
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if not isinstance(path, str) or (name, path) in _NOT_CHECKS:
+            continue
+        if "grader_tests" not in path and name != "reference" and not name.startswith("reference."):
+            _NOT_CHECKS.add((name, path))
             continue
         parent = Path(path).resolve().parent
         ours = parent == course / "grader_tests" or course / "reference" in (
