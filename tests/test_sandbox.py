@@ -83,6 +83,19 @@ def test_wall_clock_limit_kills_the_run(tmp_path: Path) -> None:
     assert run.timed_out and run.seconds < 20
 
 
+@needs_bwrap
+def test_matplotlib_starts_without_a_fontconfig_error(tmp_path: Path) -> None:
+    """Does a run's first `import matplotlib.pyplot` (a fresh font cache, as on the plain path) print
+    nothing, instead of a Fontconfig error in the student's import cell?"""
+    run = run_sandboxed(
+        [sys.executable, "-c", "import matplotlib.pyplot; print('IMPORTED')"],
+        tmp_path,
+        Limits(run_timeout=120),
+    )
+    assert run.returncode == 0, run.output
+    assert run.output.strip() == "IMPORTED", run.output
+
+
 # --- limits, process limit, outputs, artifacts, gradebook (issue 4) --------------------------
 
 

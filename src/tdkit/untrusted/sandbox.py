@@ -42,6 +42,9 @@ SYSTEM_PATHS = (
     "/etc/nsswitch.conf",
     "/etc/localtime",
     "/etc/alternatives",
+    # matplotlib's first import lists the fonts (fc-list): without these, a Fontconfig error in the cell.
+    "/etc/fonts",
+    "/var/cache/fontconfig",
 )
 _warned_unisolated = False
 
@@ -171,9 +174,12 @@ def bwrap_command(
     command = [bwrap, *namespaces, "--die-with-parent", "--new-session", "--clearenv"]
     if info_fd is not None:
         command += ["--info-fd", str(info_fd)]
-    for path in SYSTEM_PATHS:
-        if os.path.exists(path):
-            command += ["--ro-bind", path, path]
+    system = [path for path in SYSTEM_PATHS if os.path.exists(path)]
+    # /etc and /var/cache as bwrap makes them (0700) would hide what is bound there from a dropped uid.
+    for parent in sorted({str(a) for p in system for a in Path(p).parents if str(a) != "/"}):
+        command += ["--perms", "0755", "--dir", parent]
+    for path in system:
+        command += ["--ro-bind", path, path]
     for link in ("lib", "lib64", "bin", "sbin"):
         if os.path.islink(f"/{link}"):
             command += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
