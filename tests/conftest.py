@@ -60,6 +60,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         spawner.close()
 
 
+# The modules that cost most (CPU seconds of a serial run), started first: a long module started
+# last would keep one worker busy while the others have nothing left (xdist alone orders them by
+# their number of tests). Order only: no test depends on it.
+LONGEST_FIRST = (
+    "test_hostile.py",
+    "test_incremental.py",
+    *sorted(SHARED_COURSE_MODULES),
+    "test_environment.py",
+    "test_traps.py",
+    "test_release.py",
+    "test_dask.py",
+    "test_student_env.py",
+    "test_strongnet.py",
+    "test_postgres.py",
+    "test_moodle.py",
+    "test_zygote_leaks.py",
+    "test_oracle_cache.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: modules stay whole
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Each module runs whole on one worker (its module fixtures are set up once), the modules
     sharing the graded course on the same one (xdist's own --dist loadgroup does not group
