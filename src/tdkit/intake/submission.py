@@ -158,6 +158,25 @@ def sanitise(course: Course, nb: NotebookNode, student_id: str) -> NotebookNode:
         CheckCellMetadata,
     ):
         nb, resources = step(config=config).preprocess(nb, resources)
+    return _with_cell_ids(nb)
+
+
+def _with_cell_ids(nb: NotebookNode) -> NotebookNode:
+    """An id for each cell that lacks one in an nbformat >= 4.5 notebook: the test cells nbgrader
+    restores (``add_missing_cells``) have none, which nbformat warns about today and will refuse.
+    The same ids on every grading of the same notebook."""
+    if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) < (4, 5):
+        return nb
+    used = {cell.get("id") for cell in nb.cells}
+    for index, cell in enumerate(nb.cells):
+        if "id" in cell:
+            continue
+        candidate, n = f"tdkit-{index}", 0
+        while candidate in used:
+            n += 1
+            candidate = f"tdkit-{index}-{n}"
+        cell["id"] = candidate
+        used.add(candidate)
     return nb
 
 
