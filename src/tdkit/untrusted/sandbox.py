@@ -144,6 +144,15 @@ def sandbox_env(scratch: Path) -> dict[str, str]:
     }
 
 
+def _reachable_parents(paths: Sequence[str], skip: tuple[str, ...]) -> list[str]:
+    """bwrap options making every parent of ``paths`` (but ``skip``) mode 0755 before they are bound:
+    the parents bwrap creates on its own are 0700, and a dropped uid could not reach what is bound."""
+    options = []
+    for parent in sorted({str(a) for p in paths for a in Path(p).parents if str(a) not in skip}):
+        options += ["--perms", "0755", "--dir", parent]
+    return options
+
+
 def bwrap_command(
     bwrap: str,
     argv: Sequence[str],
@@ -175,9 +184,7 @@ def bwrap_command(
     if info_fd is not None:
         command += ["--info-fd", str(info_fd)]
     system = [path for path in SYSTEM_PATHS if os.path.exists(path)]
-    # /etc and /var/cache as bwrap makes them (0700) would hide what is bound there from a dropped uid.
-    for parent in sorted({str(a) for p in system for a in Path(p).parents if str(a) != "/"}):
-        command += ["--perms", "0755", "--dir", parent]
+    command += _reachable_parents(system, skip=("/",))  # /etc, /var/cache
     for path in system:
         command += ["--ro-bind", path, path]
     for link in ("lib", "lib64", "bin", "sbin"):
@@ -185,13 +192,7 @@ def bwrap_command(
             command += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
     command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     roots = [*_readonly_roots(), *map(str, readonly)]
-    # Parents bwrap creates on its own are mode 0700: a dropped uid could not reach what is bound.
-    bound = [*roots, str(scratch)]
-    parents = sorted(
-        {str(a) for r in bound for a in Path(r).parents if str(a) not in ("/", "/tmp")}
-    )
-    for parent in parents:
-        command += ["--perms", "0755", "--dir", parent]
+    command += _reachable_parents([*roots, str(scratch)], skip=("/", "/tmp"))
     for path in roots:
         command += ["--ro-bind", path, path]
     command += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch)]
