@@ -137,7 +137,8 @@ def _forget_other_course(tests_dir: Path) -> None:
         path = getattr(module, "__file__", None)
         if not isinstance(path, str) or (name, path) in _NOT_CHECKS:
             continue
-        if "grader_tests" not in path and name != "reference" and not name.startswith("reference."):
+        named_reference = name == "reference" or name.startswith("reference.")
+        if not named_reference and "grader_tests" not in path:
             _NOT_CHECKS.add((name, path))
             continue
         parent = Path(path).resolve().parent
@@ -145,9 +146,7 @@ def _forget_other_course(tests_dir: Path) -> None:
             parent,
             *parent.parents,
         )
-        theirs = (
-            parent.name == "grader_tests" or name == "reference" or name.startswith("reference.")
-        )
+        theirs = parent.name == "grader_tests" or named_reference
         if not theirs:
             _NOT_CHECKS.add((name, path))
         elif not ours:
