@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,35 +83,31 @@ def _sandboxed(process: Process) -> bool:
     return UID_BASE <= process.uid < UID_BASE + UID_COUNT
 
 
+def _ancestors(process: Process, parents: dict[int, Process]) -> Iterator[Process]:
+    """The recorded parent, its parent... (a parent still running at the end has no record)."""
+    ancestor, seen = parents.get(process.ppid), 0
+    while ancestor is not None and seen < 30:  # pids are reused: a cycle must end
+        yield ancestor
+        ancestor, seen = parents.get(ancestor.ppid), seen + 1
+
+
 def shared_spawner(processes: list[Process], parents: dict[int, Process], pytest_pid: int) -> int:
     """The child of pytest's main process with the most sandboxed descendants: the suite's one zygote
     spawner (conftest.py), which every worker's and every `tdkit` command's runs fork from."""
     below: collections.Counter[int] = collections.Counter()
     for process in processes:
-        if not _sandboxed(process):
-            continue
-        ancestor, seen = parents.get(process.ppid), 0
-        while ancestor is not None and seen < 30:
-            if ancestor.ppid == pytest_pid:
-                below[ancestor.pid] += 1
-                break
-            ancestor, seen = parents.get(ancestor.ppid), seen + 1
+        if _sandboxed(process):
+            top = next((a for a in _ancestors(process, parents) if a.ppid == pytest_pid), None)
+            if top is not None:
+                below[top.pid] += 1
     return below.most_common(1)[0][0] if below else -1
 
 
-def _descends(process: Process, ancestor_pid: int, parents: dict[int, Process]) -> bool:
-    ancestor, seen = process, 0
-    while ancestor is not None and seen < 30:
-        if ancestor.pid == ancestor_pid:
-            return True
-        ancestor, seen = parents.get(ancestor.ppid), seen + 1
-    return False
-
-
 def group_of(process: Process, parents: dict[int, Process], pytest_pid: int, spawner: int) -> str:
+    above = {a.pid for a in _ancestors(process, parents)}
     if _sandboxed(process):
         return "sandboxed runs (students' kernels, runners)"
-    if _descends(process, spawner, parents):
+    if spawner == process.pid or spawner in above:
         return "the zygote spawner and its zygotes (preloading, forking)"
     if process.name.startswith(("chromium", "chrome", "node")):
         return "Chromium and Playwright's driver"
@@ -122,13 +119,10 @@ def group_of(process: Process, parents: dict[int, Process], pytest_pid: int, spa
         return "pytest's main process (collection, scheduling)"
     if process.ppid == pytest_pid and process.name == "python":
         return "pytest-xdist workers: the tests' own code, in-process grading's trusted side"
-    ancestor, seen = parents.get(process.ppid), 0
-    while ancestor is not None and seen < 30:
-        if ancestor.pid == pytest_pid:
-            if process.name.startswith("python"):
-                return "other Python processes (fresh kernels, the TD-only venv, `python -c`)"
-            return "other commands"
-        ancestor, seen = parents.get(ancestor.ppid), seen + 1
+    if pytest_pid in above:
+        if process.name.startswith("python"):
+            return "other Python processes (fresh kernels, the TD-only venv, `python -c`)"
+        return "other commands"
     return "outside the tests (or parent gone)"
 
 
