@@ -538,6 +538,95 @@ CONFUSION_BINCOUNT = code('''
 ''')
 
 
+# Functions that depend on a property of what they are given (issue: a stand-in must never hide a
+# bug): the classes present, their largest label, their order, the dtype of the predictions.
+PER_CLASS_RECALL = """
+
+    def per_class_accuracy(confusion):
+        \"\"\"Exactitude de chaque classe vraie (array de 10 floats).\"\"\"
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(confusion) / confusion.sum(axis=1)
+"""
+
+
+def confusion_from(body: str) -> str:
+    """A confusion_matrix cell whose body is ``body`` (over ``labels`` and ``predictions``)."""
+    head = '''
+    def confusion_matrix(model, dataset):
+        """Matrice (10, 10) d'entiers : lignes = classe vraie, colonnes = classe prédite."""
+        labels = np.asarray(dataset["label"])
+        predictions = predict(model, dataset)
+'''
+    return code(head + body + PER_CLASS_RECALL)
+
+
+CONFUSION_CLASSES_SEEN = confusion_from("""
+        classes = np.unique(np.concatenate([labels, predictions]))
+        confusion = np.zeros((len(classes), len(classes)), dtype=int)
+        for true, guess in zip(np.searchsorted(classes, labels), np.searchsorted(classes, predictions)):
+            confusion[true, guess] += 1
+        return confusion
+""")
+CONFUSION_BINCOUNT_NO_MINLENGTH = confusion_from("""
+        return np.bincount(10 * labels + predictions).reshape(10, 10)
+""")
+CONFUSION_LARGEST_LABEL = confusion_from("""
+        n_classes = int(max(labels.max(), predictions.max())) + 1
+        confusion = np.zeros((n_classes, n_classes), dtype=int)
+        np.add.at(confusion, (labels, predictions), 1)
+        return confusion
+""")
+CONFUSION_PREDICTIONS_DTYPE = confusion_from("""
+        confusion = np.zeros((10, 10), dtype=predictions.dtype)
+        np.add.at(confusion, (labels, predictions.astype(int)), 1)
+        return confusion
+""")
+CONFUSION_SORTED_BOTH = confusion_from("""
+        order = np.argsort(labels, kind="stable")
+        confusion = np.zeros((10, 10), dtype=int)
+        np.add.at(confusion, (labels[order], predictions[order]), 1)
+        return confusion
+""")
+ACCURACY_SORTED_LABELS = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        labels = np.sort(np.asarray(dataset["label"]))
+        return float(np.mean(predict(model, dataset) == labels))
+''')
+ACCURACY_BATCHES_DROP_LAST = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        correct = total = 0
+        for start in range(0, len(dataset) - 31, 32):
+            batch = dataset.select(range(start, start + 32))
+            correct += int(np.sum(predict(model, batch) == np.asarray(batch["label"])))
+            total += 32
+        return correct / total
+''')
+ACCURACY_BATCHES = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        correct = 0
+        for start in range(0, len(dataset), 32):
+            batch = dataset.select(range(start, min(start + 32, len(dataset))))
+            correct += int(np.sum(predict(model, batch) == np.asarray(batch["label"])))
+        return correct / len(dataset)
+''')
+# Leaves the model in eval mode itself, but then calls the student's predict, which ends with
+# model.train(): as written the model comes back in training mode.
+ACCURACY_EVAL_THEN_PREDICT = code('''
+    def accuracy(model, dataset):
+        """Proportion d'images de `dataset` bien classées, entre 0 et 1."""
+        model.eval()
+        labels = np.asarray(dataset["label"])
+        return float(np.mean(predict(model, dataset) == labels))
+''')
+ACCURACY_OWN_FORWARD_IN_EVAL = swap(
+    ACCURACY_OWN_ARGMAX,
+    "    with torch.no_grad():",
+    "    model.eval()\n    with torch.no_grad():",
+)
+
 ANSWERS = {
     "answer_examples": "Sur 8 images le modèle en reconnaît 3 : mieux que le hasard, mais on ne peut "
     "rien conclure sur si peu d'exemples.",
@@ -575,7 +664,12 @@ NOT_WRITTEN = "NotImplementedError"
 
 
 def not_written(*groups_checks: str) -> dict[str, str]:
-    return {check: NOT_WRITTEN for check in groups_checks}
+    return not_written_as(NOT_WRITTEN, *groups_checks)
+
+
+def not_written_as(keyword: str, *groups_checks: str) -> dict[str, str]:
+    """Every check of a function that raised on the grader's rows, each saying ``keyword``."""
+    return {check: keyword for check in groups_checks}
 
 
 def examples(solution: Mapping[str, str], release: Mapping[str, str]) -> list[Submission]:
@@ -886,6 +980,88 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
             },
             {"predict/matches_reference": "référence"},
         ),
+        # A stand-in never hides a bug: functions that depend on a property of their input
+        Submission(
+            "confusion_classes_seen",
+            "Confusion matrix sized from the classes seen in the labels and the predictions: 9x9 "
+            "with the student's own (correct) predict, so judged as written, not with the stand-in.",
+            {**base, "confusion_matrix": CONFUSION_CLASSES_SEEN},
+            {"confusion_matrix/shape": "absente", "confusion_matrix/orientation": "forme"},
+        ),
+        Submission(
+            "confusion_largest_label",
+            "Confusion matrix sized from the largest label or prediction: 9x9 when the last class is "
+            "absent.",
+            {**base, "confusion_matrix": CONFUSION_LARGEST_LABEL},
+            {"confusion_matrix/shape": "absente", "confusion_matrix/orientation": "forme"},
+        ),
+        Submission(
+            "confusion_bincount_no_minlength",
+            "np.bincount without minlength: 89 counts cannot be reshaped to (10, 10) when the last "
+            "class is absent; the function raises on the grader's rows.",
+            {**base, "confusion_matrix": CONFUSION_BINCOUNT_NO_MINLENGTH},
+            not_written_as(
+                "reshape",
+                "confusion_matrix/shape",
+                "confusion_matrix/counts",
+                "confusion_matrix/orientation",
+                "confusion_matrix/leaves_arguments",
+            ),
+        ),
+        Submission(
+            "ok_confusion_dtype_of_predictions",
+            "Confusion matrix of the predictions' dtype, beside a predict that returns int32: "
+            "integer counts, correct.",
+            {
+                **base,
+                "predict": PREDICT_WAS_TRAINING,
+                "confusion_matrix": CONFUSION_PREDICTIONS_DTYPE,
+            },
+        ),
+        Submission(
+            "cascade_predict_float_confusion_dtype",
+            "predict returns float classes; confusion_matrix takes the predictions' dtype: float "
+            "counts as written, integer with a correct predict. Only predict's dtype costs a point.",
+            {
+                **base,
+                "predict": swap(
+                    solution["predict"],
+                    "torch.cat(predictions).numpy()",
+                    "torch.cat(predictions).numpy().astype(float)",
+                ),
+                "confusion_matrix": CONFUSION_PREDICTIONS_DTYPE,
+            },
+            {"predict/returns_int_array": "entiers"},
+        ),
+        Submission(
+            "ok_confusion_sorted_rows",
+            "Confusion matrix counted over rows sorted by label (both sides in the same order).",
+            {**base, "confusion_matrix": CONFUSION_SORTED_BOTH},
+        ),
+        Submission(
+            "accuracy_sorted_labels",
+            "accuracy compares the predictions with the sorted labels: wrong with any predict.",
+            {**base, "accuracy": ACCURACY_SORTED_LABELS},
+            {"accuracy/matches_reference": "référence"},
+        ),
+        Submission(
+            "accuracy_batches_drop_last",
+            "accuracy over batches of 32 that drops the last, partial batch (37, 81 and 120 rows "
+            "are not multiples of 32).",
+            {**base, "accuracy": ACCURACY_BATCHES_DROP_LAST},
+            {"accuracy/matches_reference": "référence"},
+        ),
+        Submission(
+            "ok_accuracy_batches",
+            "accuracy over batches of 32, the last one partial.",
+            {**base, "accuracy": ACCURACY_BATCHES},
+        ),
+        Submission(
+            "ok_accuracy_eval_then_predict",
+            "accuracy calls model.eval() then the student's predict, which ends with model.train(): "
+            "as written the model comes back in training mode, so nothing is changed.",
+            {**base, "accuracy": ACCURACY_EVAL_THEN_PREDICT},
+        ),
         Submission(
             "cascade_predict_tensor",
             "predict returns a torch tensor; accuracy written for that tensor (.float().mean().item()), "
@@ -1035,14 +1211,14 @@ def variants(solution: Mapping[str, str]) -> list[Submission]:
         ),
         Submission(
             "accuracy_leaves_eval",
-            "accuracy puts the model in eval mode and leaves it there.",
+            "accuracy does its own forward pass in eval mode and leaves the model there (beside a "
+            "wrong predict, which it does not call).",
             {
                 **base,
-                "accuracy": swap(
-                    solution["accuracy"], "    labels = ", "    model.eval()\n    labels = "
-                ),
+                "predict": transposed_predict,
+                "accuracy": ACCURACY_OWN_FORWARD_IN_EVAL,
             },
-            {"accuracy/leaves_arguments": "model.train"},
+            {"accuracy/leaves_arguments": "model.train", "predict/matches_reference": "référence"},
         ),
         Submission(
             "confusion_requires_grad",

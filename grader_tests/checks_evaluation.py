@@ -2,15 +2,19 @@
 
 All run on a fixed model (fixed seed) and fixed rows in which one class is absent. What each
 function must return and accept is in ``REQUIREMENTS.md``. ``accuracy`` and
-``confusion_matrix`` are judged on their own: the probe ran them with the grader's ``predict``
-in place of the student's (see ``tdkit.untrusted.probe``), and also as written, for the feedback.
+``confusion_matrix`` ran twice in the probe (``tdkit.untrusted.probe``): as written, and alone,
+with the grader's stand-ins in place of the student's other functions. The run as written is
+judged, unless a function it built on fails its own checks (``judged`` below).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import pytest
 from oracle import (
     INPUTS,
     described,
@@ -23,14 +27,104 @@ from oracle import (
     reference_predictions,
     require_untouched,
     returned_array,
+    unusable_message,
 )
 
 import reference
-from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.artifacts import Artifact, read_artifact
 from tdkit.trusted.checks import fail, hidden_check, require
 
 # What predict, accuracy and confusion_matrix must leave as they found it.
 EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")
+# The functions the probe ran twice: as written and alone (tdkit.untrusted.probe._run_twice).
+TWO_RUNS = ("accuracy", "confusion_matrix")
+
+
+@pytest.fixture
+def artifact(artifact: Artifact, artifacts_dir: Path) -> Artifact:
+    """The group's artifact, with the run that is judged for a function that ran twice."""
+    return judged(artifact, artifacts_dir)
+
+
+def judged(artifact: Artifact, artifacts_dir: Path, seen: frozenset[str] = frozenset()) -> Artifact:
+    """The run of ``accuracy`` or ``confusion_matrix`` that decides its points.
+
+    As written, with the student's own functions, unless one of those it called (directly or
+    through another) fails its own checks: then the run alone, with the grader's stand-ins,
+    which either earns the points with the run as written. A function that raises as written
+    while its own helpers pass their checks fails with that error.
+    """
+    if artifact.group not in TWO_RUNS:
+        return artifact
+    runs = artifact["runs"]
+    written, alone = runs["written"], runs["alone"]
+    failing = failing_helpers(artifact, artifacts_dir, seen | {artifact.group})
+    run = "alone" if failing and alone["error"] is None else "written"
+    if runs[run]["error"] is not None:
+        raised = {**artifact.record, "error": runs[run]["error"]}
+        fail(unusable_message(Artifact(artifact.group, "error", raised)))
+    chosen = runs[run]
+    values = chosen.get("values") or [None]
+    record = {
+        **artifact.record,
+        "judged": run,
+        "returned": chosen["returned"],
+        "value": values[0],
+        "subset_values": values[1:],
+        "side_effects": chosen["side_effects"],
+        "stand_ins_called": alone.get("stand_ins_called") or [],
+        "written": {"values": written.get("values"), "error": written["error"]},
+        "failing": failing,
+    }
+    arrays = dict(artifact.arrays)
+    arrays.pop("alone", None)
+    if run in artifact.arrays:
+        arrays["value"] = artifact.arrays[run]
+    return Artifact(artifact.group, artifact.status, record, arrays)
+
+
+def failing_helpers(artifact: Artifact, artifacts_dir: Path, seen: frozenset[str]) -> list[str]:
+    """The student's own functions that ``artifact``'s function called, directly or through
+    another of them, and that fail their own checks."""
+    failing: list[str] = []
+    for helper in artifact["runs"]["alone"].get("stand_ins_called") or []:
+        if helper in seen:
+            continue
+        found = read_artifact(artifacts_dir, helper)
+        if not _passes_own_checks(found, artifacts_dir, seen | {helper}):
+            failing.append(helper)
+        elif helper in TWO_RUNS:
+            failing += [
+                f
+                for f in failing_helpers(found, artifacts_dir, seen | {helper})
+                if f not in failing
+            ]
+    return failing
+
+
+def _passes_own_checks(found: Artifact, artifacts_dir: Path, seen: frozenset[str]) -> bool:
+    """Whether every check of ``found``'s group passes on it, as its own checks decide."""
+    if not found.ok:
+        return False
+    noop: Callable[[str, object], None] = lambda _name, _value: None
+    try:
+        view = judged(found, artifacts_dir, seen)
+        for check in _checks_of(found.group):
+            wanted = inspect.signature(check).parameters
+            check(view, **({"record_property": noop} if "record_property" in wanted else {}))
+    except (Exception, pytest.fail.Exception):  # noqa: BLE001 - a check that breaks fails
+        return False
+    return True
+
+
+def _checks_of(group: str) -> list[Callable[..., None]]:
+    """The checks of ``group`` in this module, found by their @hidden_check marker."""
+    checks = []
+    for value in globals().values():
+        for mark in getattr(value, "pytestmark", []):
+            if mark.name == "hidden_check" and mark.kwargs["id"].startswith(f"{group}/"):
+                checks.append(value)
+    return checks
 
 
 @hidden_check("predict/returns_int_array", points=0.5)
@@ -97,22 +191,33 @@ def _accuracy_values(artifact: Artifact) -> list:
     return [artifact["value"], *(artifact["subset_values"] or [])]
 
 
-def _predict_note(artifact: Artifact, what: str, expected_here: str) -> str | None:
-    """When the function is right but the student's own ``predict`` makes it wrong, say so."""
+def _code(names: list[str]) -> str:
+    return " et ".join(f"`{name}`" for name in names)
+
+
+def _helper_note(artifact: Artifact, what: str, got_here: str) -> str | None:
+    """When the function is right but a helper of the student's that fails its own checks makes
+    it wrong, say which helper to fix (and only one that fails its checks)."""
+    failing = artifact["failing"] or []
     written = artifact["written"] or {}
-    if written.get("error"):
-        return (
-            f"{what} est juste (vérifiée avec un `predict` correct, celui du correcteur), mais avec votre propre "
-            f"`predict` elle lève une erreur : {written['error']}. C'est `predict` qu'il faut corriger "
-            "(voir ses vérifications)."
-        )
-    if expected_here:
-        return (
-            f"{what} est juste (vérifiée avec un `predict` correct, celui du correcteur), mais avec votre propre "
-            f"`predict` elle donne {expected_here} : c'est `predict` qu'il faut corriger (voir ses "
-            "vérifications), pas cette fonction."
-        )
-    return None
+    if not failing or not (written.get("error") or got_here):
+        return None
+    called = artifact["stand_ins_called"] or failing
+    checked = (
+        f"vérifiée avec un {_code(called)} correct, celui du correcteur"
+        if len(called) == 1
+        else f"vérifiée avec des {_code(called)} corrects, ceux du correcteur"
+    )
+    own = f"avec votre propre {_code(failing)}"
+    outcome = (
+        f"elle lève une erreur : {written['error']}"
+        if written.get("error")
+        else f"elle donne {got_here}"
+    )
+    return (
+        f"{what} est juste ({checked}), mais {own} {outcome} : c'est {_code(failing)} qu'il faut "
+        "corriger (voir ses vérifications), pas cette fonction."
+    )
 
 
 @hidden_check("accuracy/range", points=0.5)
@@ -144,28 +249,30 @@ def test_accuracy_matches_reference(
     alone = artifact["judged"] == "alone"
     # The right computation in percent passes here: accuracy/range already costs the unit.
     if alone and (_matches(values, direct) or _matches(values, grader_accuracies())):
-        if written is not None and _matches(written, direct):
-            return
-        got = (
-            ""
-            if written is None
-            else f"{written[0]:.4f} au lieu de {direct[0]:.4f} sur {datasets[0].num_rows} images"
-        )
-        note = _predict_note(artifact, "Votre `accuracy`", got)
-        if note:
-            record_property("note", note)
+        if written is None or not _matches(written, direct):
+            got = (
+                ""
+                if written is None
+                else f"{written[0]:.4f} au lieu de {direct[0]:.4f} sur {datasets[0].num_rows} images"
+            )
+            note = _helper_note(artifact, "Votre `accuracy`", got)
+            if note:
+                record_property("note", note)
         return
-    if written is not None and _matches(written, direct):
+    # A helper that fails its checks: the run as written still earns the points when it is right.
+    if alone and written is not None and _matches(written, direct):
         return
-    with_grader = bool({"predict", "confusion_matrix"} & set(artifact["stand_ins_called"] or []))
-    expected = grader_accuracies() if alone and with_grader else direct
+    with_grader = alone and bool(
+        {"predict", "confusion_matrix"} & set(artifact["stand_ins_called"])
+    )
+    expected = grader_accuracies() if with_grader else direct
     require(
         len(values) == len(datasets) and all(v is not None for v in values),
         "`accuracy` doit renvoyer un nombre pour chaque dataset qu'on lui passe.",
     )
     context = (
         " (avec un `predict` correct, celui du correcteur)"
-        if alone and with_grader
+        if with_grader
         else " avec le même modèle"
     )
     for got, want, rows in zip(values, expected, datasets):
@@ -175,8 +282,10 @@ def test_accuracy_matches_reference(
             f"Sur {rows.num_rows} images, `accuracy` a renvoyé {got:.4f} alors que la référence trouve {want:.4f}"
             f"{context} : calculez-la sur le `dataset` passé en argument (pas sur une variable globale).",
         )
-    fail(
-        "`accuracy` ne renvoie pas les mêmes valeurs selon le `predict` utilisé : calculez-la sur le `dataset` passé."
+    require(
+        _matches(values, expected),
+        "`accuracy` ne renvoie pas ses valeurs dans une seule unité : des proportions entre 0 et 1 "
+        "pour chaque dataset.",
     )
 
 
@@ -268,18 +377,18 @@ def test_confusion_orientation(
                 if written is None
                 else "une autre matrice que la référence (même modèle, mêmes images)"
             )
-            note = _predict_note(artifact, "Votre `confusion_matrix`", got)
+            note = _helper_note(artifact, "Votre `confusion_matrix`", got)
             if note:
                 record_property("note", note)
         return
-    if _same_matrix(written, direct):
+    # A helper that fails its checks: the run as written still earns the points when it is right.
+    if alone and _same_matrix(written, direct):
         return
     require(confusion.shape == direct.shape, "Forme incorrecte (voir la vérification de forme).")
-    expected = (
-        grader_confusion()
-        if alone and "predict" in (artifact["stand_ins_called"] or [])
-        else direct
-    )
+    with_grader = alone and "predict" in artifact["stand_ins_called"]
+    expected = grader_confusion() if with_grader else direct
+    if _same_matrix(confusion, expected):
+        return
     if np.array_equal(confusion, expected.T):
         fail(
             "La matrice de confusion est transposée : la ligne i doit être la classe vraie i et la colonne j "

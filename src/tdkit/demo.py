@@ -56,8 +56,7 @@ def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
         )
         return SYNTHETIC
     # The sandbox has no network: export the hub's data once as a local parquet copy.
-    for split in data.SPLITS:
-        hub[split].to_parquet(copy / "plain_text" / f"{split}-00000-of-00001.parquet")
+    data.write_hub_layout(hub, copy)
     say(f"data: {data.HUB_ID} (exported to {copy} for the offline sandbox)")
     return str(copy)
 

@@ -8,8 +8,11 @@ graded as far as it goes; it never stops the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -95,7 +98,9 @@ def _reference_views(path: Path) -> tuple[list[float] | None, list[list[float]] 
 
 def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float]] | None]:
     history = _finite(read_artifact(artifacts, "train")["loss_history"])
-    confusion = read_artifact(artifacts, "confusion_matrix").arrays.get("value")
+    # The matrix the student's code gives as written, with their own predict, beside the reference's.
+    arrays = read_artifact(artifacts, "confusion_matrix").arrays
+    confusion = arrays.get("written", arrays.get("alone"))
     matrix = None
     if (
         confusion is not None
@@ -150,16 +155,50 @@ def _submitted_at(course: Course, student_id: str) -> str | None:
     return text
 
 
+# What a run killed by a signal met: the signal, then the sentence the student reads.
+_SIGNALS = {
+    signal.SIGKILL: "la limite de mémoire ({memory_mb} Mo par processus) ou un arrêt forcé",
+    signal.SIGXCPU: "la limite de temps de calcul ({cpu_seconds} s de CPU par processus)",
+    signal.SIGXFSZ: "la limite de taille de fichier ({max_file_mb} Mo)",
+    signal.SIGSEGV: "une erreur fatale du noyau Python (erreur de segmentation)",
+    signal.SIGABRT: "un arrêt brutal du noyau Python (abort)",
+}
+# Lines of the run's output that the student did not cause: not worth a word in the report.
+_NOISE = re.compile(
+    r"\[IPKernelApp\]|Kernel is running over TCP|it/s\]|\d+%\|.*\||Creating parquet|"
+    r"Generating \w+ split|Map: |Filter: "
+)
+
+
+def stopped_message(returncode: int, output: str, limits: Limits) -> str:
+    """Why a run ended early, in French: the signal or limit that stopped it, and the last
+    lines of its output that are not noise (kernel warnings, progress bars)."""
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    if name:
+        cause = _SIGNALS.get(signal.Signals(number), "un signal du système")
+        head = (
+            f"L'exécution a été arrêtée par le signal {name} : "
+            f"{cause.format(**dataclasses.asdict(limits))}."
+        )
+    else:
+        head = f"L'exécution s'est arrêtée avec le code de sortie {returncode}."
+    said = [line for line in output.splitlines() if line.strip() and not _NOISE.search(line)]
+    tail = "\n".join(said[-5:])[-800:]
+    return f"{head}\n{tail}" if tail else head
+
+
 def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
     notes = []
     if outcome.timed_out:
         notes.append(f"Temps dépassé : l'exécution a été arrêtée après {limits.run_timeout} s.")
     if outcome.record.failure is not None:
         notes.append(outcome.record.failure)
-    if outcome.returncode not in (0, None) and not outcome.record.written:
-        notes.append(
-            f"L'exécution s'est arrêtée (code {outcome.returncode}) : {outcome.output[-800:]}"
-        )
+    if outcome.returncode not in (0, None) and not outcome.record.written and not outcome.timed_out:
+        notes.append(stopped_message(outcome.returncode, outcome.output, limits))
     if outcome.record.truncated:
         notes.append(
             f"Sorties tronquées : le notebook a affiché plus de {limits.max_output_mb} Mo ; seul le début est "

@@ -35,6 +35,9 @@ KERNEL_PACKAGE = "tdkit"  # always importable: the grader's own cells (hidden te
 # Run by IPython at kernel start, before any cell; binds no name in the notebook's namespace.
 KERNEL_ARGUMENTS = (
     "--IPKernelApp.exec_lines=__import__('tdkit.untrusted.import_guard').untrusted.import_guard.install()",
+    # The kernel's own warnings (TCP without encryption, between two processes of one sandbox)
+    # are not the student's doing: they reached students' and instructors' terminals as noise.
+    "--IPKernelApp.log_level=ERROR",
 )
 MARKER = "[tdkit] "
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")

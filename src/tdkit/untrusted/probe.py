@@ -8,8 +8,9 @@ Each function is judged on its own: while one is probed, the other evaluation fu
 may call (``predict``, ``accuracy``, ``confusion_matrix``) are grader stand-ins built on
 ``tdkit.core.inputs.grader_predictions``, grader-chosen predictions that the trusted side
 recomputes from the same rows (no solution code needs to reach the sandbox). ``accuracy`` and
-``confusion_matrix`` are also run as written, with the student's own functions, for the
-feedback. What a function leaves changed in its arguments (weights, mode, hooks of the model,
+``confusion_matrix`` are run both ways, as written (with the student's own functions) and
+alone (with the stand-ins); the trusted side judges the run as written unless a function it
+called fails its own checks. What a function leaves changed in its arguments (weights, mode, hooks of the model,
 the dataset's format) is recorded as ``side_effects``.
 """
 
@@ -398,84 +399,73 @@ def _attempt(call: Callable[[], Any]) -> tuple[Any, str | None]:
         return None, traceback.format_exception_only(type(error), error)[-1].strip()[:500]
 
 
-def _judged_alone(
-    ns: Mapping[str, Any],
-    data: GradingData,
-    function: str,
-    written_error: str | None,
-    calls: list[str],
-) -> tuple[list[Any] | None, str | None, list[str]]:
-    """``function`` on the evaluation rows and their subsets, the other functions being the
-    grader's; its error propagates when the run as written failed too (nothing to judge)."""
-    model = eval_model(ns["ConvNet"], data.inputs)
-    side_effects: list[str] = []
-
-    def run() -> list[Any]:
-        dataset = _fresh(data.eval)
-        with stand_ins(ns, function, calls):
-            with _watch(side_effects, model, dataset):
-                first = ns[function](model, dataset)
-            return [first, *(ns[function](model, _fresh(subset)) for subset in data.eval_subsets)]
-
-    if written_error is not None:
-        return run(), None, side_effects
-    values, error = _attempt(run)
-    return values, error, side_effects if error is None else []
-
-
-def _as_written(
+def _run_twice(
     ns: Mapping[str, Any], data: GradingData, function: str
-) -> tuple[list[Any] | None, str | None]:
-    """``function`` with the student's own helpers (their ``predict``...), on a fresh model."""
-    model = eval_model(ns["ConvNet"], data.inputs)
-    return _attempt(
-        lambda: [ns[function](model, _fresh(d)) for d in (data.eval, *data.eval_subsets)]
-    )
+) -> tuple[dict[str, Any], dict[str, list[Any] | None]]:
+    """``function`` on the evaluation rows and their subsets, twice on a fresh model: as written
+    (with the student's own ``predict``...) and alone (the other functions being the grader's).
+
+    Which run is judged is the trusted side's choice: it knows whether the student's own
+    functions that this one called pass their checks. Returns each run's record (what it
+    returned, its error, what it changed) and its values; when both runs fail, the error of
+    the run alone propagates (nothing to judge).
+    """
+    records: dict[str, Any] = {}
+    values: dict[str, list[Any] | None] = {}
+    calls: list[str] = []
+    for run in ("written", "alone"):
+        model = eval_model(ns["ConvNet"], data.inputs)
+        side_effects: list[str] = []
+
+        def call(
+            run: str = run, model: torch.nn.Module = model, side_effects: list[str] = side_effects
+        ) -> list[Any]:
+            dataset = _fresh(data.eval)
+            replaced = (
+                stand_ins(ns, function, calls) if run == "alone" else contextlib.nullcontext()
+            )
+            with replaced:
+                with _watch(side_effects, model, dataset):
+                    first = ns[function](model, dataset)
+                rest = [ns[function](model, _fresh(subset)) for subset in data.eval_subsets]
+            return [first, *rest]
+
+        if run == "alone" and records["written"]["error"] is not None:
+            got, error = call(), None
+        else:
+            got, error = _attempt(call)
+        values[run] = got
+        records[run] = {
+            "returned": _describe(got[0]) if got is not None else None,
+            "error": error,
+            "side_effects": side_effects if error is None else [],
+        }
+    records["alone"]["stand_ins_called"] = sorted(set(calls))
+    return records, values
 
 
 @probes("accuracy")
 def _probe_accuracy(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
-    written, written_error = _as_written(ns, data, "accuracy")
-    calls: list[str] = []
-    alone, alone_error, side_effects = _judged_alone(ns, data, "accuracy", written_error, calls)
-    judged = (
-        alone if alone is not None else written or [None]
-    )  # one of the two ran, or the error propagated
-    return {
-        "returned": _describe(judged[0]),
-        "judged": "alone" if alone is not None else "written",
-        "value": _number(judged[0]),
-        "subset_values": [_number(v) for v in judged[1:]],
-        "side_effects": side_effects,
-        "alone_error": alone_error,
-        "stand_ins_called": sorted(set(calls)),
-        "written": {
-            "values": [_number(v) for v in written] if written else None,
-            "error": written_error,
-        },
-    }
+    runs, values = _run_twice(ns, data, "accuracy")
+    for run, got in values.items():
+        runs[run]["values"] = [_number(v) for v in got] if got is not None else None
+    return {"runs": runs}
 
 
 @probes("confusion_matrix")
 def _probe_confusion_matrix(ns: Mapping[str, Any], data: GradingData, out: Path) -> dict[str, Any]:
-    written, written_error = _as_written(ns, data, "confusion_matrix")
-    calls: list[str] = []
-    alone, alone_error, side_effects = _judged_alone(
-        ns, data, "confusion_matrix", written_error, calls
-    )
-    judged = alone if alone is not None else written or [None]
-    extra = {}
-    if written is not None and _array(written[0]).dtype != object:
-        extra["written"] = _array(written[0])
-    record = _probe_array_result(judged[0], "confusion_matrix", out, extra)
-    return {
-        **record,
-        "judged": "alone" if alone is not None else "written",
-        "side_effects": side_effects,
-        "alone_error": alone_error,
-        "stand_ins_called": sorted(set(calls)),
-        "written": {"error": written_error},
-    }
+    runs, values = _run_twice(ns, data, "confusion_matrix")
+    arrays = {}
+    for run, got in values.items():
+        try:
+            array = _array(got[0]) if got is not None else None
+        except Exception:  # noqa: BLE001 - a value NumPy cannot read is judged by its description
+            array = None
+        if array is not None and array.dtype != object:
+            arrays[run] = array
+    if arrays:
+        _save_arrays(out, "confusion_matrix", arrays)
+    return {"runs": runs}
 
 
 @probes("per_class_accuracy")
