@@ -159,12 +159,40 @@ def grade(
 @main.command()
 @reports_errors
 def report() -> None:
-    """Write the feedback pages and the class summary again from reports/td_cnn/results.json, grading nobody."""
-    from tdkit.reports.html import rerender_reports
+    """Write the feedback pages and the class summary again, with the hand grading and comments
+    entered in formgrader since the last grading, grading nobody."""
+    from tdkit.reports.html import render_reports
+    from tdkit.trusted.course_grade import refresh_course_grades
 
     course = find_course()
-    files = rerender_reports(course.reports / "results.json", course.reports / "html")
+    files = render_reports(refresh_course_grades(course), course.reports / "html")
     click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
+
+
+@main.command()
+@reports_errors
+def status() -> None:
+    """How much hand grading is left (formgrader): per answer, graded / to grade, and whose copy."""
+    from tdkit.reports.results import hand_grading_queue
+    from tdkit.trusted.course_grade import refresh_course_grades
+
+    results = refresh_course_grades(find_course())
+    queue = hand_grading_queue(results)
+    if not queue:
+        click.echo("no answer is graded by hand in this assignment")
+    for answer in queue:
+        to_grade = answer.waiting + [
+            f"{sid} (answer changed since graded)" for sid in answer.changed
+        ]
+        click.echo(
+            f"{answer.cell}: {len(answer.graded)} graded, {len(to_grade)} to grade"
+            + (f": {', '.join(to_grade)}" if to_grade else "")
+        )
+    waiting = sorted(sid for sid, s in results.students.items() if s.pending)
+    click.echo(
+        f"{len(results.students) - len(waiting)} of {len(results.students)} student(s) have their final grade"
+        + (f"; waiting: {', '.join(waiting)}" if waiting else "")
+    )
 
 
 @main.group()
@@ -173,12 +201,20 @@ def export() -> None:
 
 
 @export.command("moodle")
+@click.option(
+    "--provisional",
+    is_flag=True,
+    help="Also write the grade of students whose answers wait for a TA (automatic + what is graded), "
+    "said so in their comment.",
+)
 @reports_errors
-def export_moodle() -> None:
+def export_moodle(provisional: bool) -> None:
     """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
     from tdkit.reports.moodle import export_moodle as run_export
+    from tdkit.trusted.course_grade import refresh_course_grades
 
-    result = run_export(find_course())
+    course = find_course()
+    result = run_export(course, refresh_course_grades(course), provisional=provisional)
     click.echo(
         f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet"
     )
@@ -187,6 +223,14 @@ def export_moodle() -> None:
         click.echo(f"no result, grade left empty: {', '.join(result.without_result)}")
     if result.not_in_worksheet:
         click.echo(f"not in the worksheet, not sent: {', '.join(result.not_in_worksheet)}")
+    for sid, answers in result.waiting.items():
+        state = "provisional grade written" if result.provisional else "grade left empty"
+        click.echo(f"waiting for hand grading, {state}: {sid} ({', '.join(answers)})")
+    if result.waiting and not result.provisional:
+        click.echo(
+            "grade them in formgrader ('tdkit status' lists them) and export again, or export with "
+            "--provisional"
+        )
     if not result.comments:
         click.echo(
             "no 'Feedback comments' column: enable Feedback comments in the assignment, download the worksheet "
@@ -251,13 +295,21 @@ def demo() -> None:
     result = run_demo(find_course(), say=click.echo)
     students = result.grading.results.students
     width = max(len(s) for s in students)
-    click.echo(f"\n{'student':<{width}}  score      failed checks  seconds  late penalty  group")
+    click.echo(
+        f"\n{'student':<{width}}  automatic  failed checks  seconds  late penalty  grade        group"
+    )
     for sid in sorted(students):
         student = students[sid]
         failed = sum(not c.passed for c in student.checks)
+        grade = (
+            f"{len(student.pending)} to grade"
+            if student.pending
+            else f"{student.final_score:g}/{student.maximum:g}"
+        )
         click.echo(
             f"{sid:<{width}}  {student.score:>4g}/{student.max_score:<4g}  {failed:>13}  {student.seconds:>7.1f}"
-            f"  {student.late_penalty:>12g}  {student.group or '-'}"
+            f"  {student.late_penalty:>12g}  {grade:<11}"
+            f"  {student.group or '-'}"
             + (f" (graded with {student.graded_with})" if student.graded_with else "")
             + (f"  {student.failure.splitlines()[0][:50]}" if student.failure else "")
         )

@@ -179,4 +179,4 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
         f"({len(collected.missing)} missing)"
     )
     grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
-    return DemoResult(source, released, grading, export_moodle(course))
+    return DemoResult(source, released, grading, export_moodle(course, grading.results))

@@ -91,9 +91,15 @@ class Deadlines:
         if submitted is None or due is None or submitted <= due:
             return Lateness(submitted, due, 0.0, 0.0)
         seconds = (submitted - due).total_seconds()
-        penalty = self.plugin.late_submission_penalty(student_id, score, seconds)
+        return Lateness(submitted, due, seconds, self.penalty(student_id, seconds, score))
+
+    def penalty(self, student_id: str, seconds_late: float, score: float) -> float:
+        """The plugin's penalty on ``score`` for ``seconds_late`` past the due date."""
+        if seconds_late <= 0:
+            return 0.0
+        penalty = self.plugin.late_submission_penalty(student_id, score, seconds_late)
         # As nbgrader's AssignLatePenalties: never below zero, never more than the score.
-        return Lateness(submitted, due, seconds, min(max(penalty or 0.0, 0.0), score))
+        return float(min(max(penalty or 0.0, 0.0), score))
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,13 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from tdkit.core.errors import TdkitError
 from tdkit.core.groups import BY_NAME, GROUPS
-from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult, read_results_json
+from tdkit.reports.results import (
+    AssignmentResults,
+    CheckResult,
+    StudentResult,
+    hand_grading_queue,
+)
 from tdkit.untrusted.execute import strip_ansi
 from tdkit.untrusted.import_guard import missing_module_note
 
@@ -443,6 +447,8 @@ def render_student(
     course environment's ``packages`` for the note on modules outside it.
     ``summary_href=None``: no link to the class summary (the page is sent on its own)."""
     groups = group_checks(student.checks)
+    hand_cells = [c for c in student.cells if c.kind == "hand"]
+    hand_max = sum(c.max_points for c in hand_cells)
     return (
         _environment()
         .get_template("student.html")
@@ -451,7 +457,11 @@ def render_student(
             student=student,
             groups=groups,
             n_failed=sum(g.n_failed for g in groups),
-            share=student.score / student.max_score if student.max_score else 0.0,
+            share=student.final_score / student.maximum if student.maximum else 0.0,
+            auto_max=student.maximum - hand_max,
+            hand_max=hand_max,
+            hand_cells=hand_cells,
+            comment_cells=[c for c in student.cells if c.kind == "comment"],
             figures=_figures(student, plotter or Plotter()),
             summary_href=summary_href,
             delay=format_delay(student.seconds_late),
@@ -511,8 +521,9 @@ def missing_modules(results: AssignmentResults) -> list[MissingModule]:
 
 def render_summary(results: AssignmentResults) -> str:
     students = [results.students[sid] for sid in sorted(results.students)]
-    scores = [s.score for s in students]
-    max_score = Counter(s.max_score for s in students).most_common(1)[0][0] if students else 0.0
+    # The course's grades, of the copies whose every answer is graded: no grade is guessed.
+    scores = [s.final_score for s in students if not s.pending]
+    max_score = Counter(s.maximum for s in students).most_common(1)[0][0] if students else 0.0
     return (
         _environment()
         .get_template("summary.html")
@@ -521,6 +532,8 @@ def render_summary(results: AssignmentResults) -> str:
             students=students,
             href={s.student_id: quote(_page_name(s.student_id)) for s in students},
             n_failed={s.student_id: sum(not c.passed for c in s.checks) for s in students},
+            queue=hand_grading_queue(results),
+            n_pending=sum(bool(s.pending) for s in students),
             mean=statistics.fmean(scores) if scores else None,
             median=statistics.median(scores) if scores else None,
             max_score=max_score,
@@ -536,19 +549,6 @@ def render_summary(results: AssignmentResults) -> str:
             packages=results.environment,
         )
     )
-
-
-def rerender_reports(results_json: Path, out_dir: Path) -> ReportFiles:
-    """Every page written again from ``results_json``, grading nobody (``tdkit report``)."""
-    if not results_json.is_file():
-        raise TdkitError(f"{results_json} does not exist: run 'tdkit grade' first, it writes it.")
-    try:
-        results = read_results_json(results_json)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise TdkitError(
-            f"{results_json} cannot be read ({type(error).__name__}: {error}): run 'tdkit grade --all' to write it again."
-        ) from None
-    return render_reports(results, out_dir)
 
 
 def render_reports(

@@ -24,10 +24,11 @@ from pathlib import Path
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
+from tdkit.core.groups import BY_NAME
 from tdkit.intake.roster import load_roster, roster_dir
 from tdkit.intake.worksheet import Worksheet, read_worksheet
-from tdkit.reports.html import Plotter, format_delay, format_number, render_student
-from tdkit.reports.results import StudentResult, read_results_json
+from tdkit.reports.html import Plotter, format_delay, format_number, group_checks, render_student
+from tdkit.reports.results import AssignmentResults, StudentResult
 
 ZIP_NAME = "feedback_files.zip"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: the same results give the same zip
@@ -43,6 +44,9 @@ class MoodleExport:
     without_result: list[str]  # worksheet students with no result: row left as downloaded
     not_in_worksheet: list[str]  # results with no worksheet row: not sent to Moodle
     comments: bool  # the worksheet has a 'Feedback comments' column (the assignment enables it)
+    # Students whose answers wait for a TA -> those answers: grade left empty (or provisional).
+    waiting: dict[str, list[str]]
+    provisional: bool  # their grade was written all the same, said so in the comment
 
 
 def feedback_file_name(assignment: str) -> str:
@@ -61,23 +65,62 @@ def _first_line(message: str) -> str:
 
 
 def comment_lines(student: StudentResult, assignment: str) -> list[str]:
-    """The feedback comments, one short French line each (plain text)."""
-    lines = [f"Note : {format_number(student.final_score)} / {format_number(student.max_score)}."]
-    if student.late_penalty:
-        lines.append(
-            f"Rendu avec {format_delay(student.seconds_late)} de retard : pénalité de "
-            f"{format_number(student.late_penalty)} point(s) sur {format_number(student.score)}."
+    """The feedback comments, short French lines (plain text): the grade and its parts, one line
+    per function that lost points, the overrides, the TA's comments, the penalty."""
+    head = "Note provisoire" if student.pending else "Note"
+    parts = [f"automatique {format_number(student.automatic)}"]
+    hand = [c for c in student.cells if c.kind == "hand"]
+    if hand:
+        parts.append(
+            f"questions {format_number(student.by_hand)} / "
+            f"{format_number(sum(c.max_points for c in hand))}"
         )
-    elif student.seconds_late:
-        lines.append(f"Rendu avec {format_delay(student.seconds_late)} de retard, sans pénalité.")
+    if student.late_penalty:
+        parts.append(f"pénalité de retard −{format_number(student.late_penalty)}")
+    grade = f"{format_number(student.final_score)} / {format_number(student.maximum)}"
+    lines = [f"{head} : {grade} ({', '.join(parts)})."]
+    if student.pending:
+        lines.append(
+            "En attente de correction à la main : "
+            + ", ".join(student.pending)
+            + " (cette note ne les compte pas encore)."
+        )
+    if student.seconds_late:
+        penalty = (
+            f"pénalité de {format_number(student.late_penalty)} point(s)"
+            if student.late_penalty
+            else "sans pénalité"
+        )
+        lines.append(f"Rendu avec {format_delay(student.seconds_late)} de retard, {penalty}.")
     if student.graded_with:
         lines.append(
             f"Travail du groupe « {student.group} », corrigé une fois pour tout le groupe."
         )
-    if student.failure:
-        lines.append(f"Exécution interrompue : {_first_line(student.failure)}")
+    whole = student.failure if student.refused else student.notice
+    if whole:
+        lines.append(_first_line(whole))
+    else:
+        if student.failure:
+            lines.append(f"Exécution interrompue : {_first_line(student.failure)}")
+        for group in group_checks(student.checks):
+            failed = [c for c in group.checks if not c.passed]
+            if failed:
+                got = sum(c.points for c in group.checks)
+                out_of = sum(c.max_points for c in group.checks)
+                lines.append(
+                    f"`{BY_NAME[group.name].function if group.name in BY_NAME else group.name}` : "
+                    f"{format_number(got)} / {format_number(out_of)} — {_first_line(failed[0].message)}"
+                )
+    for cell in student.overrides:
+        reason = f" : {_first_line(cell.comment)}" if cell.comment else ""
+        lines.append(
+            f"{cell.cell} modifié par le correcteur, {format_number(cell.auto_points or 0.0)} → "
+            f"{format_number(cell.points)}{reason}"
+        )
     lines += [
-        f"Échec {c.check_id} : {_first_line(c.message)}" for c in student.checks if not c.passed
+        f"Commentaire du correcteur ({cell.cell}) : {cell.comment}"
+        for cell in student.cells
+        if cell.comment and not cell.overridden
     ]
     lines.append(f"Détail dans le fichier de retour {feedback_file_name(assignment)}.")
     return lines
@@ -94,10 +137,11 @@ def comments_text(cell: str) -> list[str]:
 
 
 def moodle_grade(student: StudentResult, max_grade: float | None) -> str:
-    """The final score on the assignment's maximum grade (Moodle skips a grade above it), '.' decimals."""
+    """The course's grade scaled from the assignment's total to the sheet's maximum grade (Moodle
+    skips a grade above it), '.' decimals."""
     value = student.final_score
-    if max_grade is not None and student.max_score:
-        value = value / student.max_score * max_grade
+    if max_grade is not None and student.maximum:
+        value = value / student.maximum * max_grade
     return f"{value:.2f}"
 
 
@@ -110,24 +154,33 @@ def _max_grade(sheet: Worksheet) -> float | None:
         return None
 
 
-def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
-    """Fill the saved grading worksheet and build the feedback-files zip from results.json."""
+def export_moodle(
+    course: Course,
+    results: AssignmentResults,
+    out_dir: Path | None = None,
+    *,
+    provisional: bool = False,
+) -> MoodleExport:
+    """Fill the saved grading worksheet and build the feedback-files zip from ``results`` (the
+    course's grades, tdkit.trusted.course_grade). A student whose answers wait for a TA keeps an
+    empty grade, unless ``provisional``: then automatic + what is graded, said so in the comment."""
     roster = load_roster(course)
     if roster.worksheet is None:
         raise TdkitError(
             "No grading worksheet collected: run 'tdkit collect ARCHIVE.zip --worksheet WORKSHEET.csv' "
             "(Moodle: Grading action > Download grading worksheet), then 'tdkit grade'."
         )
-    results_path = course.reports / "results.json"
-    if not results_path.is_file():
-        raise TdkitError(f"{results_path} is missing: run 'tdkit grade' first.")
-    results = read_results_json(results_path)
     sheet = read_worksheet(roster_dir(course) / roster.worksheet)
     sheet.require("grade", "Moodle reads the grades there")
     has_comments = sheet.column("feedback") is not None
     max_grade = _max_grade(sheet)
     in_sheet = {sid for row in sheet.rows if (sid := sheet.participant_id(row))}
-    graded = sorted(in_sheet & set(results.students))
+    waiting = {
+        sid: results.students[sid].pending
+        for sid in sorted(in_sheet & set(results.students))
+        if results.students[sid].pending
+    }
+    graded = sorted((in_sheet & set(results.students)) - (set() if provisional else set(waiting)))
     cells = {}
     for sid in graded:
         student = results.students[sid]
@@ -164,4 +217,6 @@ def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
         without_result=sorted(in_sheet - set(results.students)),
         not_in_worksheet=sorted(set(results.students) - in_sheet),
         comments=has_comments,
+        waiting=waiting,
+        provisional=provisional,
     )

@@ -8,7 +8,8 @@
                                    ...extra keys: score, max_score, seconds, failure, errors,
                                    curves, confusion, manual, missing_modules, submitted_at,
                                    seconds_late, late_penalty, final_score, group, graded_with,
-                                   refused, notice, fingerprint, grader_failure}},
+                                   refused, notice, fingerprint, grader_failure,
+                                   automatic, by_hand, maximum, pending, cells, answers}},
      ...extra keys: conflicts, environment}
 """
 
@@ -44,6 +45,49 @@ class CheckResult:
         return record
 
 
+@dataclass(frozen=True)
+class CellGrade:
+    """One cell of the student's submission in the gradebook, as tdkit and the TA left it.
+
+    ``kind``: "auto" (a test cell tdkit scores, a TA may override it), "hand" (an answer a TA
+    grades in formgrader) or "comment" (a cell with no points that the TA commented on).
+    """
+
+    cell: str
+    kind: str
+    max_points: float
+    auto_points: float | None = None  # tdkit's; for an answer, 0 when left as released
+    manual_points: float | None = None  # the TA's, from formgrader
+    extra_credit: float = 0.0
+    needs_grading: bool = False  # formgrader's queue: an answer not graded, or changed since
+    comment: str | None = None  # the TA's comment on the cell
+
+    @property
+    def points(self) -> float:
+        """nbgrader's score of the cell: the TA's when set, else tdkit's, plus extra credit."""
+        given = self.manual_points if self.manual_points is not None else self.auto_points
+        return (given or 0.0) + self.extra_credit
+
+    @property
+    def pending(self) -> bool:
+        """An answer that no TA has graded yet (or whose text changed since it was graded)."""
+        return self.kind == "hand" and (
+            self.needs_grading or (self.manual_points is None and self.auto_points is None)
+        )
+
+    @property
+    def overridden(self) -> bool:
+        """A test cell whose automatic points a TA replaced."""
+        return (
+            self.kind == "auto"
+            and self.manual_points is not None
+            and self.manual_points != self.auto_points
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class StudentResult:
     student_id: str
@@ -73,11 +117,49 @@ class StudentResult:
     grader_failure: bool = (
         False  # failed on the grader's side, not the student's: graded again next time
     )
+    # The gradebook's cells (tdkit.trusted.course_grade): the course's grade is read from them.
+    cells: list[CellGrade] = field(default_factory=list)
+    # Digest of each hand-graded answer's text as graded: a new version's changed answer is flagged.
+    answers: dict[str, str] = field(default_factory=dict)
+
+    def _of(self, kind: str) -> list[CellGrade]:
+        return [c for c in self.cells if c.kind == kind]
+
+    @property
+    def automatic(self) -> float:
+        """The automatic points, with the TA's overrides (the checks' sum before any gradebook)."""
+        auto = self._of("auto")
+        return sum(c.points for c in auto) if auto else self.score
+
+    @property
+    def by_hand(self) -> float:
+        """The points of the answers graded by a TA (an answer left as released counts 0)."""
+        return sum(c.points for c in self._of("hand") if not c.pending)
+
+    @property
+    def maximum(self) -> float:
+        """The assignment's total, nbgrader's maximum score: automatic and hand-graded cells."""
+        graded = self._of("auto") + self._of("hand")
+        return sum(c.max_points for c in graded) if graded else self.max_score
+
+    @property
+    def pending(self) -> list[str]:
+        """The answers that wait for a TA: no final grade until they are graded."""
+        return [c.cell for c in self._of("hand") if c.pending]
+
+    @property
+    def overrides(self) -> list[CellGrade]:
+        return [c for c in self._of("auto") if c.overridden]
+
+    @property
+    def graded_score(self) -> float:
+        """Automatic points (overrides included) plus the hand grading, before the late penalty."""
+        return self.automatic + self.by_hand
 
     @property
     def final_score(self) -> float:
-        """The score after the late penalty."""
-        return max(0.0, self.score - self.late_penalty)
+        """The course's grade: automatic + by hand - late penalty, out of ``maximum``."""
+        return max(0.0, self.graded_score - self.late_penalty)
 
     @property
     def score(self) -> float:
@@ -110,6 +192,12 @@ class StudentResult:
             **({"notice": self.notice} if self.notice else {}),
             "fingerprint": self.fingerprint,
             "grader_failure": self.grader_failure,
+            "automatic": self.automatic,
+            "by_hand": self.by_hand,
+            "maximum": self.maximum,
+            "pending": self.pending,
+            "cells": [c.to_json() for c in self.cells],
+            "answers": self.answers,
         }
 
     @classmethod
@@ -133,6 +221,8 @@ class StudentResult:
             notice=record.get("notice"),
             fingerprint=record.get("fingerprint", {}),
             grader_failure=bool(record.get("grader_failure", False)),
+            cells=[CellGrade(**c) for c in record.get("cells", [])],
+            answers=record.get("answers", {}),
         )
 
 
@@ -166,6 +256,36 @@ class AssignmentResults:
         )
 
 
+@dataclass(frozen=True)
+class AnswerQueue:
+    """The TA's queue for one hand-graded answer: whose copy is graded, waits, or changed since."""
+
+    cell: str
+    graded: list[str]
+    waiting: list[str]  # never graded
+    changed: list[str]  # graded, then handed in again with another text: to grade again
+
+
+def hand_grading_queue(results: AssignmentResults) -> list[AnswerQueue]:
+    """Per answer, the copies a TA grades in formgrader (a group's once, under its graded member)."""
+    by_cell: dict[str, tuple[list[str], list[str], list[str]]] = {}
+    for sid in sorted(results.students):
+        student = results.students[sid]
+        if student.graded_with:
+            continue
+        for cell in student.cells:
+            if cell.kind != "hand":
+                continue
+            graded, waiting, changed = by_cell.setdefault(cell.cell, ([], [], []))
+            if not cell.pending:
+                graded.append(sid)
+            elif cell.manual_points is not None:
+                changed.append(sid)
+            else:
+                waiting.append(sid)
+    return [AnswerQueue(cell, *lists) for cell, lists in sorted(by_cell.items())]
+
+
 def write_results_json(results: AssignmentResults, path: Path) -> None:
     write_atomically(
         path, json.dumps(results.to_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n"
@@ -177,7 +297,8 @@ def read_results_json(path: Path) -> AssignmentResults:
 
 
 def write_grades_csv(results: AssignmentResults, path: Path) -> None:
-    """One row per student for the LMS: automatic score out of the automatic maximum, then lateness."""
+    """One row per student: the automatic checks' score, lateness, then the course's grade (automatic
+    with overrides, by hand, maximum); ``final_score`` stays empty while answers wait for a TA."""
     from io import StringIO
 
     buffer = StringIO()
@@ -196,6 +317,10 @@ def write_grades_csv(results: AssignmentResults, path: Path) -> None:
             "final_score",
             "group",
             "graded_with",
+            "automatic",
+            "by_hand",
+            "maximum",
+            "pending",
         ]
     )
     for sid in sorted(results.students):
@@ -212,9 +337,13 @@ def write_grades_csv(results: AssignmentResults, path: Path) -> None:
                 student.submitted_at or "",
                 f"{student.seconds_late:.0f}",
                 f"{student.late_penalty:g}",
-                f"{student.final_score:g}",
+                "" if student.pending else f"{student.final_score:g}",
                 student.group or "",
                 student.graded_with or "",
+                f"{student.automatic:g}",
+                f"{student.by_hand:g}",
+                f"{student.maximum:g}",
+                " ".join(student.pending),
             ]
         )
     write_atomically(path, buffer.getvalue())

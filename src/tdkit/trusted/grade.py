@@ -207,8 +207,15 @@ def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
     return "\n".join(notes) if notes else None
 
 
-def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None) -> StudentResult:
-    """Trusted: hidden checks on the artifacts, the gradebook, the autograded notebook."""
+def judge(
+    course: Course,
+    outcome: SandboxOutcome,
+    limits: Limits | None = None,
+    graded_answers: dict[str, str] | None = None,
+) -> StudentResult:
+    """Trusted: hidden checks on the artifacts, the gradebook, the autograded notebook.
+
+    ``graded_answers``: the digests of the answers of the version graded before (see record_grades)."""
     started = time.perf_counter()
     limits = limits or course_limits(course)
     sid = outcome.student_id
@@ -240,8 +247,13 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(executed, target)
     # Free-text answers are judged on the trusted prepared notebook, never on what the run wrote.
-    record_grades(
-        course, sid, checks, prepared_notebook(outcome) or executed, _submitted_at(course, sid)
+    answers = record_grades(
+        course,
+        sid,
+        checks,
+        prepared_notebook(outcome) or executed,
+        _submitted_at(course, sid),
+        graded_answers=graded_answers,
     )
     return StudentResult(
         sid,
@@ -255,6 +267,7 @@ def judge(course: Course, outcome: SandboxOutcome, limits: Limits | None = None)
         missing_modules=outcome.record.missing_modules,
         refused=refused,
         notice=notice,
+        answers=answers,
     )
 
 
@@ -329,6 +342,7 @@ def grade_all(
     keep the other results, then write results.json, grades.csv and the reports."""
     from tdkit.release.generate import register_release
     from tdkit.reports.html import render_reports
+    from tdkit.trusted.course_grade import with_course_grades
     from tdkit.trusted.fanout import after_grading
 
     if not course.release_notebook.is_file():
@@ -394,7 +408,8 @@ def grade_all(
         for number, outcome in enumerate(_outcomes(done, pending, crashed), 1):
             sid = outcome.student_id
             try:
-                result = judge(course, outcome, limits)
+                before = previous.students.get(sid) if previous is not None else None
+                result = judge(course, outcome, limits, before.answers if before else None)
             except ChecksCrashed as error:
                 raise TdkitError(
                     f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}"
@@ -411,14 +426,14 @@ def grade_all(
             eta = elapsed / number * (len(todo.grade) - number)
             note = f"  ({result.failure.splitlines()[0][:60]})" if result.failure else ""
             progress(
-                f"[{number}/{len(todo.grade)}] {sid}: {result.score:g}/{result.max_score:g} in {result.seconds:.1f} s"
+                f"[{number}/{len(todo.grade)}] {sid}: {result.score:g}/{result.max_score:g} automatic in {result.seconds:.1f} s"
                 f" ({todo.grade[sid]}), ETA {eta:.0f} s{note}"
             )
     finally:
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
     grading_seconds = time.perf_counter() - grading_started if todo.grade else 0.0
-    results = after_grading(course, results, students, todo.grade)
+    results = with_course_grades(course, after_grading(course, results, students, todo.grade))
     write_results_json(results, results_path)
     write_grades_csv(results, course.reports / "grades.csv")
     # Pages whose result is as before stay; a group member's page follows the notebook graded for them.

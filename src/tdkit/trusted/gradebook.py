@@ -7,9 +7,10 @@ answer cells are left to the TAs, as nbgrader does.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import cast
 
@@ -48,6 +49,17 @@ def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> 
     return {cell: sum(by_group.get(g, 0.0) for g in named) for cell, named in groups.items()}
 
 
+def answer_digests(notebook: NotebookNode | None) -> dict[str, str]:
+    """grade_id -> digest of the text of each answer a TA grades (solution and grade cells)."""
+    digests = {}
+    for cell in notebook.cells if notebook is not None else []:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and meta.get("solution"):
+            text = cell.get("source", "")
+            digests[str(meta["grade_id"])] = hashlib.sha256(str(text).encode()).hexdigest()
+    return digests
+
+
 def record_grades(
     course: Course,
     student_id: str,
@@ -55,10 +67,15 @@ def record_grades(
     executed: NotebookNode | None,
     timestamp: str | None,
     deadline_of: str | None = None,
-) -> None:
+    graded_answers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Create or update the submission, set every autograded cell's score and the late penalty.
 
-    ``deadline_of``: whose due date applies (a group's graded member), when not the student's own."""
+    The TA's work stays: a hand grade, an override (a manual score on a test cell) and the
+    comments are never touched; an answer graded by a TA whose text differs from the one graded
+    (``graded_answers``, the digests returned by the grading it was graded on) goes back to
+    formgrader's queue with its grade kept. ``deadline_of``: whose due date applies (a group's
+    graded member), when not the student's own. Returns the digests of this version's answers."""
     in_process_alembic_head()
     deadlines = deadlines_from_config(course.nbgrader_config())
     scores = cell_scores(cell_groups(course), checks)
@@ -68,6 +85,7 @@ def record_grades(
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if meta.get("grade") and meta.get("solution"):
                 answers[meta["grade_id"]] = utils.determine_grade(cell)[0]
+    digests = answer_digests(executed)
     # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
     with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
         warnings.simplefilter("ignore", SAWarning)
@@ -88,19 +106,22 @@ def record_grades(
                 grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
                 if cell.name in scores:
                     grade.auto_score = min(scores[cell.name], cell.max_score)
-                else:
-                    # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
-                    answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
-                    grade.auto_score = (
-                        None if answer is None else min(float(answer), cell.max_score)
-                    )
-                grade.needs_manual_grade = (
-                    grade.manual_score is not None or grade.auto_score is None
-                )
+                    grade.needs_manual_grade = False  # an override stays, out of the TA's queue
+                    continue
+                # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
+                answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
+                grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
+                if grade.manual_score is None:
+                    grade.needs_manual_grade = grade.auto_score is None
+                elif graded_answers is not None and graded_answers.get(
+                    cell.name, digests.get(cell.name)
+                ) != digests.get(cell.name):
+                    grade.needs_manual_grade = True  # graded on another text: to grade again
             submitted = gb.find_submission_notebook(
                 course.assignment, course.assignment, student_id
             )
             submitted.late_submission_penalty = late.penalty or None
+    return digests
 
 
 def _naive_utc(moment: datetime) -> datetime:

@@ -1,0 +1,174 @@
+"""The course's grade, from its one source of truth: the nbgrader gradebook.
+
+tdkit writes the automatic points of each test cell there; the TA writes the hand grading of
+the free-text answers, the overrides of automatic cells (a manual score on a test cell) and the
+comments, in formgrader. Every output (results.json, grades.csv, the pages, the Moodle files)
+reads the grade of each student through ``refresh_course_grades``, which copies the gradebook's
+cells into the results, puts a group's hand grading on every member (and in their gradebook
+entries, so that ``nbgrader export`` agrees), and takes the late penalty off the whole grade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
+
+from tdkit.core.course import Course, in_process_alembic_head
+from tdkit.core.errors import TdkitError
+from tdkit.core.groups import BY_NAME
+from tdkit.core.transaction import one_transaction
+from tdkit.intake.late import Deadlines, deadlines_from_config
+from tdkit.reports.results import (
+    AssignmentResults,
+    CellGrade,
+    StudentResult,
+    read_results_json,
+    write_grades_csv,
+    write_results_json,
+)
+from tdkit.trusted.gradebook import cell_groups
+
+
+@contextmanager
+def _gradebook(course: Course) -> Iterator[Gradebook]:
+    in_process_alembic_head()
+    # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
+    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        yield gb
+
+
+def _reason(comments: dict[str, str], groups: list[str]) -> str | None:
+    """The reason of an override: formgrader comments only the solution cells, so the TA writes it
+    on the cell of a function the test cell checks (its grade_id is the function's name)."""
+    names = [n for g in groups for n in (BY_NAME[g].function, g) if g in BY_NAME]
+    found = [comments.pop(n) for n in dict.fromkeys(names) if n in comments]
+    return "\n".join(found) or None
+
+
+def _cells(
+    gb: Gradebook, course: Course, student_id: str, auto: dict[str, list[str]]
+) -> list[CellGrade]:
+    """The graded cells of ``student_id``'s submission as the gradebook holds them (none if absent)."""
+    try:
+        notebook = gb.find_submission_notebook(course.assignment, course.assignment, student_id)
+    except MissingEntry:
+        return []
+    comments = {
+        c.name: c.manual_comment.strip()
+        for c in notebook.comments
+        if c.manual_comment and c.manual_comment.strip()
+    }
+    cells = []
+    for grade in sorted(notebook.grades, key=lambda g: g.name):
+        cell = CellGrade(
+            cell=grade.name,
+            kind="auto" if grade.name in auto else "hand",
+            max_points=float(grade.max_score or 0.0),
+            auto_points=grade.auto_score,
+            manual_points=grade.manual_score,
+            extra_credit=float(grade.extra_credit or 0.0),
+            needs_grading=bool(grade.needs_manual_grade),
+        )
+        if cell.kind == "hand":
+            cell = dataclasses.replace(cell, comment=comments.pop(grade.name, None))
+        elif cell.overridden:
+            cell = dataclasses.replace(cell, comment=_reason(comments, auto[grade.name]))
+        cells.append(cell)
+    # Comments on cells that carry no points (a function's code cell): still the TA's words.
+    cells += [
+        CellGrade(cell=name, kind="comment", max_points=0.0, comment=text)
+        for name, text in sorted(comments.items())
+    ]
+    return cells
+
+
+def _share_hand_grading(
+    gb: Gradebook, course: Course, source: str, member: str, auto: dict[str, list[str]]
+) -> None:
+    """Put the graded member's hand grading and comments on ``member``'s gradebook entries."""
+    try:
+        theirs = gb.find_submission_notebook(course.assignment, course.assignment, source)
+        ours = gb.find_submission_notebook(course.assignment, course.assignment, member)
+    except MissingEntry:
+        return
+    grades = {g.name: g for g in ours.grades}
+    for grade in theirs.grades:
+        mine = grades.get(grade.name)
+        if mine is None:
+            continue
+        for field in ("manual_score", "extra_credit", "needs_manual_grade"):
+            if getattr(mine, field) != getattr(grade, field):
+                setattr(mine, field, getattr(grade, field))
+        if grade.name not in auto and mine.auto_score != grade.auto_score:
+            mine.auto_score = grade.auto_score
+    comments = {c.name: c for c in ours.comments}
+    for comment in theirs.comments:
+        mine_comment = comments.get(comment.name)
+        if mine_comment is not None and mine_comment.manual_comment != comment.manual_comment:
+            mine_comment.manual_comment = comment.manual_comment
+
+
+def _penalty(deadlines: Deadlines, student: StudentResult) -> float:
+    """The late penalty on the whole grade (automatic and by hand), as nbgrader's plugin gives it."""
+    return deadlines.penalty(
+        student.graded_with or student.student_id, student.seconds_late, student.graded_score
+    )
+
+
+def with_course_grades(course: Course, results: AssignmentResults) -> AssignmentResults:
+    """Every result with its gradebook cells and the late penalty on its whole grade; the
+    gradebook gets each group's hand grading on every member and the penalties."""
+    deadlines = deadlines_from_config(course.nbgrader_config())
+    if not results.students or not _has_gradebook(course):
+        return results
+    try:
+        auto = cell_groups(course)
+    except MissingEntry:  # the gradebook has never seen the assignment: nothing graded by hand
+        return results
+    with _gradebook(course) as gb, one_transaction(gb):
+        for sid in sorted(results.students):
+            student = results.students[sid]
+            source = student.graded_with or sid
+            if source != sid:
+                _share_hand_grading(gb, course, source, sid, auto)
+            student = dataclasses.replace(student, cells=_cells(gb, course, source, auto))
+            student = dataclasses.replace(student, late_penalty=_penalty(deadlines, student))
+            results.students[sid] = student
+            try:
+                submitted = gb.find_submission_notebook(course.assignment, course.assignment, sid)
+            except MissingEntry:
+                continue
+            if (submitted.late_submission_penalty or 0.0) != student.late_penalty:
+                submitted.late_submission_penalty = student.late_penalty or None
+    return results
+
+
+def _has_gradebook(course: Course) -> bool:
+    """False for an SQLite gradebook not created yet: reading results must not create one."""
+    url = course.db_url
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
+
+
+def refresh_course_grades(course: Course) -> AssignmentResults:
+    """results.json and grades.csv brought up to date with the gradebook (the TA's work since
+    the last grading); returns the results every output reads."""
+    path = course.reports / "results.json"
+    if not path.is_file():
+        raise TdkitError(f"{path} does not exist: run 'tdkit grade' first, it writes it.")
+    try:
+        results = read_results_json(path)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise TdkitError(
+            f"{path} cannot be read ({type(error).__name__}: {error}): run 'tdkit grade --all' to write it again."
+        ) from None
+    results = with_course_grades(course, results)
+    write_results_json(results, path)
+    write_grades_csv(results, course.reports / "grades.csv")
+    return results
