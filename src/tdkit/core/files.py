@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tdkit.core.errors import TdkitError
+
 
 def write_atomically(target: Path, data: bytes | str) -> None:
     """Write beside ``target``, flush to disk, then rename: readers see the old file or the new one.
@@ -28,6 +30,20 @@ def write_atomically(target: Path, data: bytes | str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def require_writable(folder: Path, command: str) -> None:
+    """Create ``folder`` if need be and prove a file can be written there (as root, permission bits
+    prove nothing); else a TdkitError, raised before any work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise TdkitError(
+            f"Cannot write in {folder} ({error.strerror or error}): fix its permissions (or free disk "
+            f"space), then run '{command}' again. Nothing was changed."
+        ) from None
 
 
 SKIPPED_NAMES = {
