@@ -26,8 +26,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from tdkit.core.errors import TdkitError
+from tdkit.core.files import require_writable
 from tdkit.core.groups import BY_NAME, GROUPS
-from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult, read_results_json
+from tdkit.reports.results import AssignmentResults, CheckResult, StudentResult
+from tdkit.reports.results_file import load_results
 from tdkit.untrusted.execute import strip_ansi
 from tdkit.untrusted.import_guard import missing_module_note
 
@@ -542,12 +544,8 @@ def rerender_reports(results_json: Path, out_dir: Path) -> ReportFiles:
     """Every page written again from ``results_json``, grading nobody (``tdkit report``)."""
     if not results_json.is_file():
         raise TdkitError(f"{results_json} does not exist: run 'tdkit grade' first, it writes it.")
-    try:
-        results = read_results_json(results_json)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise TdkitError(
-            f"{results_json} cannot be read ({type(error).__name__}: {error}): run 'tdkit grade --all' to write it again."
-        ) from None
+    results = load_results(results_json)
+    require_writable(out_dir, "tdkit report")
     return render_reports(results, out_dir)
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.core.files import write_atomically
+from tdkit.core.files import require_writable, write_atomically
 from tdkit.intake.roster import load_roster, roster_dir
 from tdkit.intake.worksheet import Worksheet, read_worksheet
 from tdkit.reports.html import Plotter, format_delay, format_number, render_student
-from tdkit.reports.results import StudentResult, read_results_json
+from tdkit.reports.results import StudentResult
+from tdkit.reports.results_file import load_results
 
 ZIP_NAME = "feedback_files.zip"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: the same results give the same zip
@@ -121,20 +122,21 @@ def export_moodle(course: Course, out_dir: Path | None = None) -> MoodleExport:
     results_path = course.reports / "results.json"
     if not results_path.is_file():
         raise TdkitError(f"{results_path} is missing: run 'tdkit grade' first.")
-    results = read_results_json(results_path)
+    results = load_results(results_path)
     sheet = read_worksheet(roster_dir(course) / roster.worksheet)
     sheet.require("grade", "Moodle reads the grades there")
     has_comments = sheet.column("feedback") is not None
     max_grade = _max_grade(sheet)
     in_sheet = {sid for row in sheet.rows if (sid := sheet.participant_id(row))}
     graded = sorted(in_sheet & set(results.students))
+    out = out_dir or course.reports / "moodle"
+    require_writable(out, "tdkit export moodle")
     cells = {}
     for sid in graded:
         student = results.students[sid]
         cells[sid] = {"grade": moodle_grade(student, max_grade)}
         if has_comments:
             cells[sid]["feedback"] = comments_html(comment_lines(student, results.assignment))
-    out = out_dir or course.reports / "moodle"
     worksheet_out = out / sheet.name
     write_atomically(worksheet_out, sheet.with_cells(cells).to_bytes())
     buffer = io.BytesIO()
