@@ -26,8 +26,31 @@ def reports_errors(command: F) -> F:
         except TdkitError as error:
             click.echo(f"tdkit: {error}", err=True)
             sys.exit(2)
+        except Exception as error:
+            message = input_problem(error)
+            if message is None:
+                raise
+            click.echo(f"tdkit: {message}", err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def input_problem(error: Exception) -> str | None:
+    """A library's error that comes from the course's files or gradebook, as a message: a safety
+    net behind the checks made where each file is read; None for anything else (a bug: traceback)."""
+    from traitlets import TraitError
+
+    if isinstance(error, TraitError):
+        return f"nbgrader_config.py: {error} Fix that value, then run the command again."
+    database = sys.modules.get("sqlalchemy.exc")
+    if database is not None and isinstance(error, database.DatabaseError):
+        reason = str(error.orig or error).strip().splitlines()[0]
+        return (
+            f"the gradebook refused the command ({reason}): close any other program using it "
+            "(formgrader, nbgrader, a sqlite3 shell), then run the command again."
+        )
+    return None
 
 
 @click.group()
