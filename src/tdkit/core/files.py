@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -33,11 +34,16 @@ def write_atomically(target: Path, data: bytes | str) -> None:
 
 
 def require_writable(folder: Path, command: str) -> None:
-    """Create ``folder`` if need be and prove a file can be written there (as root, permission bits
-    prove nothing); else a TdkitError, raised before any work is done."""
+    """Prove a file can be written in ``folder``, or in its nearest existing parent when it does not
+    exist yet (nothing is created); as root, permission bits prove nothing. Else a TdkitError,
+    raised before any work is done."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         raise TdkitError(
