@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,13 +37,27 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# traitlets' words for a refused value: "The 'x' trait of a C instance expected an int, not the str '6G'."
+TRAIT_ERROR = re.compile(
+    r"The '(?P<name>\w+)' trait of an? (?P<cls>\w+) instance expected (?P<expected>.+?), "
+    r"not the \w+ (?P<found>.+)\.",
+    re.DOTALL,
+)
+
+
 def input_problem(error: Exception) -> str | None:
     """A library's error that comes from the course's files or gradebook, as a message: a safety
     net behind the checks made where each file is read; None for anything else (a bug: traceback)."""
     from traitlets import TraitError
 
     if isinstance(error, TraitError):
-        return f"nbgrader_config.py: {error} Fix that value, then run the command again."
+        said = TRAIT_ERROR.fullmatch(str(error))
+        if said is None:
+            return f"nbgrader_config.py: {error} Fix that value, then run the command again."
+        return (
+            f"nbgrader_config.py: c.{said['cls']}.{said['name']} = {said['found']} is not valid: "
+            f"write {said['expected']}, then run the command again."
+        )
     database = sys.modules.get("sqlalchemy.exc")
     if database is not None and isinstance(error, database.DatabaseError):
         reason = str(error.orig or error).strip().splitlines()[0]
