@@ -1,8 +1,8 @@
 """Before ``tdkit grade`` grades anyone: every file of the instructor's that grading reads, checked.
 
-A mistake in nbgrader_config.py, an extension for nobody, a damaged roster, a timestamp that is
-not a date, an unwritable reports/ folder or a locked gradebook would otherwise show after the
-whole class was graded, or never (a penalty silently kept). Here it stops the run first, with one
+A mistake in nbgrader_config.py or td-requirements.txt, an extension for nobody, a damaged roster,
+a timestamp that is not a date, an unwritable reports/ folder or a locked gradebook would otherwise
+show after the whole class was graded, or never (a penalty silently kept). Here it stops the run first, with one
 message saying which file, what was found and what to do.
 """
 
@@ -21,6 +21,7 @@ from tdkit.core.gradebook_file import check_gradebook
 from tdkit.core.student_ids import could_mean
 from tdkit.intake.late import Deadlines, deadlines_from_config
 from tdkit.intake.roster import Roster, load_roster
+from tdkit.release.environment import grading_environment
 
 MAX_TIMESTAMP_CHARS = 100  # what grading reads of timestamp.txt (tdkit.trusted.grade._submitted_at)
 
@@ -31,6 +32,7 @@ def preflight(course: Course, students: list[str]) -> list[str]:
     limits_from_config(config)
     deadlines = deadlines_from_config(config)
     roster = load_roster(course)
+    grading_environment(course.root)
     for student_id in students:
         check_timestamp(course.submitted_notebook(student_id).parent / "timestamp.txt")
     for folder in (course.reports, course.reports / "html", course.root / "autograded"):
