@@ -3,11 +3,13 @@ a damaged file is named with the place it breaks, never half-read."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from tdkit.core.json_files import read_checked_json
-from tdkit.reports.results import AssignmentResults
+from tdkit.reports.results import AssignmentResults, CheckResult
+from tdkit.untrusted.execute import CellError
 
 REWRITE = (
     "run 'tdkit grade --all', which grades every submission again and writes it anew (it holds "
@@ -26,7 +28,8 @@ CHECK_SCHEMA: dict[str, Any] = {
         "max_points": _NUMBER,
         "message": _TEXT,
     },
-    "additionalProperties": False,  # CheckResult takes exactly these
+    # CheckResult(**record) takes its own fields only, whichever they are
+    "propertyNames": {"enum": [f.name for f in fields(CheckResult) if f.name != "check_id"]},
 }
 CELL_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -38,7 +41,7 @@ CELL_ERROR_SCHEMA: dict[str, Any] = {
         "evalue": _TEXT,
         "traceback": _TEXT,
     },
-    "additionalProperties": False,  # CellError takes exactly these
+    "propertyNames": {"enum": [f.name for f in fields(CellError)]},  # CellError(**record) likewise
 }
 STUDENT_SCHEMA: dict[str, Any] = {
     "type": "object",
