@@ -37,7 +37,7 @@ from tdkit.release.generate import release
 from tdkit.reports.html import render_student
 from tdkit.reports.moodle import MoodleExport, comments_text, export_moodle
 from tdkit.reports.results import StudentResult
-from tdkit.trusted.course_grade import refresh_course_grades
+from tdkit.trusted.course_grade import course_grades, keep_course_grades
 from tdkit.trusted.grade import grade_all
 
 EXAMPLES = REPO / "examples" / "submissions"
@@ -72,7 +72,9 @@ def _worksheet_out_of(course: Course, max_grade: str) -> Path:
 
 
 def _stage(course: Course, out: Path, *, provisional: bool = False) -> Stage:
-    exported = export_moodle(course, refresh_course_grades(course), out, provisional=provisional)
+    results = course_grades(course)
+    exported = export_moodle(course, results, out, provisional=provisional)
+    keep_course_grades(course, results)
     sheet = read_worksheet(exported.worksheet)
     grade, feedback = sheet.column("grade"), sheet.column("feedback")
     assert grade is not None and feedback is not None

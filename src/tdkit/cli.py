@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,45 @@ def reports_errors(command: F) -> F:
         except TdkitError as error:
             click.echo(f"tdkit: {error}", err=True)
             sys.exit(2)
+        except Exception as error:
+            message = input_problem(error)
+            if message is None:
+                raise
+            click.echo(f"tdkit: {message}", err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+# traitlets' words for a refused value: "The 'x' trait of a C instance expected an int, not the str '6G'."
+TRAIT_ERROR = re.compile(
+    r"The '(?P<name>\w+)' trait of an? (?P<cls>\w+) instance expected (?P<expected>.+?), "
+    r"not the \w+ (?P<found>.+)\.",
+    re.DOTALL,
+)
+
+
+def input_problem(error: Exception) -> str | None:
+    """A library's error that comes from the course's files or gradebook, as a message: a safety
+    net behind the checks made where each file is read; None for anything else (a bug: traceback)."""
+    from traitlets import TraitError
+
+    if isinstance(error, TraitError):
+        said = TRAIT_ERROR.fullmatch(str(error))
+        if said is None:
+            return f"nbgrader_config.py: {error} Fix that value, then run the command again."
+        return (
+            f"nbgrader_config.py: c.{said['cls']}.{said['name']} = {said['found']} is not valid: "
+            f"write {said['expected']}, then run the command again."
+        )
+    database = sys.modules.get("sqlalchemy.exc")
+    if database is not None and isinstance(error, database.DatabaseError):
+        reason = str(error.orig or error).strip().splitlines()[0]
+        return (
+            f"the gradebook refused the command ({reason}): close any other program using it "
+            "(formgrader, nbgrader, a sqlite3 shell), then run the command again."
+        )
+    return None
 
 
 @click.group()
@@ -161,11 +199,15 @@ def grade(
 def report() -> None:
     """Write the feedback pages and the class summary again, with the hand grading and comments
     entered in formgrader since the last grading, grading nobody."""
+    from tdkit.core.files import require_writable
     from tdkit.reports.html import render_reports
-    from tdkit.trusted.course_grade import refresh_course_grades
+    from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
     course = find_course()
-    files = render_reports(refresh_course_grades(course), course.reports / "html")
+    require_writable(course.reports / "html", "tdkit report")
+    results = course_grades(course)
+    files = render_reports(results, course.reports / "html")
+    keep_course_grades(course, results)
     click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
 
 
@@ -174,9 +216,11 @@ def report() -> None:
 def status() -> None:
     """How much hand grading is left (formgrader): per answer, graded / to grade, and whose copy."""
     from tdkit.reports.results import hand_grading_queue
-    from tdkit.trusted.course_grade import refresh_course_grades
+    from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
-    results = refresh_course_grades(find_course())
+    course = find_course()
+    results = course_grades(course)
+    keep_course_grades(course, results)
     queue = hand_grading_queue(results)
     if not queue:
         click.echo("no answer is graded by hand in this assignment")
@@ -211,10 +255,12 @@ def export() -> None:
 def export_moodle(provisional: bool) -> None:
     """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
     from tdkit.reports.moodle import export_moodle as run_export
-    from tdkit.trusted.course_grade import refresh_course_grades
+    from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
     course = find_course()
-    result = run_export(course, refresh_course_grades(course), provisional=provisional)
+    results = course_grades(course)
+    result = run_export(course, results, provisional=provisional)
+    keep_course_grades(course, results)
     click.echo(
         f"worksheet: {result.worksheet} ({len(result.graded)} graded) -> Upload grading worksheet"
     )

@@ -14,6 +14,7 @@ from traitlets import Int
 from traitlets.config import Config, Configurable
 
 from tdkit.core.errors import TdkitError
+from tdkit.core.settings import configured
 
 # Environment variables tdkit reads or sets.
 SANDBOX_ENV = (
@@ -104,8 +105,9 @@ def limits_from_config(config: Config) -> Limits:
             f"valid keys: {', '.join(valid)}."
         )
     values: dict[str, Any] = {}
+    section = configured(TdkitLimits, config)
     for name in valid:
-        value = getattr(TdkitLimits(config=config), name)
+        value = getattr(section, name)
         if value <= 0:
             raise TdkitError(
                 f"nbgrader_config.py: c.TdkitLimits.{name} must be a positive integer, not {value}."

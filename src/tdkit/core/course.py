@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +158,25 @@ class Course:
             config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
         except SystemExit as refused:  # nbgrader_config.py refuses to load (gradebook_url): say why
             raise TdkitError(str(refused.code).removeprefix("tdkit: ")) from None
+        except Exception as error:  # noqa: BLE001 - any mistake in the file: name its line, not a traceback
+            raise TdkitError(config_file_error(path, error)) from None
         config.CourseDirectory.root = str(self.root)
         return config
+
+
+def config_file_error(path: Path, error: Exception) -> str:
+    """What is wrong with nbgrader_config.py, at which line, for an exception raised loading it."""
+    if isinstance(error, SyntaxError):
+        line, what = error.lineno, f"{error.msg}: {(error.text or '').strip()!r}"
+    else:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
+        line = frames[-1].lineno if frames else None
+        what = f"{type(error).__name__}: {error}"
+    where = f"{path}, line {line}" if line else str(path)
+    return (
+        f"{where}: {what}. Fix that line (the file is Python: 'c.Section.key = value'), then run "
+        "the command again."
+    )
 
 
 def find_course(start: Path | None = None) -> Course:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from tdkit.core.errors import TdkitError
 
 
 def write_atomically(target: Path, data: bytes | str) -> None:
@@ -28,6 +31,25 @@ def write_atomically(target: Path, data: bytes | str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def require_writable(folder: Path, command: str) -> None:
+    """Prove a file can be written in ``folder``, or in its nearest existing parent when it does not
+    exist yet (nothing is created); as root, permission bits prove nothing. Else a TdkitError,
+    raised before any work is done."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise TdkitError(
+            f"Cannot write in {folder} ({error.strerror or error}): fix its permissions (or free disk "
+            f"space), then run '{command}' again. Nothing was changed."
+        ) from None
 
 
 SKIPPED_NAMES = {

@@ -36,10 +36,12 @@ from tdkit.core.config import limits_from_config
 from tdkit.core.course import ASSIGNMENT, Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
+from tdkit.core.gradebook_file import check_gradebook
 from tdkit.intake.late import course_timezone, nbgrader_timestamp
 from tdkit.intake.roster import (
     Conflict,
     Roster,
+    check_members,
     id_order,
     participant_record,
     plan_groups,
@@ -128,6 +130,7 @@ class CollectReport:
     roster: Roster = field(
         default_factory=Roster
     )  # students of the worksheet, groups and their conflicts
+    notes: tuple[str, ...] = ()  # how the instructor's files were read (« Participant NNNN » ids)
 
     def _with(self, *statuses: Status) -> list[Outcome]:
         return [o for o in self.outcomes if o.status in statuses]
@@ -160,7 +163,7 @@ class CollectReport:
         return self._with(Status.MISSING)
 
     def lines(self) -> list[str]:
-        lines = [o.describe() for o in self.outcomes]
+        lines = [*self.notes, *(o.describe() for o in self.outcomes)]
         known = self.roster.participants
         if known:
             strangers = [o.student for o in self.taken + self.unchanged if o.student not in known]
@@ -233,11 +236,13 @@ def collect(
     zone = course_timezone(course.nbgrader_config()) if sheet is not None else None
     participants = {p.participant_id: p for p in sheet.participants(zone)} if sheet and zone else {}
     memberships = [(p.group, sid, "Moodle") for sid, p in participants.items() if p.group]
-    memberships += (
-        [(g, sid, groups.name) for g, sid in read_groups_csv(Path(groups))]
-        if groups is not None
-        else []
-    )
+    group_rows, notes = read_groups_csv(Path(groups)) if groups is not None else ([], [])
+    if groups is not None and participants:
+        check_members(Path(groups), group_rows, set(participants))
+    groups_name = Path(groups).name if groups is not None else ""
+    memberships += [(g, sid, groups_name) for g, sid in group_rows]
+    if sheet is not None:  # names go to the gradebook at the end: a locked one stops us now
+        check_gradebook(course)
     students: dict[str, _Student] = {}
     loose: dict[str, Outcome] = {}  # rejections that belong to no student id
     try:
@@ -266,6 +271,8 @@ def collect(
         ]
     notebooks = {r.student_id: (r.data, r.entry) for r in reads if isinstance(r, _Read)}
     planned, conflicts, copies = plan_groups(memberships, notebooks)
+    if groups is not None and not participants:
+        notes += _unseen_members(course, Path(groups), group_rows, set(notebooks))
     conflicts += [
         Conflict("several_groups", sid, ("Moodle: member of more than one group",))
         for sid, p in participants.items()
@@ -305,7 +312,20 @@ def collect(
         submitted=course.submitted,
         outcomes=(*outcomes, *loose.values()),
         roster=roster,
+        notes=tuple(notes),
     )
+
+
+def _unseen_members(
+    course: Course, groups: Path, rows: list[tuple[str, str]], in_archive: set[str]
+) -> list[str]:
+    """Without a worksheet, a member with no notebook anywhere may be a mistyped id: say so."""
+    return [
+        f"{groups.name}: student {sid} (group {group!r}) has no notebook in the archive nor in "
+        f"{course.submitted}: check the id if they handed one in"
+        for group, sid in rows
+        if sid not in in_archive and not course.submitted_notebook(sid).is_file()
+    ]
 
 
 def _stamped(

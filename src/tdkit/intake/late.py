@@ -24,6 +24,8 @@ from traitlets import Dict, Float, Unicode
 from traitlets.config import Config, Configurable
 
 from tdkit.core.errors import TdkitError
+from tdkit.core.settings import configured
+from tdkit.core.student_ids import spelled_as_moodle
 
 SECONDS_PER_DAY = 24 * 3600
 
@@ -74,6 +76,9 @@ class Deadlines:
     due: datetime | None  # aware
     extensions: dict[str, datetime]  # student id -> aware due date
     plugin: BasePlugin
+    notes: tuple[
+        str, ...
+    ] = ()  # how a key was read (Moodle's « Participant NNNN »), for the instructor
 
     def due_for(self, student_id: str) -> datetime | None:
         return self.extensions.get(student_id, self.due)
@@ -130,6 +135,12 @@ def parse_local(text: str, zone: ZoneInfo, what: str) -> datetime:
         raise TdkitError(
             f"nbgrader_config.py: {what} = {text!r} is not a date; write it as 'YYYY-MM-DD HH:MM'."
         ) from None
+    if ":" not in text:  # midnight is never guessed: on-time students would lose points
+        day = text.strip()
+        raise TdkitError(
+            f"nbgrader_config.py: {what} = {text!r} has no time: write 'YYYY-MM-DD HH:MM', e.g. "
+            f"'{day} 23:59' for the end of that day or '{day} 00:00' for its start."
+        )
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
@@ -147,23 +158,64 @@ def deadlines_from_config(config: Config) -> Deadlines:
     _check_keys(config, "TdkitDeadlines", TdkitDeadlines)
     _check_keys(config, "LatePenalty", LatePenalty)
     zone = course_timezone(config)
-    section = TdkitDeadlines(config=config)
+    section = configured(TdkitDeadlines, config)
+    if section.extensions and section.duedate is None:
+        raise TdkitError(
+            "nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it."
+        )
     due = (
         None
         if section.duedate is None
         else parse_local(section.duedate, zone, "c.TdkitDeadlines.duedate")
     )
-    extensions = {
-        sid: parse_local(text, zone, f"c.TdkitDeadlines.extensions[{sid!r}]")
-        for sid, text in section.extensions.items()
-    }
-    if extensions and due is None:
-        raise TdkitError(
-            "nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it."
-        )
-    assigner = AssignLatePenalties(config=config)
-    plugin: Any = assigner.plugin_class(parent=assigner)
-    return Deadlines(zone, due, extensions, plugin)
+    extensions, notes = _extensions(section.extensions, zone)
+    assigner = configured(AssignLatePenalties, config)
+    plugin: Any = configured(LatePenalty, config, lambda: assigner.plugin_class(parent=assigner))
+    _check_penalty(config, plugin)
+    return Deadlines(zone, due, extensions, plugin, notes)
+
+
+def _extensions(
+    configured_extensions: dict[Any, str], zone: ZoneInfo
+) -> tuple[dict[str, datetime], tuple[str, ...]]:
+    """Extensions by student id: a number key is refused (ids are texts), Moodle's
+    « Participant NNNN » read as NNNN and said so, two keys for one student refused."""
+    extensions: dict[str, datetime] = {}
+    notes = []
+    for key, text in configured_extensions.items():
+        what = f"c.TdkitDeadlines.extensions[{key!r}]"
+        if not isinstance(key, str):
+            raise TdkitError(
+                f"nbgrader_config.py: {what}: the key {key!r} is not a text; student ids are written in "
+                f"quotes, e.g. {{'{key}': '2026-12-06 18:00'}}."
+            )
+        sid, note = spelled_as_moodle(key, "nbgrader_config.py: c.TdkitDeadlines.extensions")
+        if sid in extensions:
+            raise TdkitError(
+                f"nbgrader_config.py: c.TdkitDeadlines.extensions gives student {sid} two due dates; keep one."
+            )
+        extensions[sid] = parse_local(text, zone, what)
+        notes += [note] if note else []
+    return extensions, tuple(notes)
+
+
+def _check_penalty(config: Config, plugin: BasePlugin) -> None:
+    """A negative penalty would silently become none; LatePenalty settings unused by the plugin too."""
+    if not isinstance(plugin, LatePenalty):
+        if config.get("LatePenalty"):
+            raise TdkitError(
+                f"nbgrader_config.py: c.LatePenalty is set but c.AssignLatePenalties.plugin_class is "
+                f"{type(plugin).__name__}, which ignores it: add c.AssignLatePenalties.plugin_class = "
+                "'tdkit.intake.late.LatePenalty', or remove the c.LatePenalty lines."
+            )
+        return
+    for name in ("points_per_day", "zero_after_days"):
+        value = getattr(plugin, name)
+        if value is not None and value < 0:
+            raise TdkitError(
+                f"nbgrader_config.py: c.LatePenalty.{name} = {value!r} is negative: write it as a "
+                "positive number (e.g. 2.0), or 0."
+            )
 
 
 def nbgrader_timestamp(moment: datetime, zone: ZoneInfo) -> str:

@@ -31,6 +31,8 @@ from sqlalchemy.exc import SAWarning
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
+from tdkit.core.json_files import read_checked_json
+from tdkit.core.student_ids import could_mean, spelled_as_moodle
 from tdkit.core.transaction import one_transaction
 from tdkit.intake.worksheet import Participant
 
@@ -121,17 +123,60 @@ def save_roster(course: Course, roster: Roster, worksheet_bytes: bytes | None) -
     )
 
 
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+# What ``Roster.to_json`` writes: every key, so that ``{}`` is a damaged roster, never a class of nobody.
+ROSTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["participants", "groups", "conflicts", "worksheet"],
+    "properties": {
+        "participants": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    key: _TEXT_OR_NULL for key in ("full_name", "email", "group", "submitted_at")
+                },
+            },
+        },
+        "groups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "members", "graded"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "members": {"type": "array", "items": {"type": "string"}},
+                    "graded": _TEXT_OR_NULL,
+                },
+            },
+        },
+        "conflicts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind", "subject", "candidates"],
+                "properties": {
+                    "kind": {"enum": ["two_notebooks", "several_groups"]},
+                    "subject": {"type": "string"},
+                    "candidates": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "worksheet": _TEXT_OR_NULL,
+    },
+}
+
+
 def load_roster(course: Course) -> Roster:
     """The roster saved by the last ``tdkit collect``; empty (nobody in a group) when there is none."""
     path = roster_dir(course) / "roster.json"
     if not path.is_file():
         return Roster()
-    try:
-        return Roster.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, KeyError, TypeError) as error:
-        raise TdkitError(
-            f"{path} is damaged ({error}): run 'tdkit collect ARCHIVE.zip --worksheet ...' again."
-        ) from None
+    fix = (
+        "run 'tdkit collect ARCHIVE.zip --worksheet WORKSHEET.csv [--groups groups.csv]' again, "
+        "which writes it anew (nothing else is lost)"
+    )
+    return Roster.from_json(read_checked_json(path, ROSTER_SCHEMA, fix))
 
 
 def participant_record(p: Participant) -> dict[str, Any]:
@@ -144,8 +189,9 @@ def participant_record(p: Participant) -> dict[str, Any]:
     }
 
 
-def read_groups_csv(path: Path) -> list[tuple[str, str]]:
-    """(group, student id) rows of a groups.csv; columns found by name."""
+def read_groups_csv(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(group, student id) rows of a groups.csv, columns found by name; and notes on how ids were
+    read (Moodle's « Participant NNNN » is NNNN)."""
     try:
         with open(path, "rb") as stream:
             data = stream.read(MAX_GROUPS_BYTES + 1)
@@ -169,12 +215,26 @@ def read_groups_csv(path: Path) -> list[tuple[str, str]]:
             f"{path}: the header must name the columns 'group' and 'student_id' (one row per member)."
         )
     rows = []
+    notes = []
     for number, row in enumerate(reader, 2):
-        group, sid = (row.get(key) or "" for key in ("group", "student_id"))
-        if not group.strip() or not sid.strip():
+        group, text = (row.get(key) or "" for key in ("group", "student_id"))
+        if not group.strip() or not text.strip():
             raise TdkitError(f"{path}, line {number}: both 'group' and 'student_id' are needed.")
-        rows.append((group.strip(), sid.strip()))
-    return rows
+        sid, note = spelled_as_moodle(text, f"{path.name}, line {number}")
+        notes += [note] if note else []
+        rows.append((group.strip(), sid))
+    return rows, notes
+
+
+def check_members(path: Path, rows: list[tuple[str, str]], known: set[str]) -> None:
+    """Every member of groups.csv is a student of the worksheet: a typo never leaves a pair unformed."""
+    for group, sid in rows:
+        if sid not in known:
+            raise TdkitError(
+                f"{path}: student {sid!r} (group {group!r}) is not in the grading worksheet: "
+                f"{could_mean(sid, known)} Fix the id in {path.name} (Moodle's « Participant NNNN » "
+                "number), then collect again."
+            )
 
 
 def _digest(data: bytes) -> str:

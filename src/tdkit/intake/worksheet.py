@@ -222,9 +222,15 @@ def parse_moodle_date(text: str, zone: ZoneInfo, where: str) -> datetime | None:
     hour = int(match["hour"])
     if match["ampm"]:
         hour = hour % 12 + (12 if match["ampm"].upper() == "PM" else 0)
-    return datetime(
-        int(match["year"]), month, int(match["day"]), hour, int(match["minute"]), tzinfo=zone
-    )
+    try:
+        return datetime(
+            int(match["year"]), month, int(match["day"]), hour, int(match["minute"]), tzinfo=zone
+        )
+    except ValueError as error:  # « 31 février », « 24:30 »: Moodle never wrote it
+        raise TdkitError(
+            f"{where}: {text!r} is not a date of the calendar ({error}); download the grading worksheet "
+            "again without editing its dates."
+        ) from None
 
 
 def format_moodle_date(moment: datetime) -> str:
@@ -272,6 +278,11 @@ def read_worksheet(path: Path) -> Worksheet:
         raise TdkitError(f"{path} is empty: download the grading worksheet again.")
     sheet = Worksheet(path.name, rows[0], tuple(rows[1:]), bom, delimiter, newline)
     sheet.require("identifier", "it names each student")
+    if not sheet.rows:  # taken as a class of nobody, it would drop every pair
+        raise TdkitError(
+            f"{path} has its header and no student row: download the grading worksheet again "
+            "(Grading action > Download grading worksheet, with every participant shown)."
+        )
     width = len(sheet.header)
     for number, row in enumerate(sheet.rows, 2):
         if len(row) != width:

@@ -109,7 +109,23 @@ def read_environment(path: Path) -> CourseEnvironment:
             f"{path} is missing: the course environment is declared there, one package a line "
             "(e.g. 'torch>=2.2'). Restore it from the course repository."
         )
-    return _resolved(path, path.read_text(encoding="utf-8"))
+    return _resolved(path, _requirements_text(path))
+
+
+def _requirements_text(path: Path) -> str:
+    """The file as pip reads it, UTF-8; another encoding is named with its first odd line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise TdkitError(f"Cannot read {path} ({error.strerror}): fix its permissions.") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise TdkitError(
+            f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}; the file was saved in "
+            "another encoding, e.g. Latin-1): save it again as UTF-8 (pip reads it so too)."
+        ) from None
 
 
 @cache  # one process installs nothing

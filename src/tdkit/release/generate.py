@@ -26,6 +26,7 @@ from tdkit.core.config import GRADER_TESTS_ENV, GradingProfile
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
+from tdkit.core.gradebook_file import check_gradebook
 from tdkit.release.environment import (
     ENVIRONMENT_FILE,
     CourseEnvironment,
@@ -170,6 +171,9 @@ def register_release(course: Course) -> bool:
 
 def release(course: Course, *, verify: bool = True) -> ReleaseResult:
     environment = grading_environment(course.root)
+    check_gradebook(
+        course
+    )  # nbgrader registers the cells there: a locked one stops us before any write
     markdown = course.source_md.read_text(encoding="utf-8")
     listed = with_listing(markdown, environment)
     if listed != markdown:

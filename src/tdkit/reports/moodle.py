@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
-from tdkit.core.files import write_atomically
+from tdkit.core.files import require_writable, write_atomically
 from tdkit.core.groups import BY_NAME
 from tdkit.intake.roster import load_roster, roster_dir
 from tdkit.intake.worksheet import Worksheet, read_worksheet
@@ -181,13 +181,14 @@ def export_moodle(
         if results.students[sid].pending
     }
     graded = sorted((in_sheet & set(results.students)) - (set() if provisional else set(waiting)))
+    out = out_dir or course.reports / "moodle"
+    require_writable(out, "tdkit export moodle")
     cells = {}
     for sid in graded:
         student = results.students[sid]
         cells[sid] = {"grade": moodle_grade(student, max_grade)}
         if has_comments:
             cells[sid]["feedback"] = comments_html(comment_lines(student, results.assignment))
-    out = out_dir or course.reports / "moodle"
     worksheet_out = out / sheet.name
     write_atomically(worksheet_out, sheet.with_cells(cells).to_bytes())
     buffer = io.BytesIO()

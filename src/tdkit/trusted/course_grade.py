@@ -3,7 +3,7 @@
 tdkit writes the automatic points of each test cell there; the TA writes the hand grading of
 the free-text answers, the overrides of automatic cells (a manual score on a test cell) and the
 comments, in formgrader. Every output (results.json, grades.csv, the pages, the Moodle files)
-reads the grade of each student through ``refresh_course_grades``, which copies the gradebook's
+reads the grade of each student through ``course_grades``, which copies the gradebook's
 cells into the results, puts a group's hand grading on every member (and in their gradebook
 entries, so that ``nbgrader export`` agrees), and takes the late penalty off the whole grade.
 """
@@ -28,10 +28,10 @@ from tdkit.reports.results import (
     AssignmentResults,
     CellGrade,
     StudentResult,
-    read_results_json,
     write_grades_csv,
     write_results_json,
 )
+from tdkit.reports.results_file import load_results
 from tdkit.trusted.gradebook import cell_groups
 
 
@@ -156,19 +156,16 @@ def _has_gradebook(course: Course) -> bool:
     return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
 
 
-def refresh_course_grades(course: Course) -> AssignmentResults:
-    """results.json and grades.csv brought up to date with the gradebook (the TA's work since
-    the last grading); returns the results every output reads."""
+def course_grades(course: Course) -> AssignmentResults:
+    """results.json with the gradebook's cells (the TA's work since the last grading): what every
+    output reads. Nothing is written: ``keep_course_grades`` does, once the output is made."""
     path = course.reports / "results.json"
     if not path.is_file():
         raise TdkitError(f"{path} does not exist: run 'tdkit grade' first, it writes it.")
-    try:
-        results = read_results_json(path)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise TdkitError(
-            f"{path} cannot be read ({type(error).__name__}: {error}): run 'tdkit grade --all' to write it again."
-        ) from None
-    results = with_course_grades(course, results)
-    write_results_json(results, path)
+    return with_course_grades(course, load_results(path))
+
+
+def keep_course_grades(course: Course, results: AssignmentResults) -> None:
+    """results.json and grades.csv, so that they say what the pages and Moodle files say."""
+    write_results_json(results, course.reports / "results.json")
     write_grades_csv(results, course.reports / "grades.csv")
-    return results

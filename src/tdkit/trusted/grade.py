@@ -28,16 +28,17 @@ from nbgrader.utils import parse_utc
 from tdkit.core.config import GradingProfile, Limits, limits_from_config
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
+from tdkit.core.json_files import DamagedFile
 from tdkit.intake.identify import require_assignment
 from tdkit.intake.submission import UnreadableSubmission, prepare_submission, read_submission
 from tdkit.release.environment import CourseEnvironment, grading_environment
 from tdkit.reports.results import (
     AssignmentResults,
     StudentResult,
-    read_results_json,
     write_grades_csv,
     write_results_json,
 )
+from tdkit.reports.results_file import load_results
 from tdkit.trusted.artifacts import read_artifact
 from tdkit.trusted.checks import NOT_EVALUATED, UNCHANGED, ChecksCrashed, not_evaluated, run_checks
 from tdkit.trusted.gradebook import formgrader_notebook, prepared_notebook, record_grades
@@ -51,6 +52,7 @@ from tdkit.trusted.incremental import (
     plan,
     submission_digest,
 )
+from tdkit.trusted.preflight import preflight
 from tdkit.trusted.sanitize import release_text, sanitise_notebook
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
@@ -358,6 +360,8 @@ def grade_all(
             f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first."
         )
     started = time.perf_counter()
+    for note in preflight(course, students):  # the instructor's files, before anyone is graded
+        progress(note)
     # A gradebook without the assignment (a fresh clone) would give everyone 0: register it first.
     registered = register_release(course)
     if registered:
@@ -369,7 +373,7 @@ def grade_all(
         course.root
     )  # an uninstalled package is the grader's fault: stop
     results_path = course.reports / "results.json"
-    previous = _previous_results(results_path, progress)
+    previous = _previous_results(results_path, progress, everyone)
     # Everyone still submitted keeps their last result; the students graded now replace theirs.
     results = AssignmentResults(
         course.assignment,
@@ -467,15 +471,18 @@ def _changed_results(results: AssignmentResults, previous: AssignmentResults | N
     }
 
 
-def _previous_results(path: Path, progress: Callable[[str], None]) -> AssignmentResults | None:
+def _previous_results(
+    path: Path, progress: Callable[[str], None], everyone: bool
+) -> AssignmentResults | None:
+    """The last results; a damaged file stops the run, unless --all grades everyone anyway."""
     if not path.is_file():
         return None
     try:
-        return read_results_json(path)
-    except (ValueError, KeyError, TypeError) as error:
-        progress(
-            f"{path} is unreadable ({type(error).__name__}: {error}): every submission is graded again"
-        )
+        return load_results(path)
+    except DamagedFile as error:
+        if not everyone:
+            raise
+        progress(f"{path} is damaged ({error.problem}): every submission is graded again")
         return None
 
 
