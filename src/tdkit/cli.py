@@ -167,6 +167,28 @@ def report() -> None:
     click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
 
 
+@main.command()
+@click.argument("assignment", required=False)
+@reports_errors
+def similarity(assignment: str | None) -> None:
+    """Compare every pair of submissions and write reports/<assignment>/similarity.html and .csv."""
+    from tdkit.reports.similarity import similarity as run_similarity
+
+    result = run_similarity(find_course(), assignment)
+    click.echo(
+        f"compared {len(result.students)} submission(s), {len(result.pairs)} pair(s) "
+        f"(group members not compared) in {result.seconds:.1f} s"
+    )
+    for sid, why in sorted(result.unreadable.items()):
+        click.echo(f"not read: {sid}: {why}")
+    for pair in result.reported:
+        click.echo(
+            f"reported: {pair.a} / {pair.b}: code {pair.code:.0%} (z {pair.code_z:.1f}), answers "
+            f"{pair.text:.0%} (z {pair.text_z:.1f}); standing out: {', '.join(pair.flagged) or 'all at once'}"
+        )
+    click.echo(f"{len(result.reported)} pair(s) reported: {result.html} (table: {result.csv})")
+
+
 @main.group()
 def export() -> None:
     """Send grades and feedback back to the LMS."""
