@@ -183,8 +183,8 @@ def test_settings_come_from_nbgrader_config() -> None:
         similarity_settings(config)
 
 
-def test_a_higher_threshold_reports_fewer(course: Course) -> None:
-    """Does the course's threshold decide what is reported?"""
+def test_the_course_threshold_decides(course: Course) -> None:
+    """Does c.TdkitSimilarity.threshold in the course's nbgrader_config.py decide what is reported?"""
     config = course.root / "nbgrader_config.py"
     original = config.read_text(encoding="utf-8")
     try:
@@ -207,3 +207,21 @@ def test_cli_verb(course: Course, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "reported: dimitri / fatou:" in run.output and "standing out: train" in run.output
     assert "4 pair(s) reported" in run.output
     assert CliRunner().invoke(main, ["similarity", "td_nothing"]).exit_code == 2
+
+
+def test_forked_workers_give_the_same_scores(tmp_path: Path) -> None:
+    """Do the fingerprints and pairs computed in forked workers match those of one process?"""
+    course = Course(copy_course(tmp_path / "course"))
+    for notebook in sorted(FIXTURES.glob("*.ipynb")):
+        for n in range(2):
+            submit(course, f"{notebook.stem}{n}", notebook)
+
+    def scores(result: SimilarityResult) -> dict[tuple[str, str], list[float]]:
+        return {
+            (p.a, p.b): [p.code, p.text, *(m.score for m in p.units.values())] for p in result.pairs
+        }
+
+    alone, forked = similarity(course, workers=1), similarity(course, workers=2)
+    assert len(alone.pairs) == 20 * 19 // 2
+    assert scores(forked) == scores(alone)
+    assert [(p.a, p.b) for p in forked.reported] == [(p.a, p.b) for p in alone.reported]

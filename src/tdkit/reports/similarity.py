@@ -15,19 +15,23 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import multiprocessing
+import os
 import re
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import nbformat
 import numpy as np
 from copydetect import CodeFingerprint, compare_files
-from copydetect.utils import highlight_overlap
+from copydetect.utils import find_fingerprint_overlap, get_copied_slices, highlight_overlap
 from markupsafe import Markup, escape
 from nbformat.notebooknode import NotebookNode
 from traitlets import Float, Int
@@ -41,6 +45,11 @@ from tdkit.intake.roster import load_roster
 from tdkit.intake.submission import UnreadableSubmission, read_submission
 
 Kind = Literal["code", "text"]
+T = TypeVar("T")
+SHOWN = 100  # reported pairs drawn side by side on the page, the strongest; the CSV has them all
+# Below these, forking workers costs more than it saves.
+STUDENTS_PER_WORKER = 16
+PAIRS_PER_WORKER = 100
 MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 # A class whose pairs nearly all score alike has a MAD near 0: any pair would stand out by a hair.
 SPREAD_FLOOR = 0.05
@@ -52,7 +61,7 @@ class TdkitSimilarity(Configurable):
     """``c.TdkitSimilarity.<name>`` in nbgrader_config.py: when ``tdkit similarity`` reports a pair."""
 
     threshold = Float(
-        3.5,
+        2.5,
         help="Robust z-score (median and MAD of the class's pairs) from which a pair's score stands out.",
     ).tag(config=True)
     min_similarity = Float(
@@ -75,7 +84,7 @@ class TdkitSimilarity(Configurable):
 
 @dataclass(frozen=True)
 class SimilaritySettings:
-    threshold: float = 3.5
+    threshold: float = 2.5
     min_similarity: float = 0.6
     min_tokens: int = 80
     noise_threshold: int = 25
@@ -235,6 +244,8 @@ def student_units(
 
 # ---------------------------------------------------------------- comparing the class
 
+_CLASS: dict[str, dict[str, Unit]] = {}  # the units a process compares (set before forking workers)
+
 
 @dataclass
 class UnitMatch:
@@ -244,7 +255,6 @@ class UnitMatch:
     kind: Kind
     score: float  # share matched, mean of both sides (0-1)
     matched: int  # normalised characters matched (the first student's side)
-    slices: tuple[np.ndarray, np.ndarray]  # matched character ranges of each side's text
     z: float = 0.0  # robust z-score against the class's pairs for this unit
     flagged: bool = False
 
@@ -279,13 +289,17 @@ class PairScore:
 
 
 def _compare(a: Unit, b: Unit) -> UnitMatch:
-    if a.fingerprint.hashes.isdisjoint(b.fingerprint.hashes):
-        empty = np.zeros((2, 0), dtype=np.int64)
-        return UnitMatch(a.name, a.kind, 0.0, 0, (empty, empty))
-    matched, (share_a, share_b), slices = compare_files(a.fingerprint, b.fingerprint)
-    return UnitMatch(
-        a.name, a.kind, (float(share_a) + float(share_b)) / 2, int(matched), tuple(slices)
-    )
+    """copydetect's ``compare_files`` scores, without mapping the matches back to the raw text
+    (a third of its time, and only the few pairs shown need it: ``side_by_side``)."""
+    fa, fb = a.fingerprint, b.fingerprint
+    if fa.hashes.isdisjoint(fb.hashes):
+        return UnitMatch(a.name, a.kind, 0.0, 0)
+    idx_a, idx_b = find_fingerprint_overlap(fa.hashes, fb.hashes, fa.hash_idx, fb.hash_idx)
+    slices_a, slices_b = get_copied_slices(idx_a, fa.k), get_copied_slices(idx_b, fb.k)
+    matched_a = int(np.sum(slices_a[1] - slices_a[0]))
+    matched_b = int(np.sum(slices_b[1] - slices_b[0]))
+    share = (matched_a / fa.token_coverage + matched_b / fb.token_coverage) / 2
+    return UnitMatch(a.name, a.kind, float(share), matched_a)
 
 
 def _weighted(units: Iterable[tuple[UnitMatch, Unit, Unit]]) -> float:
@@ -308,27 +322,62 @@ def robust_z(values: Sequence[float]) -> list[float]:
     return [(v - median) / spread for v in values]
 
 
+def _score_pair(a: str, b: str) -> PairScore:
+    """The pair's units compared, from the units of the class the worker was forked with."""
+    both = [(_CLASS[a][n], _CLASS[b][n]) for n in _CLASS[a] if n in _CLASS[b]]
+    matches = {ua.name: _compare(ua, ub) for ua, ub in both}
+    by_kind = {
+        kind: [(matches[ua.name], ua, ub) for ua, ub in both if ua.kind == kind]
+        for kind in ("code", "text")
+    }
+    return PairScore(
+        a, b, matches, code=_weighted(by_kind["code"]), text=_weighted(by_kind["text"])
+    )
+
+
+def _score_chunk(chunk: Sequence[tuple[str, str]]) -> list[PairScore]:
+    return [_score_pair(a, b) for a, b in chunk]
+
+
+def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
+    size = max(1, -(-len(items) // n))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _pool(workers: int, initializer: Callable[..., None] | None = None, *args: Any) -> Executor:
+    """Processes forked from this one: copydetect hashes with Python's ``hash()``, salted per
+    interpreter, and a forked child keeps its parent's salt, so fingerprints compare across them."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=initializer,
+        initargs=args,
+    )
+
+
+def _set_class(units: dict[str, dict[str, Unit]]) -> None:
+    global _CLASS
+    _CLASS = units
+
+
 def score_pairs(
     units: dict[str, dict[str, Unit]],
     same_group: set[frozenset[str]],
     settings: SimilaritySettings,
+    workers: int = 1,
 ) -> list[PairScore]:
     """Every pair of students not in one group, scored per unit and overall, reasons set."""
-    pairs: list[PairScore] = []
-    for a, b in combinations(sorted(units), 2):
-        if frozenset((a, b)) in same_group:
-            continue
-        both = [(units[a][n], units[b][n]) for n in units[a] if n in units[b]]
-        matches = {ua.name: _compare(ua, ub) for ua, ub in both}
-        by_kind = {
-            kind: [(matches[ua.name], ua, ub) for ua, ub in both if ua.kind == kind]
-            for kind in ("code", "text")
-        }
-        pairs.append(
-            PairScore(
-                a, b, matches, code=_weighted(by_kind["code"]), text=_weighted(by_kind["text"])
-            )
-        )
+    todo = [
+        (a, b) for a, b in combinations(sorted(units), 2) if frozenset((a, b)) not in same_group
+    ]
+    _set_class(units)
+    if workers > 1 and len(todo) > PAIRS_PER_WORKER:
+        with _pool(workers, _set_class, units) as pool:
+            pairs = [
+                p for chunk in pool.map(_score_chunk, _chunks(todo, 8 * workers)) for p in chunk
+            ]
+    else:
+        pairs = _score_chunk(todo)
     for name in {n for p in pairs for n in p.units}:
         written = [p.units[name] for p in pairs if name in p.units]
         for match, z in zip(written, robust_z([m.score for m in written])):
@@ -374,9 +423,33 @@ class SimilarityResult:
     seconds: float
 
 
-def similarity(course: Course, assignment: str | None = None) -> SimilarityResult:
+def _read_student(
+    course: Course,
+    release: Release,
+    settings: SimilaritySettings,
+    max_bytes: int,
+    max_cells: int,
+    sids: Sequence[str],
+) -> dict[str, dict[str, Unit] | str]:
+    """Each student's units, or why their notebook was not read."""
+    found: dict[str, dict[str, Unit] | str] = {}
+    for sid in sids:
+        try:
+            nb = read_submission(course, sid, max_bytes, max_cells)
+        except UnreadableSubmission as error:
+            found[sid] = str(error)
+            continue
+        found[sid] = student_units(nb, release, settings)
+    return found
+
+
+def similarity(
+    course: Course, assignment: str | None = None, workers: int | None = None
+) -> SimilarityResult:
     """Compare every pair of submissions of ``assignment`` (default: the course's) and write
-    ``reports/<assignment>/similarity.html`` and ``similarity.csv``."""
+    ``reports/<assignment>/similarity.html`` and ``similarity.csv``; ``workers`` processes
+    (default: one per core this process may use)."""
+    workers = workers or len(os.sched_getaffinity(0))
     start = time.perf_counter()
     if assignment is not None:
         course = replace(course, assignment=assignment)
@@ -389,20 +462,22 @@ def similarity(course: Course, assignment: str | None = None) -> SimilarityResul
             "boilerplate the comparison leaves out)."
         )
     release = read_release(course.release_notebook, settings)
-    units: dict[str, dict[str, Unit]] = {}
-    unreadable: dict[str, str] = {}
     folders = sorted(course.submitted.iterdir()) if course.submitted.is_dir() else []
-    for sid in (f.name for f in folders if course.submitted_notebook(f.name).exists()):
-        try:
-            nb = read_submission(course, sid, limits.max_notebook_bytes, limits.max_cells)
-        except UnreadableSubmission as error:
-            unreadable[sid] = str(error)
-            continue
-        units[sid] = student_units(nb, release, settings)
+    sids = [f.name for f in folders if course.submitted_notebook(f.name).exists()]
+    read = partial(
+        _read_student, course, release, settings, limits.max_notebook_bytes, limits.max_cells
+    )
+    if workers > 1 and len(sids) > STUDENTS_PER_WORKER:
+        with _pool(workers) as pool:
+            found = list(pool.map(read, _chunks(sids, 4 * workers)))
+    else:
+        found = [read(sids)]
+    units = {sid: u for chunk in found for sid, u in chunk.items() if not isinstance(u, str)}
+    unreadable = {sid: u for chunk in found for sid, u in chunk.items() if isinstance(u, str)}
     same_group = {
         frozenset(pair) for g in load_roster(course).groups for pair in combinations(g.members, 2)
     }
-    pairs = score_pairs(units, same_group, settings)
+    pairs = score_pairs(units, same_group, settings, workers)
     reported = sorted((p for p in pairs if p.reported), key=lambda p: (-p.strength, p.a, p.b))
     html, table = course.reports / "similarity.html", course.reports / "similarity.csv"
     names = [*release.functions, *release.answers]
@@ -461,22 +536,27 @@ def _highlighted(text: str, slices: np.ndarray) -> Markup:
 
 
 def side_by_side(pair: PairScore, units: dict[str, dict[str, Unit]]) -> list[SideBySide]:
-    """The units of a pair that share anything, the flagged ones first."""
+    """The units of a pair that share anything, the flagged ones first, matches marked."""
     shown = sorted(
         (m for m in pair.units.values() if m.matched > 0), key=lambda m: (not m.flagged, -m.score)
     )
-    return [
-        SideBySide(
-            m.name,
-            m.kind,
-            m.score,
-            m.z,
-            m.flagged,
-            _highlighted(units[pair.a][m.name].text, m.slices[0]),
-            _highlighted(units[pair.b][m.name].text, m.slices[1]),
+    views = []
+    for m in shown:
+        left, right = units[pair.a][m.name], units[pair.b][m.name]
+        # Where the matches are: asked again for the few pairs shown, not kept for every pair.
+        _, _, (slices_left, slices_right) = compare_files(left.fingerprint, right.fingerprint)
+        views.append(
+            SideBySide(
+                m.name,
+                m.kind,
+                m.score,
+                m.z,
+                m.flagged,
+                _highlighted(left.text, slices_left),
+                _highlighted(right.text, slices_right),
+            )
         )
-        for m in shown
-    ]
+    return views
 
 
 def render_similarity(
@@ -498,6 +578,6 @@ def render_similarity(
             result=result,
             names=names,
             medians=medians,
-            details=[(p, side_by_side(p, units)) for p in result.reported],
+            details=[(p, side_by_side(p, units)) for p in result.reported[:SHOWN]],
         )
     )
