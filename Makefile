@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tdkit-installed
 
-.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data bench-suite clean
+.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data bench-suite bench-similarity clean
 
 # td-requirements.txt is the course environment: a line added there is installed on the next make.
 $(STAMP): pyproject.toml td-requirements.txt
@@ -48,6 +48,11 @@ bench-class: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) bench/data_prep.py
+
+# tdkit similarity on a class of 200 beside one grading, and its false positives (bench/similarity.py).
+bench-similarity: $(STAMP)
+	bash scripts/system-deps.sh
+	$(PY) bench/similarity.py
 
 # The suite under process accounting: its CPU by kind of process (root and `accton`, package acct).
 bench-suite: $(STAMP)
