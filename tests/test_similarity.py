@@ -11,7 +11,10 @@ swapped; jules, elsa's, and they are a binôme. No notebook is executed.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from tdkit.reports.similarity import (
     side_by_side,
     similarity,
     similarity_settings,
+    stable_hashed_kgrams,
     student_units,
 )
 
@@ -225,3 +229,19 @@ def test_forked_workers_give_the_same_scores(tmp_path: Path) -> None:
     assert len(alone.pairs) == 20 * 19 // 2
     assert scores(forked) == scores(alone)
     assert [(p.a, p.b) for p in forked.reported] == [(p.a, p.b) for p in alone.reported]
+
+
+def test_scores_are_the_same_at_every_run() -> None:
+    """Are the k-grams hashed alike in every interpreter (copydetect's hash() is salted per process)?"""
+    code = "from tdkit.reports.similarity import stable_hashed_kgrams as h; print(h('def f(V):returnV', 5).tolist())"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert runs == {f"{stable_hashed_kgrams('def f(V):returnV', 5).tolist()}\n"}

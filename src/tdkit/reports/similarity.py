@@ -20,14 +20,17 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
+from hashlib import blake2b
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import copydetect.utils
 import nbformat
 import numpy as np
 from copydetect import CodeFingerprint, compare_files
@@ -139,30 +142,56 @@ class Release:
     text_boilerplate: np.ndarray  # fingerprints of every Markdown cell of the release
 
 
+def stable_hashed_kgrams(string: str, k: int) -> np.ndarray:
+    """copydetect's ``hashed_kgrams`` with a hash that is the same in every process: copydetect
+    uses Python's ``hash()``, salted per interpreter, so its winnowing kept other fingerprints,
+    and gave other scores, at each run."""
+    return np.array(
+        [
+            int.from_bytes(blake2b(string[i : i + k].encode(), digest_size=8).digest(), "little")
+            - 2**63  # signed, as hash(): copydetect's winnowing compares them as numbers
+            for i in range(len(string) - k + 1)
+        ],
+        dtype=np.int64,
+    )
+
+
+@contextmanager
+def _stable_hashes() -> Iterator[None]:
+    """copydetect fingerprints, every k-gram hashed by ``stable_hashed_kgrams``."""
+    original = copydetect.utils.hashed_kgrams
+    copydetect.utils.hashed_kgrams = stable_hashed_kgrams
+    try:
+        yield
+    finally:
+        copydetect.utils.hashed_kgrams = original
+
+
 def _fingerprint(
     text: str, kind: Kind, settings: SimilaritySettings, boilerplate: Any, every: bool = False
 ) -> Any:
     """copydetect's fingerprint of ``text``; ``every``: all its k-grams, none winnowed away."""
     window = 1 if every else settings.guarantee_threshold - settings.noise_threshold + 1
-    if kind == "code":
+    with _stable_hashes():
+        if kind == "code":
+            return CodeFingerprint(
+                "unit.py",
+                settings.noise_threshold,
+                window,
+                boilerplate=boilerplate,
+                language="python",
+                fp=io.StringIO(text),
+            )
+        # Free text: case does not hide a copy; lower() per character keeps the page's offsets.
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
         return CodeFingerprint(
-            "unit.py",
+            "answer.txt",
             settings.noise_threshold,
             window,
             boilerplate=boilerplate,
-            language="python",
-            fp=io.StringIO(text),
+            filter=False,
+            fp=io.StringIO(lowered),
         )
-    # Free text: case does not hide a copy; lower() per character keeps the offsets of the page's text.
-    lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    return CodeFingerprint(
-        "answer.txt",
-        settings.noise_threshold,
-        window,
-        boilerplate=boilerplate,
-        filter=False,
-        fp=io.StringIO(lowered),
-    )
 
 
 def _prose(text: str) -> str:
@@ -345,8 +374,7 @@ def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
 
 
 def _pool(workers: int, initializer: Callable[..., None] | None = None, *args: Any) -> Executor:
-    """Processes forked from this one: copydetect hashes with Python's ``hash()``, salted per
-    interpreter, and a forked child keeps its parent's salt, so fingerprints compare across them."""
+    """Processes forked from this one: they start with the class's units in memory, unpickled."""
     return ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("fork"),
