@@ -3,7 +3,8 @@
 Release the TD, collect ``examples/submissions/`` as Moodle would bring them (the submissions
 zip and the grading worksheet beside it: one pair, one late submission, one student with
 nothing handed in), grade every one, export the worksheet and feedback zip back for Moodle,
-print the score table and where everything is.
+compare the submissions with one another (the similarity page), print the score table and where
+everything is.
 """
 
 from __future__ import annotations
