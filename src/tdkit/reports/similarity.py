@@ -20,7 +20,7 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -60,38 +60,40 @@ SPREAD_FLOOR = 0.05
 MAGIC = re.compile(r"^\s*[%!]")
 
 
+@dataclass(frozen=True)
+class SimilaritySettings:
+    """When a pair is reported (``c.TdkitSimilarity`` in nbgrader_config.py)."""
+
+    threshold: float = 2.5  # robust z-score against the class's pairs
+    min_similarity: float = 0.6  # share (0-1) of both sides matched
+    min_tokens: int = 80  # normalised characters matched, for one function alone
+    noise_threshold: int = 25  # copydetect's k: shortest match counted (normalised characters)
+    guarantee_threshold: int = 30  # matches this long are always found (sets the winnowing window)
+
+
 class TdkitSimilarity(Configurable):
     """``c.TdkitSimilarity.<name>`` in nbgrader_config.py: when ``tdkit similarity`` reports a pair."""
 
     threshold = Float(
-        2.5,
+        SimilaritySettings.threshold,
         help="Robust z-score (median and MAD of the class's pairs) from which a pair's score stands out.",
     ).tag(config=True)
     min_similarity = Float(
-        0.6,
+        SimilaritySettings.min_similarity,
         help="Share (0-1) of both sides that must match, on top of standing out against the class.",
     ).tag(config=True)
     min_tokens = Int(
-        80,
+        SimilaritySettings.min_tokens,
         help="Matched normalised characters a single function or answer needs to be reported on its own.",
     ).tag(config=True)
     noise_threshold = Int(
-        25,
+        SimilaritySettings.noise_threshold,
         help="Shortest match (normalised characters) copydetect counts; the k of its k-grams.",
     ).tag(config=True)
     guarantee_threshold = Int(
-        30,
+        SimilaritySettings.guarantee_threshold,
         help="Matches at least this long (normalised characters) are always found (winnowing window).",
     ).tag(config=True)
-
-
-@dataclass(frozen=True)
-class SimilaritySettings:
-    threshold: float = 2.5
-    min_similarity: float = 0.6
-    min_tokens: int = 80
-    noise_threshold: int = 25
-    guarantee_threshold: int = 30
 
 
 def similarity_settings(config: Config) -> SimilaritySettings:
@@ -312,7 +314,7 @@ class PairScore:
 
     @property
     def strength(self) -> float:
-        """What ranks the reported pairs: their largest z-score among the flagged ones."""
+        """What ranks the reported pairs: their largest z-score, overall or of a unit standing out."""
         flagged = [u.z for u in self.units.values() if u.flagged]
         return max([self.code_z, self.text_z, *flagged])
 
@@ -373,19 +375,9 @@ def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _pool(workers: int, initializer: Callable[..., None] | None = None, *args: Any) -> Executor:
-    """Processes forked from this one: they start with the class's units in memory, unpickled."""
-    return ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=initializer,
-        initargs=args,
-    )
-
-
-def _set_class(units: dict[str, dict[str, Unit]]) -> None:
-    global _CLASS
-    _CLASS = units
+def _pool(workers: int) -> Executor:
+    """Processes forked from this one: they start with ``_CLASS`` in memory, nothing pickled."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def score_pairs(
@@ -398,14 +390,17 @@ def score_pairs(
     todo = [
         (a, b) for a, b in combinations(sorted(units), 2) if frozenset((a, b)) not in same_group
     ]
-    _set_class(units)
-    if workers > 1 and len(todo) > PAIRS_PER_WORKER:
-        with _pool(workers, _set_class, units) as pool:
-            pairs = [
-                p for chunk in pool.map(_score_chunk, _chunks(todo, 8 * workers)) for p in chunk
-            ]
-    else:
-        pairs = _score_chunk(todo)
+    global _CLASS
+    _CLASS = units
+    try:
+        if workers > 1 and len(todo) > PAIRS_PER_WORKER:
+            with _pool(workers) as pool:
+                chunks = pool.map(_score_chunk, _chunks(todo, 8 * workers))
+                pairs = [p for chunk in chunks for p in chunk]
+        else:
+            pairs = _score_chunk(todo)
+    finally:
+        _CLASS = {}
     for name in {n for p in pairs for n in p.units}:
         written = [p.units[name] for p in pairs if name in p.units]
         for match, z in zip(written, robust_z([m.score for m in written])):
@@ -424,10 +419,12 @@ def score_pairs(
             else:
                 pair.text_z = z
             if z >= settings.threshold and score >= settings.min_similarity:
-                what = "le code" if kind == "code" else "les réponses rédigées"
-                pair.reasons.append(
-                    f"{what}, toutes fonctions confondues : {score:.0%} (z = {z:.1f})"
+                what = (
+                    "le code, toutes fonctions"
+                    if kind == "code"
+                    else "les réponses rédigées, toutes"
                 )
+                pair.reasons.append(f"{what} confondues : {score:.0%} (z = {z:.1f})")
     for pair in pairs:
         pair.reasons.extend(
             f"{m.name} : {m.score:.0%} (z = {m.z:.1f})" for m in pair.units.values() if m.flagged
