@@ -245,3 +245,14 @@ def test_scores_are_the_same_at_every_run() -> None:
         for seed in ("1", "2")
     }
     assert runs == {f"{stable_hashed_kgrams('def f(V):returnV', 5).tolist()}\n"}
+
+
+def test_a_solution_shared_by_the_class_is_said(tmp_path: Path) -> None:
+    """When most of the class hands in the same code, does the page say so rather than stay silent?"""
+    course = Course(copy_course(tmp_path / "course"))
+    for n in range(4):
+        submit(course, f"copie{n}", FIXTURES / "ana.ipynb")
+    submit(course, "autre", FIXTURES / "bruno.ipynb")
+    result = similarity(course)
+    assert not result.reported  # nothing stands out from a class that all hands in one solution
+    assert "la plupart des copies ont ce même code" in result.html.read_text(encoding="utf-8")
