@@ -36,7 +36,6 @@ from tdkit.reports.similarity import (
     side_by_side,
     similarity,
     similarity_settings,
-    stable_hashed_kgrams,
     student_units,
 )
 
@@ -231,20 +230,22 @@ def test_forked_workers_give_the_same_scores(tmp_path: Path) -> None:
     assert [(p.a, p.b) for p in forked.reported] == [(p.a, p.b) for p in alone.reported]
 
 
-def test_scores_are_the_same_at_every_run() -> None:
-    """Are the k-grams hashed alike in every interpreter (copydetect's hash() is salted per process)?"""
-    code = "from tdkit.reports.similarity import stable_hashed_kgrams as h; print(h('def f(V):returnV', 5).tolist())"
-    runs = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for seed in ("1", "2")
-    }
-    assert runs == {f"{stable_hashed_kgrams('def f(V):returnV', 5).tolist()}\n"}
+def test_scores_are_the_same_at_every_run(tmp_path: Path) -> None:
+    """Do two runs give the same table (copydetect hashes k-grams with hash(), salted per process)?"""
+    runs = []
+    for seed in ("1", "2"):
+        course = Course(copy_course(tmp_path / seed))
+        for name in ("ana", "camille", "iris", "dimitri", "fatou"):
+            submit(course, name, FIXTURES / f"{name}.ipynb")
+        command = [sys.executable, "-c", "from tdkit.cli import main; main()", "similarity"]
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        runs.append((course, subprocess.Popen(command, cwd=course.root, env=env)))
+    tables = []
+    for course, run in runs:
+        assert run.wait(timeout=120) == 0
+        tables.append((course.reports / "similarity.csv").read_text(encoding="utf-8"))
+    assert tables[0] == tables[1]
+    assert "camille,iris,1," in tables[0]
 
 
 def test_a_solution_shared_by_the_class_is_said(tmp_path: Path) -> None:
