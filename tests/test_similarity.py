@@ -257,3 +257,29 @@ def test_a_solution_shared_by_the_class_is_said(tmp_path: Path) -> None:
     result = similarity(course)
     assert not result.reported  # nothing stands out from a class that all hands in one solution
     assert "la plupart des copies ont ce même code" in result.html.read_text(encoding="utf-8")
+
+
+def test_the_page_is_inert_in_a_browser(tmp_path: Path) -> None:
+    """In Chromium, does the page run none of a student's markup and request nothing, even with
+    every payload of the hostile notebook's answers shown side by side?"""
+    from hostile import hostile_markup
+    from markup_watch import active_markup, assert_inert, payload_listener, watch
+    from servers import chromium
+
+    course = Course(copy_course(tmp_path / "course"))
+    hostile = tmp_path / "hostile.ipynb"
+    nbformat.write(hostile_markup(payload_listener().url), hostile)
+    for sid in ("copie1", "copie2"):
+        submit(course, sid, hostile)
+    submit(course, "ana", FIXTURES / "ana.ipynb")
+    submit(course, "bruno", FIXTURES / "bruno.ipynb")
+    result = similarity(course)
+    shown = [sorted((p.a, p.b)) for p in result.reported]
+    assert ["copie1", "copie2"] in shown
+    with chromium() as context:
+        page = context.new_page()
+        seen = watch(page)
+        page.goto(result.html.as_uri())
+        assert_inert(page, seen, ("file://",), "similarity.html")
+        assert active_markup(page, "body") == []
+        assert page.locator("mark").count() > 0
