@@ -283,3 +283,17 @@ def test_the_page_is_inert_in_a_browser(tmp_path: Path) -> None:
         assert_inert(page, seen, ("file://",), "similarity.html")
         assert active_markup(page, "body") == []
         assert page.locator("mark").count() > 0
+
+
+def test_an_unreadable_submission_is_listed_and_the_class_compared(tmp_path: Path) -> None:
+    """Is a notebook that cannot be read (here a symlink) named on the page, the others compared?"""
+    course = Course(copy_course(tmp_path / "course"))
+    for sid in ("ana", "gilles", "bruno"):
+        submit(course, sid, FIXTURES / f"{sid}.ipynb")
+    link = course.submitted_notebook("zoe")
+    link.parent.mkdir(parents=True)
+    link.symlink_to(FIXTURES / "camille.ipynb")
+    result = similarity(course)
+    assert set(result.unreadable) == {"zoe"} and "lien symbolique" in result.unreadable["zoe"]
+    assert [(p.a, p.b) for p in result.reported] == [("ana", "gilles")]
+    assert "zoe" in result.html.read_text(encoding="utf-8")
