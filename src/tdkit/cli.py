@@ -181,11 +181,14 @@ def similarity(assignment: str | None) -> None:
     )
     for sid, why in sorted(result.unreadable.items()):
         click.echo(f"not read: {sid}: {why}")
-    for pair in result.reported:
+    listed = 20  # the strongest, a line each: the page and the CSV have the rest
+    for pair in result.reported[:listed]:
         click.echo(
             f"reported: {pair.a} / {pair.b}: code {pair.code:.0%} (z {pair.code_z:.1f}), answers "
             f"{pair.text:.0%} (z {pair.text_z:.1f}); standing out: {', '.join(pair.flagged) or 'all at once'}"
         )
+    if len(result.reported) > listed:
+        click.echo(f"... and {len(result.reported) - listed} weaker ones: see the page and the CSV")
     click.echo(f"{len(result.reported)} pair(s) reported: {result.html} (table: {result.csv})")
 
 
