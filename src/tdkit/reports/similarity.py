@@ -474,7 +474,9 @@ def similarity(
     """Compare every pair of submissions of ``assignment`` (default: the course's) and write
     ``reports/<assignment>/similarity.html`` and ``similarity.csv``; ``workers`` processes
     (default: one per core this process may use)."""
-    workers = workers or len(os.sched_getaffinity(0))
+    if workers is None:  # the cores this process may use (sched_getaffinity is Linux's)
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        workers = len(usable) if usable else os.cpu_count() or 1
     start = time.perf_counter()
     if assignment is not None:
         course = replace(course, assignment=assignment)
