@@ -532,11 +532,9 @@ def pairs_csv(pairs: Sequence[PairScore], names: Sequence[str]) -> str:
         ["student_a", "student_b", "reported", "code", "code_z", "text", "text_z", *names]
     )
     for p in sorted(pairs, key=lambda p: (not p.reported, -p.code, p.a, p.b)):
-        writer.writerow(
-            [p.a, p.b, int(p.reported), f"{p.code:.3f}", f"{p.code_z:.2f}", f"{p.text:.3f}"]
-            + [f"{p.text_z:.2f}"]
-            + [f"{p.units[n].score:.3f}" if n in p.units else "" for n in names]
-        )
+        overall = [f"{p.code:.3f}", f"{p.code_z:.2f}", f"{p.text:.3f}", f"{p.text_z:.2f}"]
+        units = [f"{p.units[n].score:.3f}" if n in p.units else "" for n in names]
+        writer.writerow([p.a, p.b, int(p.reported), *overall, *units])
     return out.getvalue()
 
 
