@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tdkit-installed
 
-.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data bench-suite clean
+.PHONY: demo lint test release reference bench-training bench-grading bench-class bench-data bench-suite bench-similarity bench-similarity-libraries clean
 
 # td-requirements.txt is the course environment: a line added there is installed on the next make.
 $(STAMP): pyproject.toml td-requirements.txt
@@ -48,6 +48,16 @@ bench-class: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) bench/data_prep.py
+
+# tdkit similarity on a class of 200 beside one grading, and its false positives (bench/similarity.py).
+bench-similarity: $(STAMP)
+	bash scripts/system-deps.sh
+	$(PY) bench/similarity.py
+
+# copydetect against Dolos on the labelled cases (Node.js and npm: Dolos is an npm package).
+bench-similarity-libraries: $(STAMP)
+	npm install --prefix bench/dolos --no-audit --no-fund
+	$(PY) bench/similarity_libraries.py
 
 # The suite under process accounting: its CPU by kind of process (root and `accton`, package acct).
 bench-suite: $(STAMP)

@@ -71,3 +71,9 @@ c.TdkitDeadlines.extensions = {}  # student id -> that student's own due date, e
 c.AssignLatePenalties.plugin_class = "tdkit.intake.late.LatePenalty"
 c.LatePenalty.points_per_day = 2.0  # points off per started day late (the TD is out of 21)
 c.LatePenalty.zero_after_days = 7.0  # later than a week: the score is zero
+
+# Similarity between submissions (tdkit.reports.similarity.TdkitSimilarity; README "Similarity report"): a
+# pair is reported when a score stands out against all the class's pairs and enough of it matches.
+c.TdkitSimilarity.threshold = 2.5  # robust z-score (median, MAD of the class's pairs) to stand out
+c.TdkitSimilarity.min_similarity = 0.6  # share of both sides matched (0-1)
+c.TdkitSimilarity.min_tokens = 80  # matched normalised characters for one function alone

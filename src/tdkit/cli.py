@@ -239,6 +239,31 @@ def status() -> None:
     )
 
 
+@main.command()
+@click.argument("assignment", required=False)
+@reports_errors
+def similarity(assignment: str | None) -> None:
+    """Compare every pair of submissions and write reports/<assignment>/similarity.html and .csv."""
+    from tdkit.reports.similarity import similarity as run_similarity
+
+    result = run_similarity(find_course(), assignment)
+    click.echo(
+        f"compared {len(result.students)} submission(s), {len(result.pairs)} pair(s) "
+        f"(group members not compared) in {result.seconds:.1f} s"
+    )
+    for sid, why in sorted(result.unreadable.items()):
+        click.echo(f"not read: {sid}: {why}")
+    listed = 20  # the strongest, a line each: the page and the CSV have the rest
+    for pair in result.reported[:listed]:
+        click.echo(
+            f"reported: {pair.a} / {pair.b}: code {pair.code:.0%} (z {pair.code_z:.1f}), answers "
+            f"{pair.text:.0%} (z {pair.text_z:.1f}); standing out: {', '.join(pair.flagged) or 'all at once'}"
+        )
+    if len(result.reported) > listed:
+        click.echo(f"... and {len(result.reported) - listed} weaker ones: see the page and the CSV")
+    click.echo(f"{len(result.reported)} pair(s) reported: {result.html} (table: {result.csv})")
+
+
 @main.group()
 def export() -> None:
     """Send grades and feedback back to the LMS."""

@@ -3,7 +3,8 @@
 Release the TD, collect ``examples/submissions/`` as Moodle would bring them (the submissions
 zip and the grading worksheet beside it: one pair, one late submission, one student with
 nothing handed in), grade every one, export the worksheet and feedback zip back for Moodle,
-print the score table and where everything is.
+compare the submissions with one another (the similarity page), print the score table and where
+everything is.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tdkit.intake.late import deadlines_from_config
 from tdkit.intake.worksheet import Worksheet, format_moodle_date
 from tdkit.release.generate import ReleaseResult, release
 from tdkit.reports.moodle import MoodleExport, export_moodle
+from tdkit.reports.similarity import SimilarityResult, similarity
 from tdkit.trusted.grade import GradeRun, grade_all
 
 LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
@@ -36,6 +38,7 @@ class DemoResult:
     release: ReleaseResult
     grading: GradeRun
     moodle: MoodleExport
+    similarity: SimilarityResult
 
 
 def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
@@ -179,4 +182,9 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
         f"({len(collected.missing)} missing)"
     )
     grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
-    return DemoResult(source, released, grading, export_moodle(course, grading.results))
+    moodle = export_moodle(course, grading.results)
+    similar = similarity(course)
+    say(
+        f"similarity: {len(similar.reported)} pair(s) reported among {len(similar.pairs)}: {similar.html}"
+    )
+    return DemoResult(source, released, grading, moodle, similar)
