@@ -74,7 +74,10 @@ LONGEST_FIRST = (
     "test_student_env.py",
     "test_strongnet.py",
     "test_postgres.py",
+    "test_course_grade.py",
     "test_moodle.py",
+    "test_instructor_files.py",
+    "test_similarity.py",
     "test_zygote_leaks.py",
     "test_oracle_cache.py",
 )

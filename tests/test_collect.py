@@ -49,6 +49,8 @@ def course(tmp_path: Path) -> Course:
     root = tmp_path / "course"
     root.mkdir()
     (root / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n")
+    (root / "source" / "td_cnn").mkdir(parents=True)  # the assignment, as nbgrader lays it out
+    (root / "source" / "td_cnn" / "td_cnn.md").write_text("# TD\n", encoding="utf-8")
     return Course(root)
 
 

@@ -251,7 +251,7 @@ def test_reports_name_the_modules_from_results_json(tmp_path: Path) -> None:
 def test_check_says_the_same(graded: tuple[Course, GradeRun, GradeRun], tmp_path: Path) -> None:
     """Does `tdkit check` name the module first and fail the confusion test, then pass once it is declared?"""
     course, _, _ = graded
-    notebook = _submit(Course(tmp_path), "me", _solution_with_sklearn_confusion())
+    notebook = _submit(Course(tmp_path, "td_cnn"), "me", _solution_with_sklearn_confusion())
     undeclared = tmp_path / "undeclared.txt"
     undeclared.write_text((REPO / ENVIRONMENT_FILE).read_text(encoding="utf-8"), encoding="utf-8")
     runner = CliRunner()

@@ -74,15 +74,17 @@ def main() -> None:
 
 
 @main.command()
+@click.argument("assignment", required=False)
 @click.option(
     "--no-verify", is_flag=True, help="Skip running the solution notebook before releasing."
 )
 @reports_errors
-def release(no_verify: bool) -> None:
-    """Check the solution, generate release/td_cnn/td_cnn.ipynb and prove it leaks nothing."""
+def release(assignment: str | None, no_verify: bool) -> None:
+    """Check the solution of ASSIGNMENT (default: the course's only one), generate
+    release/<assignment>/<assignment>.ipynb and prove it leaks nothing."""
     from tdkit.release.generate import release as run_release
 
-    result = run_release(find_course(), verify=not no_verify)
+    result = run_release(find_course(assignment=assignment), verify=not no_verify)
     if result.verified:
         click.echo(
             f"solution notebook: every visible and hidden test passed ({result.verify_seconds:.1f} s)"
@@ -113,22 +115,34 @@ def release(no_verify: bool) -> None:
     default=None,
     help="A CSV with columns group,student_id (one row per member): pairs graded once.",
 )
+@click.option(
+    "--assignment",
+    default=None,
+    help="The assignment the archive hands in (default: the course's only one).",
+)
 @reports_errors
-def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | None) -> None:
-    """Copy each student's notebook from an LMS export zip into submitted/<id>/td_cnn/td_cnn.ipynb."""
+def collect(
+    archive: str,
+    force: bool,
+    worksheet: Path | None,
+    groups: Path | None,
+    assignment: str | None,
+) -> None:
+    """Copy each student's notebook from an LMS export zip into
+    submitted/<id>/<assignment>/<assignment>.ipynb."""
     from pathlib import Path
 
     from tdkit.intake.collect import collect as run_collect
 
-    report = run_collect(
-        find_course(), Path(archive), force=force, worksheet=worksheet, groups=groups
-    )
+    course = find_course(assignment=assignment)
+    report = run_collect(course, Path(archive), force=force, worksheet=worksheet, groups=groups)
     for line in report.lines():
         click.echo(line)
     click.echo(report.summary())
 
 
 @main.command()
+@click.argument("assignment", required=False)
 @click.option(
     "--student", default=None, help="Regrade this student only (others keep their results)."
 )
@@ -159,16 +173,22 @@ def collect(archive: str, force: bool, worksheet: Path | None, groups: Path | No
 )
 @reports_errors
 def grade(
-    student: str | None, everyone: bool, workers: int, scheduler: str | None, tls: Path | None
+    assignment: str | None,
+    student: str | None,
+    everyone: bool,
+    workers: int,
+    scheduler: str | None,
+    tls: Path | None,
 ) -> None:
-    """Grade the new and changed submissions under submitted/ and write reports/td_cnn/.
+    """Grade the new and changed submissions of ASSIGNMENT (default: the course's only one) under
+    submitted/ and write reports/<assignment>/.
 
     A submission graded before, unchanged, by the same grader (release, grader_tests/, reference/,
     the course environment, limits, grading profile, tdkit) keeps its result.
     """
     from tdkit.trusted.grade import grade_all
 
-    course = find_course()
+    course = find_course(assignment=assignment)
     if scheduler is not None:
         from tdkit.trusted.distributed import grade_on_cluster
 
@@ -195,15 +215,16 @@ def grade(
 
 
 @main.command()
+@click.argument("assignment", required=False)
 @reports_errors
-def report() -> None:
+def report(assignment: str | None) -> None:
     """Write the feedback pages and the class summary again, with the hand grading and comments
     entered in formgrader since the last grading, grading nobody."""
     from tdkit.core.files import require_writable
     from tdkit.reports.html import render_reports
     from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
-    course = find_course()
+    course = find_course(assignment=assignment)
     require_writable(course.reports / "html", "tdkit report")
     results = course_grades(course)
     files = render_reports(results, course.reports / "html")
@@ -212,13 +233,14 @@ def report() -> None:
 
 
 @main.command()
+@click.argument("assignment", required=False)
 @reports_errors
-def status() -> None:
+def status(assignment: str | None) -> None:
     """How much hand grading is left (formgrader): per answer, graded / to grade, and whose copy."""
     from tdkit.reports.results import hand_grading_queue
     from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
-    course = find_course()
+    course = find_course(assignment=assignment)
     results = course_grades(course)
     keep_course_grades(course, results)
     queue = hand_grading_queue(results)
@@ -246,7 +268,7 @@ def similarity(assignment: str | None) -> None:
     """Compare every pair of submissions and write reports/<assignment>/similarity.html and .csv."""
     from tdkit.reports.similarity import similarity as run_similarity
 
-    result = run_similarity(find_course(), assignment)
+    result = run_similarity(find_course(assignment=assignment))
     click.echo(
         f"compared {len(result.students)} submission(s), {len(result.pairs)} pair(s) "
         f"(group members not compared) in {result.seconds:.1f} s"
@@ -270,6 +292,7 @@ def export() -> None:
 
 
 @export.command("moodle")
+@click.argument("assignment", required=False)
 @click.option(
     "--provisional",
     is_flag=True,
@@ -277,12 +300,12 @@ def export() -> None:
     "said so in their comment.",
 )
 @reports_errors
-def export_moodle(provisional: bool) -> None:
+def export_moodle(assignment: str | None, provisional: bool) -> None:
     """The grading worksheet with grades and comments, and the feedback-files zip, for Moodle."""
     from tdkit.reports.moodle import export_moodle as run_export
     from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
-    course = find_course()
+    course = find_course(assignment=assignment)
     results = course_grades(course)
     result = run_export(course, results, provisional=provisional)
     keep_course_grades(course, results)
@@ -389,3 +412,8 @@ def demo() -> None:
     click.echo(f"results: {result.grading.results_json}, grades: {result.grading.grades_csv}")
     click.echo(f"Moodle: {result.moodle.worksheet} -> Upload grading worksheet")
     click.echo(f"Moodle: {result.moodle.feedback_zip} -> Upload multiple feedback files in a zip")
+    if result.moodle.waiting:
+        click.echo(
+            f"hand grading: {len(result.moodle.waiting)} student(s) wait for a TA in formgrader "
+            "('tdkit status'); their grade stays empty in the worksheet until then"
+        )

@@ -16,7 +16,6 @@ from tdkit.core.config import DB_URL_ENV
 from tdkit.core.errors import TdkitError
 
 CONFIG_FILE = "nbgrader_config.py"
-ASSIGNMENT = "td_cnn"
 LOCAL_DB_URL = Path(".tdkit") / "db_url"  # ...or from this untracked file of the course directory
 WHERE_DB_URL_GOES = (
     f"put the URL in the environment variable {DB_URL_ENV} or in the untracked file {LOCAL_DB_URL} "
@@ -93,10 +92,50 @@ def local_db_url(root: str | Path) -> str | None:
     return url or None
 
 
+def course_assignments(root: Path) -> list[str]:
+    """The course's assignments, as nbgrader lays them out: each folder ``source/<name>/`` that
+    holds its master notebook ``<name>.md`` or ``<name>.ipynb``."""
+    source = root / "source"
+    if not source.is_dir():
+        return []
+    return sorted(
+        folder.name
+        for folder in source.iterdir()
+        if folder.is_dir()
+        and any((folder / f"{folder.name}{suffix}").is_file() for suffix in (".md", ".ipynb"))
+    )
+
+
+def choose_assignment(root: Path, asked: str | None) -> str:
+    """``asked``, once the course has it; else the course's only assignment ("" when it has none
+    yet: the command that needs one says which file is missing)."""
+    found = course_assignments(root)
+    if asked is None:
+        if len(found) > 1:
+            raise TdkitError(
+                f"This course has {len(found)} assignments ({', '.join(found)}): name the one to "
+                f"work on, e.g. 'tdkit grade {found[0]}'."
+            )
+        return found[0] if found else ""
+    if asked not in found:
+        raise TdkitError(
+            f"No assignment {asked!r} in {root}: the course has "
+            f"{', '.join(found) or 'none'} (one folder source/<name>/ with <name>.md each)."
+        )
+    return asked
+
+
 @dataclass(frozen=True)
 class Course:
+    """An nbgrader course directory and the assignment a command works on (default: the course's
+    only one)."""
+
     root: Path
-    assignment: str = ASSIGNMENT
+    assignment: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.assignment:
+            object.__setattr__(self, "assignment", choose_assignment(self.root, None))
 
     @property
     def source_md(self) -> Path:
@@ -179,12 +218,13 @@ def config_file_error(path: Path, error: Exception) -> str:
     )
 
 
-def find_course(start: Path | None = None) -> Course:
-    """The course whose ``nbgrader_config.py`` is in ``start`` (default: cwd) or above."""
+def find_course(start: Path | None = None, assignment: str | None = None) -> Course:
+    """The course whose ``nbgrader_config.py`` is in ``start`` (default: cwd) or above, working on
+    ``assignment`` (default: the course's only one)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
-            return Course(folder).checked()
+            return Course(folder, choose_assignment(folder, assignment)).checked()
     raise TdkitError(
         f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository)."
     )

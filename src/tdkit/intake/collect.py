@@ -33,7 +33,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tdkit.core.config import limits_from_config
-from tdkit.core.course import ASSIGNMENT, Course
+from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
 from tdkit.core.gradebook_file import check_gradebook
@@ -207,7 +207,6 @@ class _Budget:
 def collect(
     course: Course,
     archive: Path,
-    assignment: str = ASSIGNMENT,
     *,
     force: bool = False,
     worksheet: Path | None = None,
@@ -215,7 +214,8 @@ def collect(
     max_notebook_bytes: int | None = None,
     max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> CollectReport:
-    """Copy each student's notebook from ``archive`` to ``submitted/<id>/<assignment>/``.
+    """Copy each student's notebook from ``archive`` to ``submitted/<id>/<assignment>/`` (the
+    course's assignment).
 
     With Moodle's grading ``worksheet``: each submission's date goes to its timestamp.txt (where
     nbgrader reads it), names and e-mails to the gradebook, and students without a submission
@@ -223,6 +223,7 @@ def collect(
     A bad or ambiguous submission is rejected and reported, and the others are collected;
     an archive (or worksheet) that cannot be read at all raises TdkitError.
     """
+    assignment = course.assignment
     if not SAFE_ID.fullmatch(assignment):
         raise TdkitError(
             f"Assignment name {assignment!r} is not a safe folder name: use letters, digits, '-', '_', '.'."

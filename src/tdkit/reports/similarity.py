@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from hashlib import blake2b
 from itertools import combinations
@@ -468,18 +468,14 @@ def _read_student(
     return found
 
 
-def similarity(
-    course: Course, assignment: str | None = None, workers: int | None = None
-) -> SimilarityResult:
-    """Compare every pair of submissions of ``assignment`` (default: the course's) and write
+def similarity(course: Course, workers: int | None = None) -> SimilarityResult:
+    """Compare every pair of submissions of the course's assignment and write
     ``reports/<assignment>/similarity.html`` and ``similarity.csv``; ``workers`` processes
     (default: one per core this process may use)."""
     if workers is None:  # the cores this process may use (sched_getaffinity is Linux's)
         usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         workers = len(usable) if usable else os.cpu_count() or 1
     start = time.perf_counter()
-    if assignment is not None:
-        course = replace(course, assignment=assignment)
     config = course.nbgrader_config()
     settings = similarity_settings(config)
     limits = limits_from_config(config)
