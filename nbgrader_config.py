@@ -24,7 +24,7 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "td_cnn"
 c.CourseDirectory.db_assignments = [dict(name="td_cnn")]
 # The gradebook: gradebook.db here, unless TDKIT_DB_URL or the untracked file .tdkit/db_url names
-# another database (README "PostgreSQL gradebook"). Never write a password in this committed file.
+# another database (docs/instructor.md, "PostgreSQL gradebook"). Never write a password in this committed file.
 _db_url = gradebook_url(__file__)  # refuses a password written in this file
 if _db_url:
     c.CourseDirectory.db_url = _db_url
@@ -50,7 +50,7 @@ c.GenerateAssignment.preprocessors = [
     CheckCellMetadata,
 ]
 
-# Limits of each submission's untrusted run (tdkit.core.config.TdkitLimits; README "Limits and hostile
+# Limits of each submission's untrusted run (tdkit.core.config.TdkitLimits; docs/security.md, "Limits and hostile
 # submissions"). An unknown key here is an error that lists the valid ones.
 c.TdkitLimits.cell_timeout = 120  # seconds per cell
 c.TdkitLimits.run_timeout = 300  # seconds for the whole run (kernel starts, cells, probe)
@@ -62,7 +62,7 @@ c.TdkitLimits.max_processes = 256  # processes + threads of one run (when tdkit 
 c.TdkitLimits.max_notebook_mb = 32  # largest submitted notebook
 c.TdkitLimits.max_cells = 1000  # most cells in a submitted notebook
 
-# Deadline (tdkit.intake.late; README "Moodle"): dates in the course's time zone, which is also the one of the
+# Deadline (tdkit.intake.late; docs/instructor.md, "Moodle"): dates in the course's time zone, which is also the one of the
 # Moodle grading worksheet's dates. tdkit writes the due date and each extension into nbgrader's gradebook;
 # the penalty comes from nbgrader's late-submission plugin point.
 c.Exchange.timezone = "Europe/Paris"
@@ -72,7 +72,7 @@ c.AssignLatePenalties.plugin_class = "tdkit.intake.late.LatePenalty"
 c.LatePenalty.points_per_day = 2.0  # points off per started day late (the TD is out of 21)
 c.LatePenalty.zero_after_days = 7.0  # later than a week: the score is zero
 
-# Similarity between submissions (tdkit.reports.similarity.TdkitSimilarity; README "Similarity report"): a
+# Similarity between submissions (tdkit.reports.similarity.TdkitSimilarity; docs/ta.md, "Similarity report"): a
 # pair is reported when a score stands out against all the class's pairs and enough of it matches.
 c.TdkitSimilarity.threshold = 2.5  # robust z-score (median, MAD of the class's pairs) to stand out
 c.TdkitSimilarity.min_similarity = 0.6  # share of both sides matched (0-1)

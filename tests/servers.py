@@ -164,7 +164,7 @@ _UNUSED_EXTENSIONS = (
 def _jupyter(
     app: str, course_root: Path, workdir: Path, lab: bool, timeout: float
 ) -> Iterator[tuple[str, str]]:
-    """``jupyter APP --config=jupyter_server_config.py`` from the course directory, as the README
+    """``jupyter APP --config=jupyter_server_config.py`` from the course directory, as docs/ta.md
     says, on 127.0.0.1 and a free port, with its own Jupyter config, data and runtime dirs (already
     under ``workdir`` are kept). Yields (base URL, token); the server is stopped on exit, whatever happened."""
     jupyter = shutil.which("jupyter", path=SCRIPTS) or shutil.which("jupyter")
@@ -204,7 +204,7 @@ def _jupyter(
                 "--ServerApp.port_retries=0",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={course_root}",
-                "--config=jupyter_server_config.py",  # the course's, as the README says: formgrader's CSP
+                "--config=jupyter_server_config.py",  # the course's, as docs/ta.md says: formgrader's CSP
                 *(["--allow-root"] if os.geteuid() == 0 else []),
             ],
             cwd=course_root,
@@ -256,7 +256,7 @@ LAB_SETTINGS = {
 def jupyterlab(
     course_root: Path, workdir: Path, timeout: float = 120.0
 ) -> Iterator[tuple[str, str]]:
-    """JupyterLab as the README tells a TA to start it (``jupyter lab --config=jupyter_server_config.py``),
+    """JupyterLab as docs/ta.md tells a TA to start it (``jupyter lab --config=jupyter_server_config.py``),
     formgrader included, with every notebook cell rendered (``LAB_SETTINGS``)."""
     for name, settings in LAB_SETTINGS.items():
         path = workdir / "config" / "lab" / "user-settings" / name

@@ -1,5 +1,5 @@
 """Grading on a real Dask cluster: a scheduler and two workers on loopback, started with the `dask` CLI
-over mutual TLS, as the README says (certificates from `tdkit certs`).
+over mutual TLS, as docs/instructor.md says (certificates from `tdkit certs`).
 
 The same submissions are graded locally (``workers=2``) and through the cluster; the results
 must be the same. Two test-only job hooks stand for what can happen to a worker: one job
@@ -116,7 +116,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
     env = {
         **os.environ,
-        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # as the README says
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",  # as docs/instructor.md says
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
@@ -152,7 +152,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
                 "--preload",
                 "tdkit.untrusted.job",
                 *tls(f"worker{i}"),
-            ]  # as the README says
+            ]  # as docs/instructor.md says
             for i in (1, 2)
         },
     }

@@ -2,7 +2,7 @@
 
 One course (the shared browser course: the solution, the release, and the hostile markup
 submission aimed at the payload listener) graded by `grade_all`; one formgrader server for the
-module, started with the course's jupyter_server_config.py as the README says, on 127.0.0.1,
+module, started with the course's jupyter_server_config.py as docs/ta.md says, on 127.0.0.1,
 stopped at the end whatever happens. Each layer of the review path is tested on its own: the
 sanitised notebook (with the policy), the Content-Security-Policy alone (over a notebook that
 was not sanitised), and nothing trusted. Screenshots: test-artifacts/formgrader/.

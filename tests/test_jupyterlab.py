@@ -1,7 +1,7 @@
 """The autograded notebook opened in JupyterLab's notebook view, in headless Chromium (Playwright).
 
 The shared browser course (the solution, the release, and the hostile markup submission aimed at
-the payload listener) graded by `grade_all`; one JupyterLab for the module, started as the README
+the payload listener) graded by `grade_all`; one JupyterLab for the module, started as docs/ta.md
 tells a TA (`jupyter lab --config=jupyter_server_config.py` in the course directory), on
 127.0.0.1, stopped at the end whatever happens. formgrader's policy covers only `/formgrader/`:
 in Lab the notebook is held by tdkit's sanitising (layer 1) and by being untrusted (layer 3),

@@ -81,7 +81,7 @@ def pg_graded(
     postgres: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Course, GradeRun]:
     root = copy_course(tmp_path_factory.mktemp("pg-course"))
-    local = root / LOCAL_DB_URL  # as the README says: untracked, readable by its owner only
+    local = root / LOCAL_DB_URL  # as docs/instructor.md says: untracked, readable by its owner only
     local.parent.mkdir()
     local.write_text(postgres.url_with_password() + "\n", encoding="utf-8")
     local.chmod(0o600)

@@ -20,7 +20,7 @@ LOCAL_DB_URL = Path(".tdkit") / "db_url"  # ...or from this untracked file of th
 WHERE_DB_URL_GOES = (
     f"put the URL in the environment variable {DB_URL_ENV} or in the untracked file {LOCAL_DB_URL} "
     "(chmod 600), or keep a URL without password and give the password to PostgreSQL's client as "
-    "PGPASSWORD or in ~/.pgpass (README 'PostgreSQL gradebook')"
+    "PGPASSWORD or in ~/.pgpass (docs/instructor.md, 'PostgreSQL gradebook')"
 )
 
 

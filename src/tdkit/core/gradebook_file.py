@@ -98,7 +98,7 @@ def _check_server(url: str) -> None:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
         raise TdkitError(
             f"Cannot open the gradebook {shown} ({reason}): check that the database server runs and "
-            "the URL is right (README 'PostgreSQL gradebook'), then run the command again. Nothing was changed."
+            "the URL is right (docs/instructor.md, 'PostgreSQL gradebook'), then run the command again. Nothing was changed."
         ) from None
     finally:
         engine.dispose()

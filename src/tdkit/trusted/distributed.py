@@ -15,7 +15,7 @@ grading profile names a local data directory, that directory at the same path.
 A worker lost while running a job (killed, out of memory, machine gone) is the scheduler's
 business: it runs the job again on another worker. A job whose workers die
 ``distributed.scheduler.allowed-failures + 1`` times errs with distributed's ``KilledWorker``;
-started as the README says (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1``), that is
+started as docs/instructor.md says (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1``), that is
 after two deaths. The job is then not run again: its future raises :class:`KilledWorker`,
 which ``grade_all`` records as that student's failure, and the batch goes on. A lost
 scheduler is no student's fault: :class:`ClusterLost` stops the batch instead.
@@ -278,7 +278,7 @@ def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
         if tls is None:
             raise TdkitError(
                 f"{address} is a TLS scheduler: give this machine's certificate folder with --tls DIR/NAME "
-                "(made by 'tdkit certs DIR NAME' with the course CA; README 'Scaling out')."
+                "(made by 'tdkit certs DIR NAME' with the course CA; docs/instructor.md, 'Scaling out')."
             )
         files = MachineFiles(tls).check()
         from distributed.security import Security
@@ -299,7 +299,7 @@ def security_for(address: str, tls: Path | None) -> tuple[Any, list[str]]:
         return None, []
     warning = (
         f"WARNING: plain tcp:// to {host}: anyone who can reach this scheduler runs code on its workers and reads "
-        "the submissions. Use tls:// with the course's certificates ('tdkit certs', README 'Scaling out')."
+        "the submissions. Use tls:// with the course's certificates ('tdkit certs', docs/instructor.md, 'Scaling out')."
     )
     return None, [warning]
 

@@ -1,7 +1,7 @@
 """A Content-Security-Policy on formgrader's pages (layer 2 of the review path).
 
 A Jupyter server extension, enabled by the course's ``jupyter_server_config.py``
-(``jupyter server --config=jupyter_server_config.py``, README "Formgrader"). Every HTML page
+(``jupyter server --config=jupyter_server_config.py``, docs/ta.md, "Formgrader and the reports in a browser"). Every HTML page
 under ``/formgrader/`` gets a policy that allows scripts only from formgrader's own static
 folder and the inline scripts and event handlers of formgrader's own template, by hash. On a
 submission page, the student's notebook is rendered inside ``#notebook-container``: nothing

@@ -1,6 +1,6 @@
 """Kernel side of the course environment, installed in the kernel before the notebook's cells.
 
-The rule (README, "The course environment"):
+The rule (docs/instructor.md, "The course environment"):
 
 - A top-level ``import x`` / ``from x import y`` statement of a cell (a direct statement of the
   cell, not inside ``try``, ``if`` or a function) whose module is outside the environment binds
