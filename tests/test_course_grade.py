@@ -49,6 +49,7 @@ c.LatePenalty.points_per_day = 4.0
 """
 PAUL, ELISE, ALICE, LEA = "101238", "101235", "101234", "101237"
 COMMENT = "Bonne piste <b>Adam</b>, mais mesurez sur le test : « 60 % » sans protocole ne dit rien."
+PARTNER_COMMENT = "Vu en séance avec Léa : exemples bien choisis."
 REASON = "Boucle vérifiée à la main : seul le retour de la perte est faux."
 
 
@@ -201,6 +202,8 @@ def semester(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course_]:
     by_ta_21 = _stage(course, out / "by-ta-21")
     # An override of an automatic cell, its reason on the cell of the function it checks.
     _ta_grades(course, PAUL, {"test_learning_curve": 1.0}, {"plot_learning_curve": REASON})
+    # A TA comments Léa's copy of the pair's notebook rather than Alice's, where it is graded.
+    _ta_grades(course, LEA, {}, {"answer_examples": PARTNER_COMMENT})
     overridden = _stage(course, out / "overridden")
 
     with open(root / "grader_tests" / "checks_learning_curve.py", "a", encoding="utf-8") as checks:
@@ -291,6 +294,14 @@ def test_the_tas_comment_and_override_reach_the_student(semester: Course_) -> No
         line.startswith("test_learning_curve modifié par le correcteur, 2 → 1")
         for line in overridden.comments[PAUL]
     )
+
+
+def test_a_comment_on_the_partners_copy_reaches_the_pair(semester: Course_) -> None:
+    """Is a TA's comment written on the other member's copy kept, for both members of the pair?"""
+    line = f"Commentaire du correcteur (answer_examples) : {PARTNER_COMMENT}"
+    assert line in semester.overridden.comments[ALICE]
+    assert line in semester.overridden.comments[LEA]
+    assert semester.overridden.grades[ALICE] == semester.by_ta_21.grades[ALICE]
 
 
 def test_short_moodle_comment(semester: Course_) -> None:

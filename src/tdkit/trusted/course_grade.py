@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
@@ -89,14 +90,46 @@ def _cells(
     return cells
 
 
+def _pair_notebooks(gb: Gradebook, course: Course, source: str, member: str) -> tuple[Any, Any]:
+    """The graded member's and ``member``'s submitted notebooks (None when either is absent)."""
+    try:
+        return (
+            gb.find_submission_notebook(course.assignment, course.assignment, source),
+            gb.find_submission_notebook(course.assignment, course.assignment, member),
+        )
+    except MissingEntry:
+        return None, None
+
+
+def _adopt_hand_grading(gb: Gradebook, course: Course, source: str, member: str) -> None:
+    """A TA who graded or commented ``member``'s copy of the group's notebook instead of the
+    graded member's (formgrader lists both) has that work kept: it goes to the group's notebook
+    where the group's has none."""
+    theirs, ours = _pair_notebooks(gb, course, source, member)
+    if theirs is None:
+        return
+    grades = {g.name: g for g in ours.grades}
+    for grade in theirs.grades:
+        mine = grades.get(grade.name)
+        if mine is not None and grade.manual_score is None and mine.manual_score is not None:
+            grade.manual_score, grade.needs_manual_grade = mine.manual_score, False
+    comments = {c.name: c for c in ours.comments}
+    for comment in theirs.comments:
+        mine_comment = comments.get(comment.name)
+        if (
+            mine_comment is not None
+            and not (comment.manual_comment or "").strip()
+            and (mine_comment.manual_comment or "").strip()
+        ):
+            comment.manual_comment = mine_comment.manual_comment
+
+
 def _share_hand_grading(
     gb: Gradebook, course: Course, source: str, member: str, auto: dict[str, list[str]]
 ) -> None:
     """Put the graded member's hand grading and comments on ``member``'s gradebook entries."""
-    try:
-        theirs = gb.find_submission_notebook(course.assignment, course.assignment, source)
-        ours = gb.find_submission_notebook(course.assignment, course.assignment, member)
-    except MissingEntry:
+    theirs, ours = _pair_notebooks(gb, course, source, member)
+    if theirs is None:
         return
     grades = {g.name: g for g in ours.grades}
     for grade in theirs.grades:
@@ -133,11 +166,20 @@ def with_course_grades(course: Course, results: AssignmentResults) -> Assignment
     except MissingEntry:  # the gradebook has never seen the assignment: nothing graded by hand
         return results
     with _gradebook(course) as gb, one_transaction(gb):
+        # Every group's hand grading in one place first, then on every member: a member read
+        # before a partner would miss what the TA wrote on the partner's copy.
+        partners = [
+            (s.graded_with, sid)
+            for sid, s in sorted(results.students.items())
+            if s.graded_with and s.graded_with != sid
+        ]
+        for source, member in partners:
+            _adopt_hand_grading(gb, course, source, member)
+        for source, member in partners:
+            _share_hand_grading(gb, course, source, member, auto)
         for sid in sorted(results.students):
             student = results.students[sid]
             source = student.graded_with or sid
-            if source != sid:
-                _share_hand_grading(gb, course, source, sid, auto)
             student = dataclasses.replace(student, cells=_cells(gb, course, source, auto))
             student = dataclasses.replace(student, late_penalty=_penalty(deadlines, student))
             results.students[sid] = student
