@@ -221,6 +221,7 @@ def report(assignment: str | None) -> None:
     """Write the feedback pages and the class summary again, with the hand grading and comments
     entered in formgrader since the last grading, grading nobody."""
     from tdkit.core.files import require_writable
+    from tdkit.reports.course_page import write_course_page
     from tdkit.reports.html import render_reports
     from tdkit.trusted.course_grade import course_grades, keep_course_grades
 
@@ -230,6 +231,7 @@ def report(assignment: str | None) -> None:
     files = render_reports(results, course.reports / "html")
     keep_course_grades(course, results)
     click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
+    click.echo(f"the course's page, every assignment: {write_course_page(course)}")
 
 
 @main.command()

@@ -409,7 +409,7 @@ def _figures(student: StudentResult, plotter: Plotter) -> Figures:
     return Figures(curve, confusions)
 
 
-def _page_name(student_id: str) -> str:
+def page_name(student_id: str) -> str:
     if student_id in {"", ".", "..", "index"} or any(c in student_id for c in "/\\\0"):
         raise ValueError(f"student id {student_id!r} cannot name a file of the report")
     return f"{student_id}.html"
@@ -419,7 +419,7 @@ def _page_name(student_id: str) -> str:
 
 
 @cache
-def _environment() -> Environment:
+def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("tdkit.reports", "templates"),
         autoescape=True,
@@ -450,7 +450,7 @@ def render_student(
     hand_cells = [c for c in student.cells if c.kind == "hand"]
     hand_max = sum(c.max_points for c in hand_cells)
     return (
-        _environment()
+        environment()
         .get_template("student.html")
         .render(
             assignment=assignment,
@@ -525,12 +525,12 @@ def render_summary(results: AssignmentResults) -> str:
     scores = [s.final_score for s in students if not s.pending]
     max_score = Counter(s.maximum for s in students).most_common(1)[0][0] if students else 0.0
     return (
-        _environment()
+        environment()
         .get_template("summary.html")
         .render(
             assignment=results.assignment,
             students=students,
-            href={s.student_id: quote(_page_name(s.student_id)) for s in students},
+            href={s.student_id: quote(page_name(s.student_id)) for s in students},
             n_failed={s.student_id: sum(not c.passed for c in s.checks) for s in students},
             queue=hand_grading_queue(results),
             n_pending=sum(bool(s.pending) for s in students),
@@ -563,7 +563,7 @@ def render_reports(
     ``only``: rewrite just these students' pages (and any page missing); the others are unchanged.
     ``summary=False``: keep ``index.html`` as it is (when the results are those it was drawn from).
     """
-    names = {sid: _page_name(sid) for sid in results.students}  # refuse a bad id before writing
+    names = {sid: page_name(sid) for sid in results.students}  # refuse a bad id before writing
     out_dir.mkdir(parents=True, exist_ok=True)
     plotter = Plotter()  # draws nothing until a page is rendered
     pages = {}

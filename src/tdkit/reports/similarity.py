@@ -584,7 +584,7 @@ def render_similarity(
     result: SimilarityResult, units: dict[str, dict[str, Unit]], names: Sequence[str]
 ) -> str:
     # The feedback pages' environment: autoescaped, StrictUndefined, the same filters.
-    from tdkit.reports.html import _environment
+    from tdkit.reports.html import environment
 
     medians = {
         name: statistics.median(scores)
@@ -592,7 +592,7 @@ def render_similarity(
         if (scores := [p.units[name].score for p in result.pairs if name in p.units])
     }
     return (
-        _environment()
+        environment()
         .get_template("similarity.html")
         .render(
             assignment=result.assignment,

@@ -343,6 +343,7 @@ def grade_all(
     """Grade the new and changed submissions (``everyone``: all of them; ``student``: that one),
     keep the other results, then write results.json, grades.csv and the reports."""
     from tdkit.release.generate import register_release
+    from tdkit.reports.course_page import write_course_page
     from tdkit.reports.html import render_reports
     from tdkit.trusted.course_grade import with_course_grades
     from tdkit.trusted.fanout import after_grading
@@ -448,6 +449,7 @@ def grade_all(
         only=_changed_results(results, previous),
         summary=not unchanged,
     )
+    write_course_page(course)
     return GradeRun(
         results,
         list(todo.grade),
