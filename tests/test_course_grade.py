@@ -349,3 +349,19 @@ def test_status_lists_the_queue(semester: Course_, monkeypatch: pytest.MonkeyPat
     )
     assert f"answer_examples: 2 graded, 1 to grade: {ELISE}" in result.output
     assert f"waiting: {ELISE}, {PAUL}" in result.output
+
+
+def test_a_grading_that_failed_on_the_graders_side_gives_no_grade(tmp_path: Path) -> None:
+    """A submission whose grading crashed on the grader's side (graded again next time): is its
+    final grade left empty, never a 0 for work nobody graded?"""
+    from tdkit.reports.results import AssignmentResults, CheckResult, write_grades_csv
+
+    crashed = StudentResult(
+        "101238",
+        [CheckResult("train/step_called", False, 0.0, 2.0, "Correction impossible")],
+        grader_failure=True,
+    )
+    assert crashed.waiting_for == ["tdkit grade"]
+    write_grades_csv(AssignmentResults("td_cnn", {"101238": crashed}), tmp_path / "grades.csv")
+    row = next(csv.DictReader(io.StringIO((tmp_path / "grades.csv").read_text(encoding="utf-8"))))
+    assert row["final_score"] == "" and row["auto_score"] == "0"

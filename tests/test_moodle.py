@@ -205,7 +205,9 @@ def test_cli_export(trip: RoundTrip, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "-> Upload grading worksheet" in result.output
     assert "feedback_files.zip -> Upload multiple feedback files in a zip" in result.output
     assert "no result, grade left empty: 101236, 101239" in result.output
-    assert "waiting for hand grading, provisional grade written: 101238 (" in result.output
+    assert (
+        "no final grade yet, provisional grade written: 101238 (waits for answer_" in result.output
+    )
 
 
 def test_timestamp_in_course_time_zone() -> None:

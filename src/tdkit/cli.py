@@ -321,7 +321,7 @@ def export_moodle(assignment: str | None, provisional: bool) -> None:
         click.echo(f"not in the worksheet, not sent: {', '.join(result.not_in_worksheet)}")
     for sid, answers in result.waiting.items():
         state = "provisional grade written" if result.provisional else "grade left empty"
-        click.echo(f"waiting for hand grading, {state}: {sid} ({', '.join(answers)})")
+        click.echo(f"no final grade yet, {state}: {sid} (waits for {', '.join(answers)})")
     if result.waiting and not result.provisional:
         click.echo(
             "grade them in formgrader ('tdkit status' lists them) and export again, or export with "

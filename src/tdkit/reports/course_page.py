@@ -34,7 +34,7 @@ def _cell(assignment: str, student: StudentResult) -> Cell:
         f"{quote(assignment)}/html/{quote(page_name(student.student_id))}",
         student.final_score,
         student.maximum,
-        len(student.pending),
+        len(student.waiting_for),
     )
 
 

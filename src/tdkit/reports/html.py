@@ -522,7 +522,7 @@ def missing_modules(results: AssignmentResults) -> list[MissingModule]:
 def render_summary(results: AssignmentResults) -> str:
     students = [results.students[sid] for sid in sorted(results.students)]
     # The course's grades, of the copies whose every answer is graded: no grade is guessed.
-    scores = [s.final_score for s in students if not s.pending]
+    scores = [s.final_score for s in students if not s.waiting_for]
     max_score = Counter(s.maximum for s in students).most_common(1)[0][0] if students else 0.0
     return (
         environment()

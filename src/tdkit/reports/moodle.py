@@ -44,7 +44,8 @@ class MoodleExport:
     without_result: list[str]  # worksheet students with no result: row left as downloaded
     not_in_worksheet: list[str]  # results with no worksheet row: not sent to Moodle
     comments: bool  # the worksheet has a 'Feedback comments' column (the assignment enables it)
-    # Students whose answers wait for a TA -> those answers: grade left empty (or provisional).
+    # Students without a final grade -> what it waits for (answers a TA has not graded, a grading
+    # that failed on the grader's side): grade left empty (or provisional).
     waiting: dict[str, list[str]]
     provisional: bool  # their grade was written all the same, said so in the comment
 
@@ -176,9 +177,9 @@ def export_moodle(
     max_grade = _max_grade(sheet)
     in_sheet = {sid for row in sheet.rows if (sid := sheet.participant_id(row))}
     waiting = {
-        sid: results.students[sid].pending
+        sid: results.students[sid].waiting_for
         for sid in sorted(in_sheet & set(results.students))
-        if results.students[sid].pending
+        if results.students[sid].waiting_for
     }
     graded = sorted((in_sheet & set(results.students)) - (set() if provisional else set(waiting)))
     out = out_dir or course.reports / "moodle"

@@ -148,6 +148,12 @@ class StudentResult:
         return [c.cell for c in self._of("hand") if c.pending]
 
     @property
+    def waiting_for(self) -> list[str]:
+        """What the final grade waits for: the answers no TA has graded yet, and a grading to run
+        again when it failed on the grader's side (never a grade for work nobody graded)."""
+        return self.pending + (["tdkit grade"] if self.grader_failure else [])
+
+    @property
     def overrides(self) -> list[CellGrade]:
         return [c for c in self._of("auto") if c.overridden]
 
@@ -337,7 +343,7 @@ def write_grades_csv(results: AssignmentResults, path: Path) -> None:
                 student.submitted_at or "",
                 f"{student.seconds_late:.0f}",
                 f"{student.late_penalty:g}",
-                "" if student.pending else f"{student.final_score:g}",
+                "" if student.waiting_for else f"{student.final_score:g}",
                 student.group or "",
                 student.graded_with or "",
                 f"{student.automatic:g}",
