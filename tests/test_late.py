@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,20 +62,23 @@ def test_nbgrader_plugin_by_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "fix"),
     [
-        ("c.TdkitDeadlines.due = '2024-12-03'\n", "valid keys: duedate, extensions"),
+        ("c.TdkitDeadlines.due = '2024-12-03'\n", "valid keys: assignments, duedate, extensions"),
         (
             "c.LatePenalty.per_day = 1\n",
             "valid keys: penalty_method, points_per_day, zero_after_days",
         ),
         ("c.TdkitDeadlines.duedate = '3/12/2024'\n", "write it as 'YYYY-MM-DD HH:MM'"),
-        ("c.TdkitDeadlines.extensions = {'1': '2024-12-05'}\n", "needs c.TdkitDeadlines.duedate"),
+        (
+            "c.TdkitDeadlines.extensions = {'1': '2024-12-05'}\n",
+            "needs a due date (c.TdkitDeadlines.duedate)",
+        ),
         ("c.Exchange.timezone = 'Paris'\n", "an IANA name such as 'Europe/Paris'"),
     ],
 )
 def test_bad_settings_name_the_fix(tmp_path: Path, settings: str, fix: str) -> None:
     """Is an unknown key, a date in another format, an extension without a due date or an unknown
     time zone an error that says what to write?"""
-    with pytest.raises(TdkitError, match=fix.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(TdkitError, match=re.escape(fix)):
         deadlines(tmp_path, settings)
 
 
@@ -83,3 +87,31 @@ def test_delay_in_french() -> None:
     assert format_delay(2 * 3600 + 5 * 60) == "2 h 5 min"
     assert format_delay(86400 + 3 * 3600) == "1 j 3 h"
     assert format_delay(20) == "0 min"
+
+
+def test_each_assignment_has_its_own_deadlines(tmp_path: Path) -> None:
+    """With c.TdkitDeadlines.assignments, does each assignment get its own due date and
+    extensions, and is an assignment left out, or a course-wide date beside them, refused?"""
+    weekly = (
+        "c.TdkitDeadlines.assignments = {\n"
+        '    "td_cnn": {"duedate": "2024-12-03 12:00", "extensions": {"7": "2024-12-05 12:00"}},\n'
+        '    "td_mlp": {"duedate": "2024-11-26 12:00"},\n'
+        '    "td_libre": {},\n'
+        "}\n"
+    )
+    (tmp_path / "nbgrader_config.py").write_text(HEADER + weekly)
+    config = Course(tmp_path).nbgrader_config()
+    cnn, mlp = deadlines_from_config(config, "td_cnn"), deadlines_from_config(config, "td_mlp")
+    assert str(cnn.due_for("1")) == "2024-12-03 12:00:00+01:00"
+    assert str(cnn.due_for("7")) == "2024-12-05 12:00:00+01:00"
+    assert str(mlp.due_for("7")) == "2024-11-26 12:00:00+01:00"
+    assert deadlines_from_config(config, "td_libre").due is None
+    with pytest.raises(TdkitError, match=r"no entry for 'td_rnn' \(it has 'td_cnn', 'td_mlp'"):
+        deadlines_from_config(config, "td_rnn")
+    (tmp_path / "nbgrader_config.py").write_text(
+        HEADER + weekly.replace("2024-12-05 12:00", "le 5")
+    )
+    with pytest.raises(TdkitError, match=r"assignments\['td_cnn'\]\['extensions'\]\['7'\]"):
+        deadlines_from_config(Course(tmp_path).nbgrader_config(), "td_cnn")
+    with pytest.raises(TdkitError, match="move c.TdkitDeadlines.duedate and .extensions into it"):
+        deadlines(tmp_path, DUE + weekly)

@@ -166,7 +166,7 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
     say(
         f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)"
     )
-    deadlines = deadlines_from_config(course.nbgrader_config())
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     due = deadlines.due or datetime.now(deadlines.timezone)
     students = demo_class(course.root / "examples" / "submissions", due)
     with tempfile.TemporaryDirectory(prefix="tdkit-demo-") as scratch:

@@ -12,6 +12,7 @@ A submission without a timestamp is on time.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
@@ -41,6 +42,11 @@ class TdkitDeadlines(Configurable):
     extensions = Dict(
         value_trait=Unicode(),
         help="Student id -> that student's own due date, same format as duedate.",
+    ).tag(config=True)
+    assignments = Dict(
+        value_trait=Dict(),
+        help="For a course of several assignments: assignment name -> {'duedate': ..., 'extensions': "
+        "{...}}, as duedate and extensions above ({} for an assignment without a due date).",
     ).tag(config=True)
 
 
@@ -79,6 +85,7 @@ class Deadlines:
     notes: tuple[
         str, ...
     ] = ()  # how a key was read (Moodle's « Participant NNNN »), for the instructor
+    extensions_setting: str = "c.TdkitDeadlines.extensions"  # where they are set, for messages
 
     def due_for(self, student_id: str) -> datetime | None:
         return self.extensions.get(student_id, self.due)
@@ -153,46 +160,85 @@ def _check_keys(config: Config, section: str, configurable: type[Configurable]) 
         )
 
 
-def deadlines_from_config(config: Config) -> Deadlines:
-    """The deadlines of a course's config; an unknown key or a bad date is an error naming the fix."""
+def deadlines_from_config(config: Config, assignment: str | None = None) -> Deadlines:
+    """The deadlines of ``assignment`` in a course's config (``c.TdkitDeadlines.assignments`` for a
+    course of several, else ``duedate`` and ``extensions``); an unknown key or a bad date is an
+    error naming the fix."""
     _check_keys(config, "TdkitDeadlines", TdkitDeadlines)
     _check_keys(config, "LatePenalty", LatePenalty)
     zone = course_timezone(config)
     section = configured(TdkitDeadlines, config)
-    if section.extensions and section.duedate is None:
+    duedate, given, name = _assignment_deadlines(section, assignment)
+    if given and duedate is None:
         raise TdkitError(
-            "nbgrader_config.py: c.TdkitDeadlines.extensions needs c.TdkitDeadlines.duedate; set it."
+            f"nbgrader_config.py: {name('extensions')} needs a due date ({name('duedate')}); set it."
         )
-    due = (
-        None
-        if section.duedate is None
-        else parse_local(section.duedate, zone, "c.TdkitDeadlines.duedate")
-    )
-    extensions, notes = _extensions(section.extensions, zone)
+    due = None if duedate is None else parse_local(duedate, zone, name("duedate"))
+    extensions, notes = _extensions(given, zone, name("extensions"))
     assigner = configured(AssignLatePenalties, config)
     plugin: Any = configured(LatePenalty, config, lambda: assigner.plugin_class(parent=assigner))
     _check_penalty(config, plugin)
-    return Deadlines(zone, due, extensions, plugin, notes)
+    return Deadlines(zone, due, extensions, plugin, notes, name("extensions"))
+
+
+def _assignment_deadlines(
+    section: TdkitDeadlines, assignment: str | None
+) -> tuple[str | None, dict[Any, str], Callable[[str], str]]:
+    """The due date and extensions that apply to ``assignment``, and how the config names each
+    setting, for messages. An assignment missing from a course's ``assignments`` is refused:
+    another assignment's date never applies to it in silence."""
+    if not section.assignments:
+        return section.duedate, dict(section.extensions), lambda key: f"c.TdkitDeadlines.{key}"
+    if section.duedate is not None or section.extensions:
+        raise TdkitError(
+            "nbgrader_config.py: c.TdkitDeadlines.assignments gives each assignment its deadlines: "
+            "move c.TdkitDeadlines.duedate and .extensions into it, e.g. "
+            "c.TdkitDeadlines.assignments = {'td_cnn': {'duedate': '2026-12-04 23:59'}}."
+        )
+    named = ", ".join(repr(a) for a in section.assignments)
+    if assignment is None or assignment not in section.assignments:
+        raise TdkitError(
+            f"nbgrader_config.py: c.TdkitDeadlines.assignments has no entry for {assignment!r} "
+            f"(it has {named}): add {{'{assignment}': {{'duedate': 'YYYY-MM-DD HH:MM'}}}}, or "
+            f"{{'{assignment}': {{}}}} for an assignment without a due date."
+        )
+    entry = section.assignments[assignment]
+    unknown = sorted(set(entry) - {"duedate", "extensions"})
+    if unknown:
+        raise TdkitError(
+            f"nbgrader_config.py: c.TdkitDeadlines.assignments[{assignment!r}] has {unknown}: "
+            "its keys are 'duedate' and 'extensions'."
+        )
+    duedate, extensions = entry.get("duedate"), entry.get("extensions", {})
+
+    def name(key: str) -> str:
+        return f"c.TdkitDeadlines.assignments[{assignment!r}][{key!r}]"
+
+    if duedate is not None and not isinstance(duedate, str):
+        raise TdkitError(f"nbgrader_config.py: {name('duedate')} must be a text.")
+    if not isinstance(extensions, dict):
+        raise TdkitError(f"nbgrader_config.py: {name('extensions')} must map student ids to dates.")
+    return duedate, extensions, name
 
 
 def _extensions(
-    configured_extensions: dict[Any, str], zone: ZoneInfo
+    configured_extensions: dict[Any, str], zone: ZoneInfo, setting: str
 ) -> tuple[dict[str, datetime], tuple[str, ...]]:
     """Extensions by student id: a number key is refused (ids are texts), Moodle's
     « Participant NNNN » read as NNNN and said so, two keys for one student refused."""
     extensions: dict[str, datetime] = {}
     notes = []
     for key, text in configured_extensions.items():
-        what = f"c.TdkitDeadlines.extensions[{key!r}]"
+        what = f"{setting}[{key!r}]"
         if not isinstance(key, str):
             raise TdkitError(
                 f"nbgrader_config.py: {what}: the key {key!r} is not a text; student ids are written in "
                 f"quotes, e.g. {{'{key}': '2026-12-06 18:00'}}."
             )
-        sid, note = spelled_as_moodle(key, "nbgrader_config.py: c.TdkitDeadlines.extensions")
+        sid, note = spelled_as_moodle(key, f"nbgrader_config.py: {setting}")
         if sid in extensions:
             raise TdkitError(
-                f"nbgrader_config.py: c.TdkitDeadlines.extensions gives student {sid} two due dates; keep one."
+                f"nbgrader_config.py: {setting} gives student {sid} two due dates; keep one."
             )
         extensions[sid] = parse_local(text, zone, what)
         notes += [note] if note else []

@@ -158,7 +158,7 @@ def _penalty(deadlines: Deadlines, student: StudentResult) -> float:
 def with_course_grades(course: Course, results: AssignmentResults) -> AssignmentResults:
     """Every result with its gradebook cells and the late penalty on its whole grade; the
     gradebook gets each group's hand grading on every member and the penalties."""
-    deadlines = deadlines_from_config(course.nbgrader_config())
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     if not results.students or not _has_gradebook(course):
         return results
     try:

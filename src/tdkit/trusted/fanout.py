@@ -41,7 +41,7 @@ def after_grading(
     where the graded member was ``regraded`` now or a member's result is not the group's."""
     from tdkit.trusted.grade import _submitted_at  # grade imports this module: import at call time
 
-    deadlines = deadlines_from_config(course.nbgrader_config())
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     roster = load_roster(course)
     for sid in graded:
         if sid in results.students:

@@ -77,7 +77,7 @@ def record_grades(
     formgrader's queue with its grade kept. ``deadline_of``: whose due date applies (a group's
     graded member), when not the student's own. Returns the digests of this version's answers."""
     in_process_alembic_head()
-    deadlines = deadlines_from_config(course.nbgrader_config())
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     scores = cell_scores(cell_groups(course), checks)
     answers = {}
     if executed is not None:

@@ -30,7 +30,7 @@ def preflight(course: Course, students: list[str]) -> list[str]:
     """Raise a TdkitError for the first mistake found; return notes on how files were read."""
     config = course.nbgrader_config()
     limits_from_config(config)
-    deadlines = deadlines_from_config(config)
+    deadlines = deadlines_from_config(config, course.assignment)
     roster = load_roster(course)
     grading_environment(course.root)
     for student_id in students:
@@ -74,7 +74,7 @@ def check_extensions(
     known = set(roster.participants) | submitted
     asked = False  # the gradebook is asked once, only for an id known nowhere else
     for sid in deadlines.extensions:
-        what = f"nbgrader_config.py: c.TdkitDeadlines.extensions[{sid!r}]"
+        what = f"nbgrader_config.py: {deadlines.extensions_setting}[{sid!r}]"
         group = roster.group_of(sid)
         if group is not None and group.graded is not None and group.graded != sid:
             raise TdkitError(
