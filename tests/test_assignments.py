@@ -57,3 +57,29 @@ def test_an_unknown_assignment_is_refused_by_every_command(
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 2, (command, result.output)
         assert "No assignment 'td_mlp'" in result.output and "td_cnn" in result.output, command
+
+
+def test_the_settings_are_read_once_per_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Is nbgrader_config.py executed once for all the reads of one command (one Course), and
+    again once the file changes?"""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    executed = []
+    load = PyFileConfigLoader.load_config
+    monkeypatch.setattr(
+        PyFileConfigLoader, "load_config", lambda self: executed.append(1) or load(self)
+    )
+    root = _course(tmp_path / "c", "td_cnn")
+    course = Course(root)
+    for _ in range(5):
+        config = course.nbgrader_config()
+        assert config.CourseDirectory.root == str(root)
+        config.CourseDirectory.db_url = "sqlite:////elsewhere.db"  # one reader's own change...
+    assert course.db_url == f"sqlite:///{root / 'gradebook.db'}"  # ...is not the next one's
+    assert len(executed) == 1
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = 'cnn-2026'\n"
+    )
+    assert course.course_id == "cnn-2026" and len(executed) == 2

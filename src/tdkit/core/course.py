@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
@@ -189,10 +191,21 @@ class Course:
         return self
 
     def nbgrader_config(self) -> Config:
-        """``nbgrader_config.py`` of the course, with the root pinned to this directory."""
+        """``nbgrader_config.py`` of the course, with the root pinned to this directory: executed
+        once per command (kept on this object while the file is unchanged), whatever reads it."""
         path = self.root / CONFIG_FILE
         if not path.is_file():
             raise TdkitError(f"{path} is missing: tdkit runs in an nbgrader course directory.")
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        kept = self.__dict__.get("_loaded")
+        if kept is None or kept[0] != key:
+            kept = (key, self._load_config(path))
+            object.__setattr__(self, "_loaded", kept)  # frozen: the one cache it holds
+        # A copy each time: some readers set values on theirs (nbgrader's release in a scratch folder).
+        return copy.deepcopy(cast(Config, kept[1]))
+
+    def _load_config(self, path: Path) -> Config:
         try:
             config = PyFileConfigLoader(CONFIG_FILE, path=str(self.root)).load_config()
         except SystemExit as refused:  # nbgrader_config.py refuses to load (gradebook_url): say why
