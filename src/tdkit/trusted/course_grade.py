@@ -101,6 +101,12 @@ def _pair_notebooks(gb: Gradebook, course: Course, source: str, member: str) -> 
         return None, None
 
 
+def _same_cells(theirs: Any, ours: Any) -> list[tuple[Any, Any]]:
+    """(their entry, ours) for each cell both notebooks hold (grades or comments)."""
+    by_name = {entry.name: entry for entry in ours}
+    return [(entry, by_name[entry.name]) for entry in theirs if entry.name in by_name]
+
+
 def _adopt_hand_grading(gb: Gradebook, course: Course, source: str, member: str) -> None:
     """A TA who graded or commented ``member``'s copy of the group's notebook instead of the
     graded member's (formgrader lists both) has that work kept: it goes to the group's notebook
@@ -108,20 +114,12 @@ def _adopt_hand_grading(gb: Gradebook, course: Course, source: str, member: str)
     theirs, ours = _pair_notebooks(gb, course, source, member)
     if theirs is None:
         return
-    grades = {g.name: g for g in ours.grades}
-    for grade in theirs.grades:
-        mine = grades.get(grade.name)
-        if mine is not None and grade.manual_score is None and mine.manual_score is not None:
+    for grade, mine in _same_cells(theirs.grades, ours.grades):
+        if grade.manual_score is None and mine.manual_score is not None:
             grade.manual_score, grade.needs_manual_grade = mine.manual_score, False
-    comments = {c.name: c for c in ours.comments}
-    for comment in theirs.comments:
-        mine_comment = comments.get(comment.name)
-        if (
-            mine_comment is not None
-            and not (comment.manual_comment or "").strip()
-            and (mine_comment.manual_comment or "").strip()
-        ):
-            comment.manual_comment = mine_comment.manual_comment
+    for comment, mine in _same_cells(theirs.comments, ours.comments):
+        if not (comment.manual_comment or "").strip() and (mine.manual_comment or "").strip():
+            comment.manual_comment = mine.manual_comment
 
 
 def _share_hand_grading(
@@ -131,21 +129,15 @@ def _share_hand_grading(
     theirs, ours = _pair_notebooks(gb, course, source, member)
     if theirs is None:
         return
-    grades = {g.name: g for g in ours.grades}
-    for grade in theirs.grades:
-        mine = grades.get(grade.name)
-        if mine is None:
-            continue
+    for grade, mine in _same_cells(theirs.grades, ours.grades):
         for field in ("manual_score", "extra_credit", "needs_manual_grade"):
             if getattr(mine, field) != getattr(grade, field):
                 setattr(mine, field, getattr(grade, field))
         if grade.name not in auto and mine.auto_score != grade.auto_score:
             mine.auto_score = grade.auto_score
-    comments = {c.name: c for c in ours.comments}
-    for comment in theirs.comments:
-        mine_comment = comments.get(comment.name)
-        if mine_comment is not None and mine_comment.manual_comment != comment.manual_comment:
-            mine_comment.manual_comment = comment.manual_comment
+    for comment, mine in _same_cells(theirs.comments, ours.comments):
+        if mine.manual_comment != comment.manual_comment:
+            mine.manual_comment = comment.manual_comment
 
 
 def _penalty(deadlines: Deadlines, student: StudentResult) -> float:
