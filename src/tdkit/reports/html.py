@@ -447,8 +447,6 @@ def render_student(
     course environment's ``packages`` for the note on modules outside it.
     ``summary_href=None``: no link to the class summary (the page is sent on its own)."""
     groups = group_checks(student.checks)
-    hand_cells = [c for c in student.cells if c.kind == "hand"]
-    hand_max = sum(c.max_points for c in hand_cells)
     return (
         environment()
         .get_template("student.html")
@@ -458,9 +456,7 @@ def render_student(
             groups=groups,
             n_failed=sum(g.n_failed for g in groups),
             share=student.final_score / student.maximum if student.maximum else 0.0,
-            auto_max=student.maximum - hand_max,
-            hand_max=hand_max,
-            hand_cells=hand_cells,
+            auto_max=student.maximum - student.hand_maximum,
             comment_cells=[c for c in student.cells if c.kind == "comment"],
             figures=_figures(student, plotter or Plotter()),
             summary_href=summary_href,

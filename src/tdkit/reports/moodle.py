@@ -70,11 +70,9 @@ def comment_lines(student: StudentResult, assignment: str) -> list[str]:
     per function that lost points, the overrides, the TA's comments, the penalty."""
     head = "Note provisoire" if student.pending else "Note"
     parts = [f"automatique {format_number(student.automatic)}"]
-    hand = [c for c in student.cells if c.kind == "hand"]
-    if hand:
+    if student.hand_cells:
         parts.append(
-            f"questions {format_number(student.by_hand)} / "
-            f"{format_number(sum(c.max_points for c in hand))}"
+            f"questions {format_number(student.by_hand)} / {format_number(student.hand_maximum)}"
         )
     if student.late_penalty:
         parts.append(f"pénalité de retard −{format_number(student.late_penalty)}")

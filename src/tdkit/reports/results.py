@@ -137,6 +137,16 @@ class StudentResult:
         return sum(c.points for c in self._of("hand") if not c.pending)
 
     @property
+    def hand_cells(self) -> list[CellGrade]:
+        """The answers a TA grades in formgrader, as the gradebook holds them."""
+        return self._of("hand")
+
+    @property
+    def hand_maximum(self) -> float:
+        """What the answers graded by hand are worth together."""
+        return sum(c.max_points for c in self.hand_cells)
+
+    @property
     def maximum(self) -> float:
         """The assignment's total, nbgrader's maximum score: automatic and hand-graded cells."""
         graded = self._of("auto") + self._of("hand")

@@ -11,17 +11,13 @@ entries, so that ``nbgrader export`` agrees), and takes the late penalty off the
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
-from sqlalchemy.exc import SAWarning
 
-from tdkit.core.course import Course, in_process_alembic_head
+from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
+from tdkit.core.gradebook_file import sqlite_path
 from tdkit.core.groups import BY_NAME
 from tdkit.core.transaction import one_transaction
 from tdkit.intake.late import Deadlines, deadlines_from_config
@@ -33,16 +29,7 @@ from tdkit.reports.results import (
     write_results_json,
 )
 from tdkit.reports.results_file import load_results
-from tdkit.trusted.gradebook import cell_groups
-
-
-@contextmanager
-def _gradebook(course: Course) -> Iterator[Gradebook]:
-    in_process_alembic_head()
-    # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
-    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
-        warnings.simplefilter("ignore", SAWarning)
-        yield gb
+from tdkit.trusted.gradebook import cell_groups, writing_gradebook
 
 
 def _reason(comments: dict[str, str], groups: list[str]) -> str | None:
@@ -157,7 +144,7 @@ def with_course_grades(course: Course, results: AssignmentResults) -> Assignment
         auto = cell_groups(course)
     except MissingEntry:  # the gradebook has never seen the assignment: nothing graded by hand
         return results
-    with _gradebook(course) as gb, one_transaction(gb):
+    with writing_gradebook(course) as gb, one_transaction(gb):
         # Every group's hand grading in one place first, then on every member: a member read
         # before a partner would miss what the TA wrote on the partner's copy.
         partners = [
@@ -186,8 +173,8 @@ def with_course_grades(course: Course, results: AssignmentResults) -> Assignment
 
 def _has_gradebook(course: Course) -> bool:
     """False for an SQLite gradebook not created yet: reading results must not create one."""
-    url = course.db_url
-    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
+    path = sqlite_path(course.db_url)
+    return path is None or path.is_file()
 
 
 def course_grades(course: Course) -> AssignmentResults:

@@ -35,8 +35,6 @@ from tdkit.release.environment import CourseEnvironment, grading_environment
 from tdkit.reports.results import (
     AssignmentResults,
     StudentResult,
-    write_grades_csv,
-    write_results_json,
 )
 from tdkit.reports.results_file import load_results
 from tdkit.trusted.artifacts import read_artifact
@@ -345,7 +343,7 @@ def grade_all(
     from tdkit.release.generate import register_release
     from tdkit.reports.course_page import write_course_page
     from tdkit.reports.html import render_reports
-    from tdkit.trusted.course_grade import with_course_grades
+    from tdkit.trusted.course_grade import keep_course_grades, with_course_grades
     from tdkit.trusted.fanout import after_grading
 
     if not course.release_notebook.is_file():
@@ -439,8 +437,7 @@ def grade_all(
             pool.shutdown(wait=True, cancel_futures=True)
     grading_seconds = time.perf_counter() - grading_started if todo.grade else 0.0
     results = with_course_grades(course, after_grading(course, results, students, todo.grade))
-    write_results_json(results, results_path)
-    write_grades_csv(results, course.reports / "grades.csv")
+    keep_course_grades(course, results)
     # Pages whose result is as before stay; a group member's page follows the notebook graded for them.
     unchanged = previous is not None and previous.to_json() == results.to_json()
     render_reports(

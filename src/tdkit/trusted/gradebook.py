@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import cast
 
@@ -49,15 +50,28 @@ def cell_scores(groups: dict[str, list[str]], checks: Iterable[CheckResult]) -> 
     return {cell: sum(by_group.get(g, 0.0) for g in named) for cell, named in groups.items()}
 
 
-def answer_digests(notebook: NotebookNode | None) -> dict[str, str]:
-    """grade_id -> digest of the text of each answer a TA grades (solution and grade cells)."""
+@contextmanager
+def writing_gradebook(course: Course) -> Iterator[Gradebook]:
+    """The course's gradebook, opened to write tdkit's scores or the course's grades into it."""
+    in_process_alembic_head()
+    # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
+    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
+        warnings.simplefilter("ignore", SAWarning)
+        yield gb
+
+
+def _answers(notebook: NotebookNode | None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Each answer a TA grades (solution and grade cells): nbgrader's automatic grade of it (0 when
+    left as released, None when it waits for a TA) and a digest of its text."""
+    grades: dict[str, float | None] = {}
     digests = {}
     for cell in notebook.cells if notebook is not None else []:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade") and meta.get("solution"):
-            text = cell.get("source", "")
-            digests[str(meta["grade_id"])] = hashlib.sha256(str(text).encode()).hexdigest()
-    return digests
+            grades[meta["grade_id"]] = utils.determine_grade(cell)[0]
+            text = str(cell.get("source", ""))
+            digests[str(meta["grade_id"])] = hashlib.sha256(text.encode()).hexdigest()
+    return grades, digests
 
 
 def record_grades(
@@ -76,51 +90,37 @@ def record_grades(
     (``graded_answers``, the digests returned by the grading it was graded on) goes back to
     formgrader's queue with its grade kept. ``deadline_of``: whose due date applies (a group's
     graded member), when not the student's own. Returns the digests of this version's answers."""
-    in_process_alembic_head()
     deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     scores = cell_scores(cell_groups(course), checks)
-    answers = {}
-    if executed is not None:
-        for cell in executed.cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and meta.get("solution"):
-                answers[meta["grade_id"]] = utils.determine_grade(cell)[0]
-    digests = answer_digests(executed)
-    # nbgrader's own ORM code warns about autoflush on every new submission: noise for the TA.
-    with warnings.catch_warnings(), Gradebook(course.db_url, course.course_id) as gb:
-        warnings.simplefilter("ignore", SAWarning)
-        with one_transaction(gb):
-            gb.update_or_create_student(student_id)
-            # nbgrader's own due date and extension: formgrader and nbgrader's lateness agree with tdkit's.
-            if deadlines.due is not None:
-                gb.find_assignment(course.assignment).duedate = _naive_utc(deadlines.due)
-            submission = gb.update_or_create_submission(
-                course.assignment, student_id, timestamp=timestamp
-            )
-            submission.extension = deadlines.extension(deadline_of or student_id)
-            late = deadlines.assess(
-                deadline_of or student_id, timestamp, sum(c.points for c in checks)
-            )
-            notebook = gb.find_notebook(course.assignment, course.assignment)
-            for cell in notebook.grade_cells:
-                grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
-                if cell.name in scores:
-                    grade.auto_score = min(scores[cell.name], cell.max_score)
-                    grade.needs_manual_grade = False  # an override stays, out of the TA's queue
-                    continue
-                # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
-                answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
-                grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
-                if grade.manual_score is None:
-                    grade.needs_manual_grade = grade.auto_score is None
-                elif graded_answers is not None and graded_answers.get(
-                    cell.name, digests.get(cell.name)
-                ) != digests.get(cell.name):
-                    grade.needs_manual_grade = True  # graded on another text: to grade again
-            submitted = gb.find_submission_notebook(
-                course.assignment, course.assignment, student_id
-            )
-            submitted.late_submission_penalty = late.penalty or None
+    answers, digests = _answers(executed)
+    with writing_gradebook(course) as gb, one_transaction(gb):
+        gb.update_or_create_student(student_id)
+        # nbgrader's own due date and extension: formgrader and nbgrader's lateness agree with tdkit's.
+        if deadlines.due is not None:
+            gb.find_assignment(course.assignment).duedate = _naive_utc(deadlines.due)
+        submission = gb.update_or_create_submission(
+            course.assignment, student_id, timestamp=timestamp
+        )
+        submission.extension = deadlines.extension(deadline_of or student_id)
+        late = deadlines.assess(deadline_of or student_id, timestamp, sum(c.points for c in checks))
+        notebook = gb.find_notebook(course.assignment, course.assignment)
+        for cell in notebook.grade_cells:
+            grade = gb.find_grade(cell.name, course.assignment, course.assignment, student_id)
+            if cell.name in scores:
+                grade.auto_score = min(scores[cell.name], cell.max_score)
+                grade.needs_manual_grade = False  # an override stays, out of the TA's queue
+                continue
+            # Unchanged answer: 0 as nbgrader gives; any other answer waits for a TA.
+            answer = answers.get(cell.name, 0.0) if executed is not None else 0.0
+            grade.auto_score = None if answer is None else min(float(answer), cell.max_score)
+            if grade.manual_score is None:
+                grade.needs_manual_grade = grade.auto_score is None
+            elif graded_answers is not None and graded_answers.get(
+                cell.name, digests.get(cell.name)
+            ) != digests.get(cell.name):
+                grade.needs_manual_grade = True  # graded on another text: to grade again
+        submitted = gb.find_submission_notebook(course.assignment, course.assignment, student_id)
+        submitted.late_submission_penalty = late.penalty or None
     return digests
 
 
