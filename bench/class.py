@@ -2,7 +2,7 @@
 
     make bench-class        # .venv/bin/python bench/class.py [--students 200] [--workers 2] [--changed 5]
 
-Builds ``--students`` submissions from the example styles (``examples/submissions/``: correct
+Builds ``--students`` submissions from the example styles (``examples/td_cnn/submissions/``: correct
 and buggy mixed, one in ten broken or hostile), packs them as a Moodle export, and in a fresh
 course directory (no gradebook: the first ``tdkit grade`` registers the release) runs the
 commands an instructor runs, timing each: ``tdkit collect``, ``tdkit grade --workers N`` (which
@@ -37,13 +37,13 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import copy_course
+from conftest import copy_course, td_cnn
 
 from tdkit.core.course import Course
 from tdkit.reports.html import render_reports
 from tdkit.reports.results import read_results_json
 
-EXAMPLES = REPO / "examples" / "submissions"
+EXAMPLES = REPO / "examples" / "td_cnn" / "submissions"
 CORRECT = "alice_solution"
 BUGGY = (
     "bob_td_loop_kept",
@@ -286,7 +286,7 @@ def main() -> None:
         course = Course(root)
         results = read_results_json(course.reports / "results.json")
         started = time.perf_counter()
-        render_reports(results, course.reports / "html")
+        render_reports(results, td_cnn(), course.reports / "html")
         say(
             f"reports alone (all {len(results.students)} pages and the summary rendered again): "
             f"{time.perf_counter() - started:.1f} s"

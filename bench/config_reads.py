@@ -33,7 +33,7 @@ def main() -> int:
         for sid, name in (("1", "alice_solution"), ("2", "bob_td_loop_kept")):
             target = Course(root).submitted_notebook(sid)
             target.parent.mkdir(parents=True)
-            shutil.copy(ROOT / "examples" / "submissions" / f"{name}.ipynb", target)
+            shutil.copy(ROOT / "examples" / "td_cnn" / "submissions" / f"{name}.ipynb", target)
         executed.clear()
         grade_all(Course(root), progress=lambda line: None)
     print(f"nbgrader_config.py executed {len(executed)} time(s) by one grading of 2 submissions")

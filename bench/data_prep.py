@@ -20,8 +20,8 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from tdkit.core import data
-from tdkit.core.config import CIFAR10_ENV
+from grader_tests.td_cnn import cifar as data
+from grader_tests.td_cnn.assignment import CIFAR10_ENV
 
 T = TypeVar("T")
 DEFAULT_SUBSET = 2000

@@ -44,7 +44,7 @@ from tdkit.untrusted import zygote
 from tdkit.untrusted.execute import SHUTDOWN, cell_seconds, execute_notebook
 from tdkit.untrusted.job import execute_job
 
-EXAMPLES = REPO / "examples" / "submissions"
+EXAMPLES = REPO / "examples" / "td_cnn" / "submissions"
 IMPORTS = "import datasets, matplotlib.pyplot, numpy, polars, torch"
 
 

@@ -42,7 +42,7 @@ from tdkit.reports.similarity import similarity
 FIXTURES = REPO / "tests" / "files" / "similarity"
 AUTHORS = ("ana", "bruno", "camille", "dimitri", "elsa", "fatou")
 NOT_HERS = {"fatou": {"train"}}  # fatou's train is dimitri's: not an independent style
-CORRECT = REPO / "examples" / "submissions" / "alice_solution.ipynb"
+CORRECT = REPO / "examples" / "td_cnn" / "submissions" / "alice_solution.ipynb"
 
 
 def solutions(author: str) -> dict[str, str]:

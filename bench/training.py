@@ -53,10 +53,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # ``reference`` is a directory of the repository, not installed
 
 import reference
+from grader_tests.td_cnn.assignment import CIFAR10_ENV
+from grader_tests.td_cnn.cifar import Prepared, load_cifar10, prepare, to_zdata_dataset
 from reference.minibatch import MiniBatchRecipe, predict_minibatch
 from reference.strongnet import StrongNet, StrongRecipe, predict_strongnet, train_strongnet
-from tdkit.core.config import CIFAR10_ENV
-from tdkit.core.data import Prepared, load_cifar10, prepare, to_zdata_dataset
 from tdkit.hidden import SANDBOX_ENV
 from tdkit.release.notebooks import read_source
 from tdkit.release.parameters import declared_parameters, inject_parameters

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 if TYPE_CHECKING:
+    from tdkit.core.assignment import Assignment
     from tdkit.core.course import Course
     from tdkit.trusted.grade import GradeRun
     from tdkit.untrusted.zygote import Spawner
@@ -116,11 +117,19 @@ COURSE_PARTS = (
     "nbgrader_config.py",
     "jupyter_server_config.py",
     "td-requirements.txt",
-    "source",
-    "release",
-    "grader_tests",
+    "source/td_cnn",
+    "release/td_cnn",
+    "grader_tests/__init__.py",
+    "grader_tests/td_cnn",
     "reference",
-)
+)  # the course with its first assignment only: a command that names none works on td_cnn
+
+
+def td_cnn() -> Assignment:
+    """td_cnn's definition (grader_tests/td_cnn/assignment.py), as the engine loads it."""
+    from tdkit.core.assignment import load_assignment
+
+    return load_assignment(REPO, "td_cnn")
 
 
 def nbgrader_export(root: Path, out: Path) -> dict[str, dict[str, str]]:
@@ -149,6 +158,7 @@ def copy_course(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for part in COURSE_PARTS:
         src = REPO / part
+        (target / part).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, target / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:

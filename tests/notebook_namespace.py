@@ -3,7 +3,7 @@
 ``namespace_from_notebook(path)`` execs, in a fresh dict, the code a grader's probe needs from
 a submission: the import cell (the first code cell), the ``parameters`` cell, the locked
 ``convnet`` cell and every solution cell (nbgrader ``solution: true`` code cells), in notebook
-order. The parameters cell gets the grader's overrides (``tdkit.core.config.GradingProfile``). The data
+order. The parameters cell gets the grader's overrides (td_cnn's ``assignment.Parameters``). The data
 and training cells are not run; stand-ins built from the same profile take the place of the
 globals they would leave behind (``train_dataset``, ``test_dataset``, ``model``, ``optim``,
 ``loss_history``), so that a function that wrongly reads a global behaves as it does in the
@@ -47,17 +47,17 @@ def _python_only(source: str) -> str:
 
 @cache
 def _grading_profile() -> dict[str, Any]:
-    """The parameters the grader injects (tdkit.core.config.GradingProfile), data always synthetic."""
+    """The parameters the grader injects (td_cnn's ``Parameters``), data always synthetic."""
     from dataclasses import asdict
 
-    from tdkit.core.config import GradingProfile
+    from grader_tests.td_cnn.assignment import Parameters
 
-    return asdict(GradingProfile(DATA_SOURCE="synthetic"))
+    return asdict(Parameters(DATA_SOURCE="synthetic"))
 
 
 @cache
 def _stand_in_arrays() -> tuple[Any, Any, Any, Any]:
-    from tdkit.core.data import load_cifar10, prepare
+    from grader_tests.td_cnn.cifar import load_cifar10, prepare
 
     profile = _grading_profile()
     split = load_cifar10(
@@ -78,7 +78,7 @@ def _stand_ins(namespace: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from tdkit.core.data import CLASS_NAMES, to_zdata_dataset
+    from grader_tests.td_cnn.cifar import CLASS_NAMES, to_zdata_dataset
 
     x_train, y_train, x_test, y_test = _stand_in_arrays()
     found: dict[str, Any] = {

@@ -25,7 +25,7 @@ from typing import Any
 import nbformat
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, copy_course
+from conftest import REPO, copy_course, td_cnn
 from nbgrader.api import Gradebook
 from servers import chromium, formgrader, script_env
 
@@ -40,7 +40,7 @@ from tdkit.reports.results import StudentResult
 from tdkit.trusted.course_grade import course_grades, keep_course_grades
 from tdkit.trusted.grade import grade_all
 
-EXAMPLES = REPO / "examples" / "submissions"
+EXAMPLES = REPO / "examples" / "td_cnn" / "submissions"
 WORKSHEET = Path(__file__).parent / "files" / "collect" / "worksheet_en.csv"
 CONFIG = """
 c.TdkitDeadlines.duedate = "2024-12-03 12:00"
@@ -206,7 +206,9 @@ def semester(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Course_]:
     _ta_grades(course, LEA, {}, {"answer_examples": PARTNER_COMMENT})
     overridden = _stage(course, out / "overridden")
 
-    with open(root / "grader_tests" / "checks_learning_curve.py", "a", encoding="utf-8") as checks:
+    with open(
+        root / "grader_tests" / "td_cnn" / "checks_learning_curve.py", "a", encoding="utf-8"
+    ) as checks:
         checks.write("\n# The grader changed: every submission is graded again.\n")
     assert sorted(grade_all(course, progress=lambda line: None).graded) == sorted(
         [ALICE, ELISE, PAUL]
@@ -334,7 +336,7 @@ def test_a_changed_answer_is_flagged_not_kept_nor_dropped(semester: Course_) -> 
         bricolage = gb.find_grade("answer_bricolage", "td_cnn", "td_cnn", PAUL)
         assert bricolage.needs_manual_grade and bricolage.manual_score == 0.0
         assert not gb.find_grade("answer_examples", "td_cnn", "td_cnn", PAUL).needs_manual_grade
-    page = render_student(StudentResult.from_json(PAUL, stage.results[PAUL]), "td_cnn")
+    page = render_student(StudentResult.from_json(PAUL, stage.results[PAUL]), "td_cnn", td_cnn())
     assert "réponse modifiée depuis sa correction" in page
 
 

@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from tdkit.core import data
-from tdkit.core.config import CIFAR10_ENV, SYNTHETIC
-from tdkit.core.data_cache import grading_folder
+from grader_tests.td_cnn import cifar as data
+from grader_tests.td_cnn.assignment import CIFAR10_ENV, SYNTHETIC, grading_folder
+from grader_tests.td_cnn.inputs import GradingData, GradingInputs
 from tdkit.core.errors import TdkitError
-from tdkit.core.inputs import GradingData, GradingInputs
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, copy_course
+from conftest import REPO, copy_course, td_cnn
 
 from tdkit.cli import main
 from tdkit.core.course import Course
@@ -228,7 +228,7 @@ def test_class_summary_counts_students_and_modules(
 def test_reports_name_the_modules_from_results_json(tmp_path: Path) -> None:
     """From results.json alone: is the module named at the top of its page, and counted in the summary?"""
     results = read_results_json(REPO / "tests/files/results/results.json")
-    files = render_reports(results, tmp_path)
+    files = render_reports(results, td_cnn(), tmp_path)
     page = files.students["chloe_durand"].read_text(encoding="utf-8")
     note = page.index(
         "Le module <code>seaborn</code> n&#39;est pas disponible dans l&#39;environnement de correction "

@@ -47,7 +47,8 @@ def test_solution_gets_full_marks(graded: tuple[Course, GradeRun]) -> None:
     sol = run.results.students["sol"]
     assert [c.check_id for c in sol.checks if not c.passed] == []
     assert sol.score == sol.max_score == 21.0
-    assert sol.curves["student"] == pytest.approx(sol.curves["reference"], rel=1e-4)
+    curve = sol.figures["loss_history"]
+    assert curve["student"] == pytest.approx(curve["reference"], rel=1e-4)
 
 
 def test_td_as_written_loses_the_training_checks(graded: tuple[Course, GradeRun]) -> None:

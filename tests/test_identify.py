@@ -20,7 +20,7 @@ from tdkit.intake.identify import NotTheAssignment, identify, require_assignment
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "release" / "td_cnn" / "td_cnn.ipynb"
 NOT_TD = ROOT / "tests" / "files" / "not_td"
-EXAMPLES = ROOT / "examples" / "submissions"
+EXAMPLES = ROOT / "examples" / "td_cnn" / "submissions"
 GRADED_CELLS = ("train", "predict", "activation_maps", "answer_bricolage")
 
 

@@ -16,14 +16,15 @@ import pytest
 from conftest import REPO, copy_course, nbgrader_export
 from nbgrader.api import Gradebook
 
-from tdkit.core.config import GradingProfile, Limits
+from grader_tests.td_cnn.assignment import Parameters
+from tdkit.core.config import Limits
 from tdkit.core.course import Course
 from tdkit.intake.collect import collect
 from tdkit.release.generate import release
 from tdkit.trusted.grade import GradeRun, grade_all
 from tdkit.trusted.incremental import ALL, CHANGED, GRADER_FAILED, NEW, grader_fingerprint
 
-EXAMPLES = REPO / "examples" / "submissions"
+EXAMPLES = REPO / "examples" / "td_cnn" / "submissions"
 EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
 FULL = 21.0
 TDKIT = os.path.join(os.path.dirname(sys.executable), "tdkit")
@@ -350,10 +351,10 @@ def test_a_pair_is_written_again_only_when_its_notebook_changes(tmp_path: Path) 
     ("change", "part"),
     [
         ({"limits": Limits(cell_timeout=119)}, "limits"),
-        ({"profile": GradingProfile(N_EPOCHS=2)}, "profile"),
+        ({"profile": Parameters(N_EPOCHS=2).profile()}, "profile"),
         ({"file": "reference/minibatch.py"}, "reference"),
         ({"file": "release/td_cnn/td_cnn.ipynb"}, "release"),
-        ({"file": "grader_tests/oracle.py"}, "grader_tests"),
+        ({"file": "grader_tests/td_cnn/oracle.py"}, "grader_tests"),
     ],
     ids=["limits", "profile", "reference", "release", "grader_tests"],
 )
@@ -362,7 +363,7 @@ def test_every_part_of_the_grader_is_in_the_fingerprint(
 ) -> None:
     """Does each part of the grader change its own part of the fingerprint, and only it?"""
     course = Course(copy_course(tmp_path / "course"))
-    limits, profile = Limits(), GradingProfile()
+    limits, profile = Limits(), Parameters().profile()
     before = grader_fingerprint(course, limits, profile)
     if "file" in change:
         path = course.root / change["file"]

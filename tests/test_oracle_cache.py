@@ -17,8 +17,10 @@ from tdkit.trusted.oracle_cache import oracle_file, remembered
 
 TRAIN = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
-import oracle
+from pathlib import Path
+from tdkit.core.assignment import use_course
+use_course(Path(sys.argv[1]))
+from grader_tests.td_cnn import oracle
 trained = oracle.reference_training()
 print(json.dumps({
     "dynamo": "torch._dynamo" in sys.modules,
@@ -28,9 +30,9 @@ print(json.dumps({
 """
 
 
-def _train(grader_tests: Path, cache: Path) -> dict[str, object]:
+def _train(course: Path, cache: Path) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", TRAIN, str(grader_tests)],
+        [sys.executable, "-c", TRAIN, str(course)],
         env={**os.environ, DATA_CACHE_ENV: str(cache)},
         capture_output=True,
         text=True,
@@ -49,11 +51,11 @@ def test_a_second_grading_process_takes_the_reference_training_from_the_cache(
     course = copy_course(tmp_path / "course")
     cache = tmp_path / "cache"
     monkeypatch.setenv(DATA_CACHE_ENV, str(cache))
-    first = _train(course / "grader_tests", cache)
-    second = _train(course / "grader_tests", cache)
+    first = _train(course, cache)
+    second = _train(course, cache)
     assert first["dynamo"] and not second["dynamo"]
     assert second["history"] == first["history"] and second["weights"] == first["weights"]
-    sources = (course / "reference", course / "grader_tests")
+    sources = (course / "reference", course / "grader_tests" / "td_cnn")
     kept = oracle_file("reference_training", sources)
     assert kept.parent.parent == cache and [p.name for p in kept.parent.iterdir()] == [kept.name]
     td_cnn = course / "reference" / "td_cnn.py"

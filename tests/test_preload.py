@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tdkit.core.assignment import use_course
 from tdkit.core.config import Limits
-from tdkit.trusted.checks import _forget_other_course
 from tdkit.untrusted import zygote
 from tdkit.untrusted.job import SandboxJob, execute_job
 
@@ -47,38 +47,35 @@ def _fake_module(name: str, path: Path) -> types.ModuleType:
     return module
 
 
-def test_checks_of_another_course_are_forgotten_on_every_call(tmp_path: Path) -> None:
-    """Is another course's reference dropped from sys.modules on a later call too, once the rest is known?"""
-    ours = tmp_path / "ours"
-    (ours / "grader_tests").mkdir(parents=True)
+def test_another_courses_grading_modules_are_forgotten(tmp_path: Path) -> None:
+    """Is another course's reference and grading package dropped from sys.modules, ours kept?"""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     ours_reference = _fake_module("reference.ours", ours / "reference" / "ours.py")
-    theirs = tmp_path / "theirs"
+    names = ("reference.ours", "reference.theirs", "grader_tests.theirs")
     try:
         sys.modules["reference.ours"] = ours_reference
-        _forget_other_course(ours / "grader_tests")  # every module seen once
         sys.modules["reference.theirs"] = _fake_module(
             "reference.theirs", theirs / "reference" / "theirs.py"
         )
-        sys.modules["checks_theirs"] = _fake_module(
-            "checks_theirs", theirs / "grader_tests" / "checks_theirs.py"
+        sys.modules["grader_tests.theirs"] = _fake_module(
+            "grader_tests.theirs", theirs / "grader_tests" / "theirs.py"
         )
-        _forget_other_course(ours / "grader_tests")
+        use_course(ours)
         assert "reference.theirs" not in sys.modules
-        assert "checks_theirs" not in sys.modules
+        assert "grader_tests.theirs" not in sys.modules
         assert sys.modules["reference.ours"] is ours_reference
+        assert sys.path[0] == str(ours.resolve())
     finally:
-        for name in ("reference.ours", "reference.theirs", "checks_theirs"):
+        for name in names:
             sys.modules.pop(name, None)
+        sys.path.remove(str(ours.resolve()))
 
 
 def test_modules_that_cannot_be_a_courses_are_not_resolved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With nothing known yet (a new grading process), are only the paths of modules that could be
-    a course's checks or reference resolved, not those of torch and the rest?"""
-    from tdkit.trusted import checks
-
-    monkeypatch.setattr(checks, "_NOT_CHECKS", set())
+    """Are only the paths of modules named as a course's grading side or reference resolved, not
+    those of torch and the rest (thousands of paths: half a second in each grading process)?"""
     resolved: list[str] = []
     real_resolve = Path.resolve
 
@@ -86,15 +83,15 @@ def test_modules_that_cannot_be_a_courses_are_not_resolved(
         resolved.append(str(self))
         return real_resolve(self, strict)
 
+    theirs = _fake_module("grader_tests.theirs", tmp_path / "theirs" / "grader_tests" / "t.py")
+    monkeypatch.setitem(sys.modules, "grader_tests.theirs", theirs)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(Path, "resolve", resolve)
-    theirs = _fake_module(
-        "checks_theirs", tmp_path / "theirs" / "grader_tests" / "checks_theirs.py"
-    )
-    monkeypatch.setitem(sys.modules, "checks_theirs", theirs)
-    _forget_other_course(tmp_path / "ours" / "grader_tests")
-    assert "checks_theirs" not in sys.modules
-    assert len(resolved) < 10, resolved  # the course folder, the module's parent: not thousands
-    assert all("grader_tests" in path or "reference" in path for path in resolved), resolved
+    use_course(tmp_path / "ours")
+    monkeypatch.undo()
+    assert "grader_tests.theirs" not in sys.modules
+    assert len(resolved) < 20, resolved
+    assert all("grader_tests" in path or "reference" in path or "ours" in path for path in resolved)
 
 
 IRI = """

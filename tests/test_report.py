@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 from click.testing import CliRunner
-from conftest import copy_course
+from conftest import copy_course, td_cnn
 from markupsafe import escape
 from PIL import Image
 
@@ -51,7 +51,7 @@ def results() -> AssignmentResults:
 
 @pytest.fixture(scope="module")
 def report(results: AssignmentResults, tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
-    return render_reports(results, tmp_path_factory.mktemp("report"))
+    return render_reports(results, td_cnn(), tmp_path_factory.mktemp("report"))
 
 
 def page(report: ReportFiles, student_id: str) -> str:
@@ -109,7 +109,9 @@ def test_student_text_is_escaped(results: AssignmentResults) -> None:
         results.students[CRASHED].errors[0], evalue=hostile, traceback=hostile
     )
     html = render_student(
-        dataclasses.replace(student, checks=[check], errors=[error], failure=hostile), "td_cnn"
+        dataclasses.replace(student, checks=[check], errors=[error], failure=hostile),
+        "td_cnn",
+        td_cnn(),
     )
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
@@ -154,10 +156,9 @@ def test_unavailable_curve_and_odd_matrices(
     assert "<code>confusion_matrix</code>, 9×9 au lieu de 10×10" in crashed
     student = dataclasses.replace(
         results.students[CRASHED],
-        curves={},
-        confusion={"student": [[1, 2], [3]], "reference": None},
+        figures={"confusion": {"student": [[1, 2], [3]], "reference": None}},
     )
-    html = render_student(student, "td_cnn")
+    html = render_student(student, "td_cnn", td_cnn())
     assert "Courbe indisponible" in html
     assert html.count("matrice indisponible") == 2
     assert not tags(html, "img")
@@ -198,7 +199,7 @@ def test_no_figure_outlives_rendering(results: AssignmentResults, tmp_path: Path
     import matplotlib.pyplot as plt
 
     before = plt.get_fignums()
-    render_reports(results, tmp_path)
+    render_reports(results, td_cnn(), tmp_path)
     assert plt.get_fignums() == before
 
 
@@ -207,7 +208,7 @@ def test_unsafe_student_id_is_refused(results: AssignmentResults, tmp_path: Path
     student = dataclasses.replace(results.students[PERFECT], student_id="../evil")
     bad = AssignmentResults("td_cnn", {**results.students, "../evil": student})
     with pytest.raises(ValueError, match="cannot name a file"):
-        render_reports(bad, tmp_path / "out")
+        render_reports(bad, td_cnn(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

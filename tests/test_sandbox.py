@@ -191,12 +191,12 @@ def test_artifacts_behind_symlinks_are_not_read(tmp_path: Path) -> None:
     elsewhere.mkdir()
     (elsewhere / "train.json").write_text('{"status": "ok"}')
     (tmp_path / "artifacts").symlink_to(elsewhere)
-    assert collect_artifacts(tmp_path / "artifacts") == {}
+    assert collect_artifacts(tmp_path / "artifacts", ("train", "predict")) == {}
     real = tmp_path / "real"
     real.mkdir()
     (real / "train.json").symlink_to(elsewhere / "train.json")
     (real / "predict.json").write_text('{"status": "ok"}')
-    assert set(collect_artifacts(real)) == {"predict.json"}
+    assert set(collect_artifacts(real, ("train", "predict"))) == {"predict.json"}
 
 
 def test_gradebook_update_is_all_or_nothing(

@@ -1,7 +1,7 @@
 """Do the grader's stand-ins keep every condition the grader's rows were chosen for?
 
 A function built on ``predict`` is judged with the stand-in ``predict`` when the student's own
-fails its checks (``tdkit.core.inputs.grader_predictions`` lists the conditions). For each
+fails its checks (``grader_tests/td_cnn/inputs.py``'s ``grader_predictions`` lists the conditions). For each
 condition, a function that depends on it must be wrong with the stand-in exactly as it is with a
 correct ``predict`` (the reference's), and its correct counterpart right with both.
 """
@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import reference
-from tdkit.core.inputs import GradingData, GradingInputs, eval_model, grader_predictions
+from grader_tests.td_cnn.inputs import GradingData, GradingInputs, eval_model, grader_predictions
+from grader_tests.td_cnn.probe import STAND_INS
 from tdkit.untrusted.probe import stand_ins
 
 
@@ -51,7 +52,7 @@ def _verdicts(source: str, name: str) -> dict[str, bool]:
         for dataset in (_data().eval, *_data().eval_subsets):
             labels = np.asarray(dataset["label"], dtype=np.int64)
             if run == "alone":
-                with stand_ins(namespace, name):
+                with stand_ins(namespace, name, STAND_INS):
                     value = _attempt(namespace[name], model, dataset)
                 predictions = grader_predictions(dataset)
             else:

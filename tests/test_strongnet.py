@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 import torch
 
+from grader_tests.td_cnn.cifar import load_cifar10, prepare
 from reference.strongnet import (
     StrongNet,
     StrongRecipe,
@@ -18,7 +19,6 @@ from reference.strongnet import (
     predict_strongnet,
     train_strongnet,
 )
-from tdkit.core.data import load_cifar10, prepare
 
 # float32: on a CPU without native bfloat16 (AVX2 only) autocast is several times slower; the
 # bfloat16 path is trained in the fractional-epoch test.

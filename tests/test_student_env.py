@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
@@ -11,13 +12,12 @@ import pytest
 from conftest import REPO
 from uv import find_uv_bin
 
-from tdkit.core.config import GradingProfile
-from tdkit.core.data_cache import grading_folder
+from grader_tests.td_cnn.assignment import Parameters
 from tdkit.release.parameters import inject_parameters
 
 REQUIREMENTS = REPO / "td-requirements.txt"
 RELEASE = REPO / "release" / "td_cnn" / "td_cnn.ipynb"
-SOLVED = REPO / "examples" / "submissions" / "alice_solution.ipynb"
+SOLVED = REPO / "examples" / "td_cnn" / "submissions" / "alice_solution.ipynb"
 TORCH = "torch==2.13.0"  # pinned as the Makefile does: unpinned, the resolver pulls the CUDA build
 RUN = """
 import sys, nbclient, nbformat
@@ -101,11 +101,9 @@ def test_release_runs_with_the_td_packages_only(td_venv: Path, tmp_path: Path) -
     for ours, theirs in zip(release.cells, solved.cells):
         if not ours.get("metadata", {}).get("nbgrader", {}).get("solution"):
             assert ours.source == theirs.source
-    profile = GradingProfile()
-    folder = grading_folder(
-        n_train=profile.TRAIN_SUBSET, n_test=profile.TEST_SUBSET, cache=tmp_path / "data"
-    )
-    parameters = {**profile.parameters(), "DATA_SOURCE": str(folder)}
+    profile = Parameters()
+    folder = profile.data_folder(cache=tmp_path / "data")
+    parameters = {**asdict(profile), "DATA_SOURCE": str(folder)}
     nb = inject_parameters(solved, parameters)
     nb.cells.append(
         nbformat.v4.new_code_cell(
@@ -151,7 +149,7 @@ def test_tdkit_check_runs_the_visible_tests_on_the_grading_data() -> None:
     """Does `tdkit check` run a notebook on tdkit's synthetic folder and say which visible test fails?"""
     from tdkit.selfcheck import self_check
 
-    report = self_check(REPO / "examples" / "submissions" / "bob_td_loop_kept.ipynb")
+    report = self_check(REPO / "examples" / "td_cnn" / "submissions" / "bob_td_loop_kept.ipynb")
     assert report.failure is None and report.other_errors == []
     assert {t.grade_id: t.passed for t in report.tests} == {
         "test_train": False,

@@ -11,7 +11,7 @@ from nbformat.warnings import MissingIDFieldWarning
 from tdkit.core.course import Course
 from tdkit.intake.submission import prepare_submission
 
-SOLVED = REPO / "examples" / "submissions" / "alice_solution.ipynb"
+SOLVED = REPO / "examples" / "td_cnn" / "submissions" / "alice_solution.ipynb"
 
 
 def test_restored_test_cells_get_cell_ids(released_course: Course) -> None:
@@ -25,8 +25,9 @@ def test_restored_test_cells_get_cell_ids(released_course: Course) -> None:
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingIDFieldWarning)
-        first = prepare_submission(released_course, nbformat.from_dict(nb), "s")
-        again = prepare_submission(released_course, nbformat.from_dict(nb), "s")
+        profile = released_course.definition().profile(None)
+        first = prepare_submission(released_course, nbformat.from_dict(nb), "s", profile)
+        again = prepare_submission(released_course, nbformat.from_dict(nb), "s", profile)
     restored = [c for c in first.cells if c.metadata.get("nbgrader", {}).get("grade_id") in deleted]
     assert len(restored) == 2
     ids = [c.get("id") for c in first.cells]

@@ -1,9 +1,9 @@
 """Every trap of the TD is caught with the right message, and every correct variant gets full marks.
 
-Each notebook of ``examples/submissions/`` and ``tests/files/variants/`` goes through the
+Each notebook of ``examples/td_cnn/submissions/`` and ``tests/files/variants/`` goes through the
 function-level harness (``notebook_namespace``: no kernel, no data cells), the real probe and
 the real hidden checks. ``expected.json`` beside the notebooks (written by
-``examples/build_submissions.py``) names the checks that must fail, each with a French keyword
+``examples/td_cnn/build_submissions.py``) names the checks that must fail, each with a French keyword
 its message must contain; every other check must pass.
 """
 
@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 from notebook_namespace import CELL_ERRORS, namespace_from_notebook
 
-import tdkit.untrusted.probe
-from tdkit.core.inputs import GradingData, GradingInputs
+from grader_tests.td_cnn import probe as td_cnn_probe
+from grader_tests.td_cnn.inputs import GradingData, GradingInputs
 from tdkit.release.notebooks import read_source
 from tdkit.reports.results import CheckResult
 from tdkit.trusted.checks import run_checks
 from tdkit.untrusted.probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
-GRADER_TESTS = ROOT / "grader_tests"
+GRADER_TESTS = ROOT / "grader_tests" / "td_cnn"
 SOURCE_MD = ROOT / "source" / "td_cnn" / "td_cnn.md"
-FOLDERS = (ROOT / "examples" / "submissions", ROOT / "tests" / "files" / "variants")
+FOLDERS = (ROOT / "examples" / "td_cnn" / "submissions", ROOT / "tests" / "files" / "variants")
 HIDDEN_CALL = re.compile(r"""check\(\s*["']([a-z_]+)["']\s*,\s*globals\(\)\s*\)""")
 
 
@@ -58,7 +58,7 @@ def _fast_probe(tmp_path_factory: pytest.TempPathFactory) -> None:
     them, which divides its cost by about three.
     """
     patch = pytest.MonkeyPatch()
-    patch.setattr(tdkit.untrusted.probe, "GradingData", _grading_data)
+    patch.setattr(td_cnn_probe.PROBES, "context", lambda: _grading_data(GradingInputs()))
     _grade(CASES[0][0], tmp_path_factory.mktemp("warm-up"))
     gc.collect()
     gc.freeze()
@@ -69,7 +69,7 @@ def _fast_probe(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def _grade(notebook: Path, out: Path) -> tuple[list[CheckResult], dict]:
     namespace = namespace_from_notebook(notebook)
-    run_probe(namespace, out)
+    run_probe(namespace, out, "td_cnn")
     return run_checks(out, GRADER_TESTS), namespace
 
 
@@ -178,12 +178,12 @@ def test_group_points_match_cell_points() -> None:
 
 
 def test_committed_notebooks_are_fresh(tmp_path: Path) -> None:
-    """``examples/build_submissions.py`` reproduces the committed files byte for byte."""
+    """``examples/td_cnn/build_submissions.py`` reproduces the committed files byte for byte."""
     import importlib.util
     import sys
 
     spec = importlib.util.spec_from_file_location(
-        "build_submissions", ROOT / "examples" / "build_submissions.py"
+        "build_submissions", ROOT / "examples" / "td_cnn" / "build_submissions.py"
     )
     assert spec is not None and spec.loader is not None
     builder = importlib.util.module_from_spec(spec)
@@ -198,7 +198,7 @@ def test_committed_notebooks_are_fresh(tmp_path: Path) -> None:
         for path in written
         if path.read_bytes() != (ROOT / path.relative_to(tmp_path)).read_bytes()
     ]
-    assert not stale, f"run `.venv/bin/python examples/build_submissions.py`: stale {stale}"
+    assert not stale, f"run `.venv/bin/python examples/td_cnn/build_submissions.py`: stale {stale}"
     for folder in FOLDERS:
         extra = {p.name for p in folder.glob("*.ipynb")} - {
             p.name for p in written if p.parent.name == folder.name

@@ -7,12 +7,15 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from tdkit.core.course import find_course
 from tdkit.core.errors import TdkitError
+
+if TYPE_CHECKING:
+    from tdkit.demo import DemoResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -228,7 +231,7 @@ def report(assignment: str | None) -> None:
     course = find_course(assignment=assignment)
     require_writable(course.reports / "html", "tdkit report")
     results = course_grades(course)
-    files = render_reports(results, course.reports / "html")
+    files = render_reports(results, course.definition(), course.reports / "html")
     keep_course_grades(course, results)
     click.echo(f"{len(files.students)} feedback page(s) and the summary: {files.summary}")
     click.echo(f"the course's page, every assignment: {write_course_page(course)}")
@@ -385,14 +388,19 @@ def check(notebook: Path, requirements: Path | None) -> None:
 @main.command()
 @reports_errors
 def demo() -> None:
-    """Release, collect the example submissions, grade them and print the score table."""
+    """Release, collect the example submissions, grade them and print the score table, for each
+    assignment of the course."""
     from tdkit.demo import run_demo
 
-    result = run_demo(find_course(), say=click.echo)
+    for result in run_demo(find_course().root, say=click.echo):
+        _demo_table(result)
+
+
+def _demo_table(result: DemoResult) -> None:
     students = result.grading.results.students
     width = max(len(s) for s in students)
     click.echo(
-        f"\n{'student':<{width}}  automatic  failed checks  seconds  late penalty  grade        group"
+        f"\n{result.assignment}\n{'student':<{width}}  automatic  failed checks  seconds  late penalty  grade        group"
     )
     for sid in sorted(students):
         student = students[sid]

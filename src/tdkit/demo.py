@@ -1,15 +1,14 @@
 """``tdkit demo`` (``make demo``): the instructor's whole job on the example submissions.
 
-Release the TD, collect ``examples/submissions/`` as Moodle would bring them (the submissions
-zip and the grading worksheet beside it: one pair, one late submission, one student with
-nothing handed in), grade every one, export the worksheet and feedback zip back for Moodle,
-compare the submissions with one another (the similarity page), print the score table and where
-everything is.
+For each assignment of the course: release it, collect ``examples/<assignment>/submissions/`` as
+Moodle would bring them (the submissions zip and the grading worksheet beside it: one pair, one
+late submission, one student with nothing handed in), grade every one on the assignment's demo
+data (``Assignment.demo_source``), export the worksheet and feedback zip back for Moodle, compare
+the submissions with one another (the similarity page); then the course page.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -18,9 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tdkit.core import data
-from tdkit.core.config import CIFAR10_ENV, SYNTHETIC, GradingProfile
-from tdkit.core.course import Course
+from tdkit.core.course import Course, course_assignments
 from tdkit.core.errors import TdkitError
 from tdkit.intake.late import deadlines_from_config
 from tdkit.intake.worksheet import Worksheet, format_moodle_date
@@ -29,46 +26,22 @@ from tdkit.reports.moodle import MoodleExport, export_moodle
 from tdkit.reports.similarity import SimilarityResult, similarity
 from tdkit.trusted.grade import GradeRun, grade_all
 
-LOCAL_COPY = Path(".tdkit") / "cifar10"  # the hub's data, exported for the offline sandbox
-
 
 @dataclass(frozen=True)
 class DemoResult:
-    data_source: str
+    assignment: str
+    data_source: str | None  # None: the assignment's default
     release: ReleaseResult
     grading: GradeRun
     moodle: MoodleExport
     similarity: SimilarityResult
 
 
-def demo_data_source(course: Course, say: Callable[[str], None]) -> str:
-    """The hub by default, ``TDKIT_CIFAR10`` if set, else (offline) the synthetic set, saying so."""
-    local = os.environ.get(CIFAR10_ENV)
-    if local:
-        say(f"data: {local} ({CIFAR10_ENV})")
-        return str(Path(local).resolve())
-    copy = course.root / LOCAL_COPY
-    if (copy / "plain_text").is_dir():
-        say(f"data: {data.HUB_ID}, from its local export {copy}")
-        return str(copy)
-    try:
-        hub = data.load_cifar10(data.HUB_ID)
-    except TdkitError as error:
-        say(
-            f"data: the hub is out of reach and {CIFAR10_ENV} is not set, so the demo uses the synthetic set ({error})"
-        )
-        return SYNTHETIC
-    # The sandbox has no network: export the hub's data once as a local parquet copy.
-    data.write_hub_layout(hub, copy)
-    say(f"data: {data.HUB_ID} (exported to {copy} for the offline sandbox)")
-    return str(copy)
-
-
 # The demo's class: one participant per example notebook (numbered as Moodle does), a partner of
 # the first one with no folder of their own (a Moodle group submission), one who handed nothing in.
 FIRST_PARTICIPANT = 100001
 PAIR = "Binôme 1"
-LATE = "bob_td_loop_kept"  # handed in a day and three hours after the due date
+LATE = 1  # the second example notebook is handed in a day and three hours after the due date
 WORKSHEET_HEADER = (
     "Identifier",
     "Full name",
@@ -97,11 +70,11 @@ def demo_class(examples: Path, due: datetime) -> list[DemoStudent]:
     notebooks = sorted(examples.glob("*.ipynb"))
     if not notebooks:
         raise TdkitError(
-            f"No example notebook in {examples}: run 'python examples/build_submissions.py'."
+            f"No example notebook in {examples}: run the examples' build_submissions.py beside it."
         )
     students = []
     for number, notebook in enumerate(notebooks, FIRST_PARTICIPANT):
-        late = notebook.stem == LATE
+        late = number - FIRST_PARTICIPANT == LATE
         students.append(
             DemoStudent(
                 str(number),
@@ -117,14 +90,14 @@ def demo_class(examples: Path, due: datetime) -> list[DemoStudent]:
     return students
 
 
-def lms_archive(students: list[DemoStudent], archive: Path) -> Path:
+def lms_archive(students: list[DemoStudent], assignment: str, archive: Path) -> Path:
     """The examples as Moodle's "Download all submissions": one folder per submission."""
     with zipfile.ZipFile(archive, "w") as zf:
         for student in students:
             if student.notebook is not None:
                 zf.write(
                     student.notebook,
-                    f"{student.full_name}_{student.participant}_assignsubmission_file_/td_cnn.ipynb",
+                    f"{student.full_name}_{student.participant}_assignsubmission_file_/{assignment}.ipynb",
                 )
     return archive
 
@@ -158,21 +131,34 @@ def grading_worksheet(students: list[DemoStudent], zone: ZoneInfo, path: Path) -
     return path
 
 
-def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
+def run_demo(root: Path, say: Callable[[str], None] = print) -> list[DemoResult]:
+    """The demo of every assignment of the course at ``root``, then its course page."""
+    from tdkit.reports.course_page import write_course_page
+
+    results = [demo_assignment(Course(root, name), say) for name in course_assignments(root)]
+    if results:
+        say(f"course page: {write_course_page(Course(root, results[0].assignment))}")
+    return results
+
+
+def demo_assignment(course: Course, say: Callable[[str], None] = print) -> DemoResult:
     from tdkit.intake.collect import collect
 
-    source = demo_data_source(course, say)
+    name = course.assignment
+    say(f"== {name}")
+    definition = course.definition()
+    source = definition.demo_source(course.root, say)
     released = release(course)
     say(
         f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)"
     )
-    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
+    deadlines = deadlines_from_config(course.nbgrader_config(), name)
     due = deadlines.due or datetime.now(deadlines.timezone)
-    students = demo_class(course.root / "examples" / "submissions", due)
+    students = demo_class(course.root / "examples" / name / "submissions", due)
     with tempfile.TemporaryDirectory(prefix="tdkit-demo-") as scratch:
-        archive = lms_archive(students, Path(scratch) / "moodle_export.zip")
+        archive = lms_archive(students, name, Path(scratch) / "moodle_export.zip")
         worksheet = grading_worksheet(
-            students, deadlines.timezone, Path(scratch) / "Grades-TD_CNN-td_cnn.csv"
+            students, deadlines.timezone, Path(scratch) / f"Grades-{name.upper()}-{name}.csv"
         )
         collected = collect(course, archive, force=True, worksheet=worksheet)
     for line in collected.lines():
@@ -181,10 +167,10 @@ def run_demo(course: Course, say: Callable[[str], None] = print) -> DemoResult:
         f"collected {len(collected.taken)} submission(s) from a Moodle export and its grading worksheet "
         f"({len(collected.missing)} missing)"
     )
-    grading = grade_all(course, profile=GradingProfile(DATA_SOURCE=source), workers=2, progress=say)
+    grading = grade_all(course, profile=definition.profile(source), workers=2, progress=say)
     moodle = export_moodle(course, grading.results)
     similar = similarity(course)
     say(
         f"similarity: {len(similar.reported)} pair(s) reported among {len(similar.pairs)}: {similar.html}"
     )
-    return DemoResult(source, released, grading, moodle, similar)
+    return DemoResult(name, source, released, grading, moodle, similar)

@@ -15,22 +15,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tdkit.core.assignment import PACKAGE, use_course
 from tdkit.core.config import GRADER_TESTS_ENV, SANDBOX_ENV
+from tdkit.core.course import course_assignments
 from tdkit.core.errors import TdkitError
 from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
 
 
 def find_grader_tests(start: Path | None = None) -> Path:
-    """``$TDKIT_GRADER_TESTS``, else the first ``grader_tests/`` above the working directory."""
+    """``$TDKIT_GRADER_TESTS`` (``grader_tests/<assignment>``, set by ``tdkit release``), else the
+    grading side of the assignment that the working directory is in, in the first course above it
+    (``source/<name>/`` -> ``grader_tests/<name>``), or of the course's only assignment."""
     if os.environ.get(GRADER_TESTS_ENV):
         return Path(os.environ[GRADER_TESTS_ENV])
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "grader_tests" / "conftest.py").is_file():
-            return folder / "grader_tests"
+        if (folder / PACKAGE / "__init__.py").is_file():
+            found = course_assignments(folder)
+            named = [a for a in found if a in here.parts] or (found if len(found) == 1 else [])
+            if named:
+                return folder / PACKAGE / named[0]
+            raise TdkitError(
+                f"{folder} has assignments {', '.join(found) or '(none)'}: run from the assignment's "
+                f"folder (source/<name>/) or set {GRADER_TESTS_ENV}=/path/to/grader_tests/<name>."
+            )
     raise TdkitError(
         f"No grader_tests/ found above {here}: run from the course directory or set "
-        f"{GRADER_TESTS_ENV}=/path/to/grader_tests."
+        f"{GRADER_TESTS_ENV}=/path/to/grader_tests/<assignment>."
     )
 
 
@@ -41,11 +52,12 @@ def check(group: str, namespace: Mapping[str, Any]) -> None:
     from tdkit.untrusted.probe import run_probe
 
     tests = find_grader_tests()
+    use_course(tests.parent.parent)
     with tempfile.TemporaryDirectory(prefix="tdkit-hidden-") as out:
-        run_probe(namespace, out, groups=[group])
+        run_probe(namespace, out, tests.name, groups=[group])
         results = run_checks(out, tests, groups=[group])
     if not results:
-        raise TdkitError(f"grader_tests/ at {tests} has no check for {group!r}.")
+        raise TdkitError(f"{tests} has no check for {group!r}.")
     failed = [r for r in results if not r.passed]
     if failed:
         raise AssertionError("\n".join(f"{r.check_id} : {r.message}" for r in failed))

@@ -1,8 +1,8 @@
 """``tdkit check NOTEBOOK``: a student runs the visible tests of their notebook locally.
 
-The notebook runs on the grading profile: ``DATA_SOURCE`` names a small synthetic folder in the
-hub's layout that tdkit writes, so the check takes seconds and needs no download. Hidden tests
-are not in reach: the release has none, and ``tdkit.hidden.check`` does nothing in this mode. Its
+Inside a course directory, the notebook runs on its assignment's grading profile (small data
+that the assignment writes, so the check takes seconds and needs no download); elsewhere, on its
+own parameters. Hidden tests are not in reach: the release has none, and ``tdkit.hidden.check`` does nothing in this mode. Its
 imports are held to the course environment (``td-requirements.txt`` beside the notebook or given),
 as in grading: a module outside it is named, and only the code that uses it fails.
 """
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import nbformat
 
-from tdkit.core.config import SANDBOX_ENV, GradingProfile
+from tdkit.core.assignment import PACKAGE, GradingProfile
+from tdkit.core.config import SANDBOX_ENV
+from tdkit.core.course import Course, course_assignments
 from tdkit.core.errors import TdkitError
 from tdkit.release.environment import find_environment_file, read_environment
 from tdkit.release.parameters import inject_parameters
@@ -61,6 +63,21 @@ class SelfCheck:
         return notes
 
 
+def _course_profile(notebook: Path) -> GradingProfile | None:
+    """The grading profile of the notebook's assignment, when it or the working directory sits in
+    a course directory: the assignment named by the notebook or one of its folders, or the
+    course's only one. None elsewhere (a student's machine: the notebook's own parameters)."""
+    here, cwd = notebook.resolve().parent, Path.cwd().resolve()
+    for root in (here, *here.parents, cwd, *cwd.parents):
+        if not (root / "nbgrader_config.py").is_file() or not (root / PACKAGE).is_dir():
+            continue
+        found = course_assignments(root)
+        named = [a for a in found if a == notebook.stem or a in notebook.resolve().parts]
+        chosen = named[:1] or (found if len(found) == 1 else [])
+        return Course(root, chosen[0]).definition().profile(None) if chosen else None
+    return None
+
+
 def self_check(
     notebook: Path, cell_timeout: int = 300, requirements: Path | None = None
 ) -> SelfCheck:
@@ -71,10 +88,11 @@ def self_check(
     except Exception as error:  # noqa: BLE001 - any parse failure gets the same advice
         raise TdkitError(
             f"{notebook} is not a readable notebook ({type(error).__name__}: {error}). Open it in Jupyter and "
-            "save it again, or start again from the released td_cnn.ipynb."
+            "save it again, or start again from the released notebook."
         ) from None
     environment = read_environment(requirements or find_environment_file(notebook))
-    prepared = inject_parameters(nb, GradingProfile().parameters(), strict=False)
+    profile = _course_profile(notebook)
+    prepared = inject_parameters(nb, profile.parameters, strict=False) if profile else nb
     with tempfile.TemporaryDirectory(prefix="tdkit-check-") as scratch:
         run = execute_notebook(
             prepared,

@@ -24,8 +24,8 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "examples") not in sys.path:
-    sys.path.insert(0, str(REPO / "examples"))
+if str(REPO / "examples" / "td_cnn") not in sys.path:
+    sys.path.insert(0, str(REPO / "examples" / "td_cnn"))
 
 import build_submissions as bs
 

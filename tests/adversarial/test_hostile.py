@@ -107,7 +107,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
     targets = {
         "reference": str(root / "reference" / "td_cnn.py"),
         "reference-rel": "../../.." + str(root / "reference" / "td_cnn.py"),
-        "grader_tests": str(next((root / "grader_tests").glob("*.py"))),
+        "grader_tests": str(next((root / "grader_tests" / "td_cnn").glob("checks_*.py"))),
         "source": str(root / "source" / "td_cnn" / "td_cnn.md"),
         "gradebook": str(root / "gradebook.db"),
         "other-student": str(course.submitted_notebook(OK)),

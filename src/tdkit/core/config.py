@@ -1,4 +1,4 @@
-"""tdkit's settings in one place: the run's limits, the grading profile, the environment variables.
+"""tdkit's settings in one place: the run's limits and the environment variables.
 
 Imported on both sides of the sandbox (the runner included): it stays light, standard library and
 traitlets only.
@@ -6,8 +6,7 @@ traitlets only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 from traitlets import Int
@@ -23,13 +22,11 @@ SANDBOX_ENV = (
 KILL_ALL_ENV = "TDKIT_KILL_ALL"  # "1": every process the run can signal is its own (runner.py)
 GRADER_TESTS_ENV = "TDKIT_GRADER_TESTS"  # where check() finds grader_tests/ outside the sandbox
 ENVIRONMENT_ENV = "TDKIT_ENVIRONMENT"  # the kernel's environment: CourseEnvironment.kernel_json()
-CIFAR10_ENV = "TDKIT_CIFAR10"  # a local CIFAR-10 copy standing in for the hub, said aloud
 DATA_CACHE_ENV = (
     "TDKIT_DATA_CACHE"  # grading folders and the oracle's kept values (default ~/.cache/tdkit/data)
 )
 DB_URL_ENV = "TDKIT_DB_URL"  # the gradebook URL, password included, from the environment
 
-SYNTHETIC = "synthetic"  # the data source name of the deterministic synthetic set
 MB = 1024 * 1024
 
 
@@ -114,40 +111,3 @@ def limits_from_config(config: Config) -> Limits:
             )
         values[name] = value
     return Limits(**values)
-
-
-@dataclass(frozen=True)
-class GradingProfile:
-    """Overrides of the notebook's ``parameters`` cell for the untrusted run.
-
-    Small data, few epochs, fixed seed: the run shows that the notebook works; the probe and
-    the hidden checks judge the functions on their own inputs, whatever the data source. The
-    notebook reads its data as a student's does, ``datasets.load_dataset(DATA_SOURCE)``, from a
-    folder tdkit writes (bound read-only in the sandbox).
-    """
-
-    DATA_SOURCE: str = SYNTHETIC  # or a local CIFAR-10 copy: the folder holds a slice of it
-    TRAIN_SUBSET: int = 200
-    TEST_SUBSET: int = 200
-    N_EPOCHS: int = 1
-    MINIBATCH_SUBSET: int = 200
-    MINIBATCH_EPOCHS: int = 1
-    SEED: int = 0
-
-    def data_folder(self) -> Path:
-        """The folder given to the notebook as ``DATA_SOURCE``, written on first use."""
-        from tdkit.core.data_cache import grading_folder  # it reads this module's names
-
-        return grading_folder(
-            self.DATA_SOURCE,
-            n_train=max(self.TRAIN_SUBSET, self.MINIBATCH_SUBSET),
-            n_test=self.TEST_SUBSET,
-            seed=self.SEED,
-        )
-
-    def parameters(self) -> dict[str, Any]:
-        return {**asdict(self), "DATA_SOURCE": str(self.data_folder())}
-
-    def data_dirs(self) -> list[Path]:
-        """Local data the run must read."""
-        return [self.data_folder()]

@@ -14,6 +14,7 @@ from typing import cast
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from tdkit.core.assignment import DEFINITION, PACKAGE, Assignment, load_assignment, use_course
 from tdkit.core.config import DB_URL_ENV
 from tdkit.core.errors import TdkitError
 
@@ -26,6 +27,7 @@ WHERE_DB_URL_GOES = (
 )
 
 
+_DEFINITIONS: dict[tuple[Path, str, int], Assignment] = {}
 URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^\s/@'\"]*:[^\s/@'\"]+@")
 
 
@@ -149,7 +151,22 @@ class Course:
 
     @property
     def grader_tests(self) -> Path:
-        return self.root / "grader_tests"
+        """The assignment's grading side: a package of the course's ``grader_tests``."""
+        return self.root / PACKAGE / self.assignment
+
+    def definition(self) -> Assignment:
+        """What the assignment gives the engine (``grader_tests/<name>/assignment.py``), loaded
+        once per process while that file is unchanged."""
+        path = self.grader_tests / DEFINITION
+        key = (
+            self.root.resolve(),
+            self.assignment,
+            path.stat().st_mtime_ns if path.is_file() else 0,
+        )
+        if key not in _DEFINITIONS:
+            _DEFINITIONS[key] = load_assignment(self.root, self.assignment)
+        use_course(self.root)
+        return _DEFINITIONS[key]
 
     @property
     def submitted(self) -> Path:

@@ -8,10 +8,10 @@ rejected and reported, never guessed; a submission already collected is never re
 silently.
 
 Layouts understood, one student per top-level folder or file:
-- Moodle folders: ``Full Name_12345_assignsubmission_file_/td_cnn.ipynb`` (id 12345)
-- Moodle flat files: ``Full Name_12345_assignsubmission_file_td_cnn.ipynb``
-- flat files: ``12345_<any name>.ipynb`` or ``<student_id>_td_cnn.ipynb``
-- plain folders: ``<student_id>/td_cnn.ipynb``
+- Moodle folders: ``Full Name_12345_assignsubmission_file_/<assignment>.ipynb`` (id 12345)
+- Moodle flat files: ``Full Name_12345_assignsubmission_file_<assignment>.ipynb``
+- flat files: ``12345_<any name>.ipynb`` or ``<student_id>_<assignment>.ipynb``
+- plain folders: ``<student_id>/<assignment>.ipynb``
 
 Beside the zip, Moodle's grading worksheet (``tdkit.intake.worksheet``) brings names, e-mails, submission
 dates and groups; pairs and their conflicts are planned by ``tdkit.intake.roster``.

@@ -193,7 +193,7 @@ def _assignment_deadlines(
         raise TdkitError(
             "nbgrader_config.py: c.TdkitDeadlines.assignments gives each assignment its deadlines: "
             "move c.TdkitDeadlines.duedate and .extensions into it, e.g. "
-            "c.TdkitDeadlines.assignments = {'td_cnn': {'duedate': '2026-12-04 23:59'}}."
+            "c.TdkitDeadlines.assignments = {'<assignment>': {'duedate': '2026-12-04 23:59'}}."
         )
     named = ", ".join(repr(a) for a in section.assignments)
     if assignment is None or assignment not in section.assignments:

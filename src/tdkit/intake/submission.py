@@ -23,7 +23,7 @@ from nbgrader.preprocessors import (
     OverwriteKernelspec,
 )
 
-from tdkit.core.config import GradingProfile
+from tdkit.core.assignment import GradingProfile
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.release.parameters import inject_parameters
@@ -181,10 +181,8 @@ def _with_cell_ids(nb: NotebookNode) -> NotebookNode:
 
 
 def prepare_submission(
-    course: Course, nb: NotebookNode, student_id: str, profile: GradingProfile = GradingProfile()
+    course: Course, nb: NotebookNode, student_id: str, profile: GradingProfile
 ) -> NotebookNode:
-    prepared = inject_parameters(
-        sanitise(course, nb, student_id), profile.parameters(), strict=False
-    )
+    prepared = inject_parameters(sanitise(course, nb, student_id), profile.parameters, strict=False)
     prepared.cells.append(probe_cell())
     return cast(NotebookNode, nbformat.from_dict(prepared))

@@ -22,7 +22,7 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.apps import NbGraderAPI
 
-from tdkit.core.config import GRADER_TESTS_ENV, GradingProfile
+from tdkit.core.config import GRADER_TESTS_ENV
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import write_atomically
@@ -39,9 +39,6 @@ from tdkit.release.notebooks import read_source, stable_ids, sync_pair
 from tdkit.release.parameters import inject_parameters
 from tdkit.untrusted.execute import execute_notebook
 from tdkit.untrusted.import_guard import notebook_outputs, recorded_modules
-
-# Small enough to run the whole solution in well under a minute on 2 cores.
-VERIFY_PROFILE = GradingProfile(TRAIN_SUBSET=300, MINIBATCH_SUBSET=300, MINIBATCH_EPOCHS=2)
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def verify_solution(
 ) -> float:
     """Run the solution on synthetic data, its imports held to ``environment``; raise listing every
     failing cell. Returns seconds."""
-    parameters = VERIFY_PROFILE.parameters()
+    parameters = course.definition().release_profile().parameters
     nb = inject_parameters(source, parameters)
     with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
         run = execute_notebook(
@@ -92,8 +89,8 @@ def verify_solution(
         raise TdkitError(
             "The solution notebook does not pass its own tests on synthetic data, so nothing was released:\n  "
             + "\n  ".join(details)
-            + f"\nFix {course.source_md} (open it in Jupyter with DATA_SOURCE = "
-            f"'{parameters['DATA_SOURCE']}') and run 'tdkit release' again."
+            + f"\nFix {course.source_md} (run it in Jupyter with its parameters set to "
+            f"{dict(parameters)!r}) and run 'tdkit release' again."
         )
     return run.seconds
 
@@ -170,6 +167,7 @@ def register_release(course: Course) -> bool:
 
 
 def release(course: Course, *, verify: bool = True) -> ReleaseResult:
+    course.definition()  # the assignment's grading side, checked before anything is written
     environment = grading_environment(course.root)
     check_gradebook(
         course

@@ -14,7 +14,7 @@ import io
 import re
 import statistics
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from tdkit.core.groups import BY_NAME, GROUPS
+from tdkit.core.assignment import Assignment, CheckGroup, CurveFigure, MatrixFigure
 from tdkit.reports.results import (
     AssignmentResults,
     CheckResult,
@@ -39,18 +39,6 @@ if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: an unchanged 
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-CLASS_NAMES_FR = (
-    "avion",
-    "automobile",
-    "oiseau",
-    "chat",
-    "cerf",
-    "chien",
-    "grenouille",
-    "cheval",
-    "bateau",
-    "camion",
-)
 DPI = 96  # small PNGs: a page stays light and 100 students render in seconds
 PNG_OPTIONS = {"compress_level": 1}  # fast zlib: encoding, not size, is what costs here
 MAX_MATRIX_SIDE = 60  # a larger "confusion matrix" is described, not drawn
@@ -131,7 +119,7 @@ def _as_curve(values: Any) -> np.ndarray | None:
     return curve if curve.ndim == 1 and np.isfinite(curve).any() else None
 
 
-def _as_matrix(values: Any) -> tuple[np.ndarray | None, str]:
+def _as_matrix(values: Any, expected: tuple[int, int]) -> tuple[np.ndarray | None, str]:
     """The 2-D array to draw, or None and why not."""
     if values is None:
         return None, "matrice indisponible (aucune valeur enregistrée)"
@@ -144,7 +132,7 @@ def _as_matrix(values: Any) -> tuple[np.ndarray | None, str]:
     if max(matrix.shape) > MAX_MATRIX_SIDE:
         return (
             None,
-            f"matrice de forme {matrix.shape}, trop grande pour être dessinée (attendu (10, 10))",
+            f"matrice de forme {matrix.shape}, trop grande pour être dessinée (attendu {expected})",
         )
     return matrix, ""
 
@@ -157,18 +145,18 @@ def _fixed_labels(axes: Axes, xlabel: str, ylabel: str) -> None:
     axes.yaxis.set_label_coords(-0.09, 0.5)
 
 
-def _tick_labels(n: int) -> list[str]:
-    return list(CLASS_NAMES_FR) if n == len(CLASS_NAMES_FR) else [str(i) for i in range(n)]
+def _tick_labels(n: int, names: Sequence[str]) -> list[str]:
+    return list(names) if n == len(names) else [str(i) for i in range(n)]
 
 
 class _HeatmapCanvas:
-    """A confusion-matrix plot of one shape whose axes are drawn once; each matrix is blitted on it.
+    """A matrix plot of one shape and labels whose axes are drawn once; each matrix is blitted on it.
 
     Tick labels dominate the cost of a fresh figure: redrawing only the image and the title makes
     a heatmap about ten times cheaper, which is what keeps a class of 100 students fast.
     """
 
-    def __init__(self, shape: tuple[int, int]) -> None:
+    def __init__(self, shape: tuple[int, int], spec: MatrixFigure) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
@@ -181,19 +169,19 @@ class _HeatmapCanvas:
         )
         self.title = self.axes.set_title(" ", fontsize=10)
         self.title.set_animated(True)
-        self.axes.set_xlabel("classe prédite", fontsize=9)
-        self.axes.set_ylabel("classe réelle", fontsize=9)
+        self.axes.set_xlabel(spec.xlabel, fontsize=9)
+        self.axes.set_ylabel(spec.ylabel, fontsize=9)
         if cols <= 20:  # beyond, matplotlib's own ticks stay readable
-            names = cols == len(CLASS_NAMES_FR)
+            names = cols == len(spec.ticks)
             self.axes.set_xticks(
                 range(cols),
-                _tick_labels(cols),
+                _tick_labels(cols, spec.ticks),
                 fontsize=8,
                 rotation=60 if names else 0,
                 ha="right" if names else "center",
             )
         if rows <= 20:
-            self.axes.set_yticks(range(rows), _tick_labels(rows), fontsize=8)
+            self.axes.set_yticks(range(rows), _tick_labels(rows, spec.ticks), fontsize=8)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.figure.bbox)
 
@@ -217,9 +205,9 @@ class _HeatmapCanvas:
 
 
 class _CurveCanvas:
-    """The learning-curve plot, drawn again for each student with new data."""
+    """A curve plot (the student's beside the reference's), drawn again for each student."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: CurveFigure, function: str) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
@@ -231,10 +219,10 @@ class _CurveCanvas:
             [], [], "--o", color="#7a7a7a", markersize=3, label="référence"
         )
         (self.student,) = self.axes.plot(
-            [], [], "-o", color="#1f5fbf", markersize=3, label="votre train"
+            [], [], "-o", color="#1f5fbf", markersize=3, label=f"votre {function}"
         )
-        _fixed_labels(self.axes, "époque", "perte moyenne")
-        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+        _fixed_labels(self.axes, spec.xlabel, spec.ylabel)
+        self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, steps
         self.axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
         self.axes.grid(alpha=0.3)
 
@@ -244,7 +232,7 @@ class _CurveCanvas:
             line.set_visible(curve is not None)
             if curve is not None:
                 line.set_data(np.arange(1, curve.size + 1), curve)
-                line.set_marker("o" if curve.size <= 50 else "")  # a loss per sample is a line
+                line.set_marker("o" if curve.size <= 50 else "")  # a value per sample is a line
                 drawn.append(line)
         finite = np.concatenate([c[np.isfinite(c)] for c in (student, reference) if c is not None])
         # A diverging loss would flatten the reference to a line.
@@ -276,26 +264,32 @@ class Plotter:
     """The plots of one report run; reuses its canvases, and draws what every student shares once."""
 
     def __init__(self) -> None:
-        self._curve: _CurveCanvas | None = None
-        self._heatmaps: dict[tuple[int, int], _HeatmapCanvas] = {}
+        self._curves: dict[tuple[CurveFigure, str], _CurveCanvas] = {}
+        self._heatmaps: dict[tuple[tuple[int, int], MatrixFigure], _HeatmapCanvas] = {}
         self._shared: dict[bytes, str] = {}
 
-    def learning_curve(self, student: np.ndarray | None, reference: np.ndarray | None) -> str:
-        if self._curve is None:
-            self._curve = _CurveCanvas()
-        return _png_data_uri(self._curve.png(student, reference))
+    def curve(
+        self,
+        spec: CurveFigure,
+        function: str,
+        student: np.ndarray | None,
+        reference: np.ndarray | None,
+    ) -> str:
+        if (spec, function) not in self._curves:
+            self._curves[spec, function] = _CurveCanvas(spec, function)
+        return _png_data_uri(self._curves[spec, function].png(student, reference))
 
-    def confusion(self, matrix: np.ndarray, title: str) -> str:
+    def matrix(self, spec: MatrixFigure, matrix: np.ndarray, title: str) -> str:
         shape = (matrix.shape[0], matrix.shape[1])
-        if shape not in self._heatmaps:
-            self._heatmaps[shape] = _HeatmapCanvas(shape)
-        return _png_data_uri(self._heatmaps[shape].png(matrix, title))
+        if (shape, spec) not in self._heatmaps:
+            self._heatmaps[shape, spec] = _HeatmapCanvas(shape, spec)
+        return _png_data_uri(self._heatmaps[shape, spec].png(matrix, title))
 
-    def shared_confusion(self, matrix: np.ndarray, title: str) -> str:
+    def shared_matrix(self, spec: MatrixFigure, matrix: np.ndarray, title: str) -> str:
         """The reference matrix: the same for every student of a run, so drawn once."""
-        key = f"{matrix.shape}{title}".encode() + matrix.tobytes()
+        key = f"{spec.name}{matrix.shape}{title}".encode() + matrix.tobytes()
         if key not in self._shared:
-            self._shared[key] = self.confusion(matrix, title)
+            self._shared[key] = self.matrix(spec, matrix, title)
         return self._shared[key]
 
 
@@ -344,23 +338,22 @@ class Plot:
 
 
 @dataclass(frozen=True)
-class Figures:
-    curve: Plot
-    confusions: list[Plot]  # the student's, then the reference's
+class FigureView:
+    heading: str  # French, above the plots
+    plots: list[Plot]  # one curve plot, or the student's matrix then the reference's
+    note: str = ""  # under the heading (how to read the plots)
 
 
-def group_checks(checks: list[CheckResult]) -> list[GroupView]:
+def group_checks(checks: list[CheckResult], groups: Sequence[CheckGroup]) -> list[GroupView]:
     by_group: dict[str, list[CheckResult]] = {}
     for result in checks:
         by_group.setdefault(result.group, []).append(result)
-    # The notebook's order; groups of no registry entry follow, sorted.
-    order = [g for g in GROUPS if g in by_group] + sorted(set(by_group) - set(GROUPS))
+    labels = {group.name: group.label for group in groups}
+    # The notebook's order; groups the assignment does not name follow, sorted.
+    order = [g for g in labels if g in by_group] + sorted(set(by_group) - set(labels))
     # sorted() is stable: failed checks first, each part in the order the checks ran.
     return [
-        GroupView(
-            g, BY_NAME[g].label if g in BY_NAME else "", sorted(by_group[g], key=lambda c: c.passed)
-        )
-        for g in order
+        GroupView(g, labels.get(g, ""), sorted(by_group[g], key=lambda c: c.passed)) for g in order
     ]
 
 
@@ -371,42 +364,62 @@ def _value_range(matrix: np.ndarray) -> str:
     return f"couleur : de {format_number(min(0.0, finite.min()))} (blanc) à {format_number(finite.max())}"
 
 
-def _figures(student: StudentResult, plotter: Plotter) -> Figures:
-    mine, reference = (_as_curve(student.curves.get(who)) for who in ("student", "reference"))
+def _curve_view(
+    spec: CurveFigure, function: str, views: Mapping[str, Any], plotter: Plotter
+) -> FigureView:
+    mine, reference = (_as_curve(views.get(who)) for who in ("student", "reference"))
     if mine is None and reference is None:
-        curve = Plot(
-            None, "Courbe indisponible : ni votre `train` ni la référence n'ont de pertes."
+        plot = Plot(
+            None, f"Courbe indisponible : ni votre `{function}` ni la référence n'en donnent."
         )
     else:
         if mine is None:
             caption = (
-                "Courbe indisponible pour votre `train` (pas de liste de pertes exploitable) : "
+                f"Courbe indisponible pour votre `{function}` (pas de liste de nombres exploitable) : "
                 "seule la référence est tracée."
             )
         elif reference is None:
             caption = "Courbe de référence indisponible : seule la vôtre est tracée."
         else:
-            caption = (
-                "Perte moyenne par époque : votre `train` et la référence, "
-                "sur les mêmes données avec les mêmes poids initiaux."
-            )
-        curve = Plot(plotter.learning_curve(mine, reference), caption)
+            caption = spec.caption
+        plot = Plot(plotter.curve(spec, function, mine, reference), caption)
+    return FigureView(spec.heading, [plot])
 
-    confusions = []
+
+def _matrix_view(
+    spec: MatrixFigure, function: str, views: Mapping[str, Any], plotter: Plotter
+) -> FigureView:
+    plots = []
+    expected = f"{spec.shape[0]}×{spec.shape[1]}"
     for who, title, caption in (
-        ("student", "Votre matrice", "Votre `confusion_matrix`"),
-        ("reference", "Matrice de référence", "Référence, sur les mêmes images"),
+        ("student", "Votre matrice", f"Votre `{function}`"),
+        ("reference", "Matrice de référence", spec.reference_caption),
     ):
-        matrix, why_not = _as_matrix(student.confusion.get(who))
+        matrix, why_not = _as_matrix(views.get(who), spec.shape)
         if matrix is None:
-            confusions.append(Plot(None, f"{caption} : {why_not}."))
+            plots.append(Plot(None, f"{caption} : {why_not}."))
             continue
         rows, cols = matrix.shape
-        shape = f"{rows}×{cols}" + ("" if (rows, cols) == (10, 10) else " au lieu de 10×10")
-        draw = plotter.shared_confusion if who == "reference" else plotter.confusion
-        uri = draw(matrix, f"{title}, {shape}")
-        confusions.append(Plot(uri, f"{caption}, {shape} ({_value_range(matrix)})."))
-    return Figures(curve, confusions)
+        shape = f"{rows}×{cols}" + ("" if (rows, cols) == spec.shape else f" au lieu de {expected}")
+        draw = plotter.shared_matrix if who == "reference" else plotter.matrix
+        uri = draw(spec, matrix, f"{title}, {shape}")
+        plots.append(Plot(uri, f"{caption}, {shape} ({_value_range(matrix)})."))
+    note = f"Lignes : {spec.ylabel} ; colonnes : {spec.xlabel}."
+    return FigureView(spec.heading, plots, note)
+
+
+def _figures(student: StudentResult, definition: Assignment, plotter: Plotter) -> list[FigureView]:
+    """The assignment's figures (``Assignment.figures``), each the student's beside the reference's."""
+    views = []
+    for spec in definition.figures:
+        group = definition.group(spec.group)
+        function = group.function if group is not None else spec.group
+        values = student.figures.get(spec.name) or {}
+        if isinstance(spec, CurveFigure):
+            views.append(_curve_view(spec, function, values, plotter))
+        else:
+            views.append(_matrix_view(spec, function, values, plotter))
+    return views
 
 
 def page_name(student_id: str) -> str:
@@ -439,6 +452,7 @@ def environment() -> Environment:
 def render_student(
     student: StudentResult,
     assignment: str,
+    definition: Assignment,
     plotter: Plotter | None = None,
     summary_href: str | None = "index.html",
     packages: Sequence[str] = (),
@@ -446,7 +460,7 @@ def render_student(
     """The HTML page of one student; pass one ``plotter`` to all the students of a run, and the
     course environment's ``packages`` for the note on modules outside it.
     ``summary_href=None``: no link to the class summary (the page is sent on its own)."""
-    groups = group_checks(student.checks)
+    groups = group_checks(student.checks, definition.groups)
     return (
         environment()
         .get_template("student.html")
@@ -458,7 +472,7 @@ def render_student(
             share=student.final_score / student.maximum if student.maximum else 0.0,
             auto_max=student.maximum - student.hand_maximum,
             comment_cells=[c for c in student.cells if c.kind == "comment"],
-            figures=_figures(student, plotter or Plotter()),
+            figures=_figures(student, definition, plotter or Plotter()),
             summary_href=summary_href,
             delay=format_delay(student.seconds_late),
             environment_notes=[missing_module_note(m, packages) for m in student.missing_modules],
@@ -549,6 +563,7 @@ def render_summary(results: AssignmentResults) -> str:
 
 def render_reports(
     results: AssignmentResults,
+    definition: Assignment,
     out_dir: Path,
     only: Collection[str] | None = None,
     *,
@@ -569,7 +584,11 @@ def render_reports(
             continue
         pages[sid].write_text(
             render_student(
-                results.students[sid], results.assignment, plotter, packages=results.environment
+                results.students[sid],
+                results.assignment,
+                definition,
+                plotter,
+                packages=results.environment,
             ),
             encoding="utf-8",
         )

@@ -21,10 +21,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tdkit.core.assignment import Assignment
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import require_writable, write_atomically
-from tdkit.core.groups import BY_NAME
 from tdkit.intake.roster import load_roster, roster_dir
 from tdkit.intake.worksheet import Worksheet, read_worksheet
 from tdkit.reports.html import Plotter, format_delay, format_number, group_checks, render_student
@@ -65,7 +65,7 @@ def _first_line(message: str) -> str:
     return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1].rstrip() + "…"
 
 
-def comment_lines(student: StudentResult, assignment: str) -> list[str]:
+def comment_lines(student: StudentResult, assignment: str, definition: Assignment) -> list[str]:
     """The feedback comments, short French lines (plain text): the grade and its parts, one line
     per function that lost points, the overrides, the TA's comments, the penalty."""
     head = "Note provisoire" if student.pending else "Note"
@@ -101,13 +101,13 @@ def comment_lines(student: StudentResult, assignment: str) -> list[str]:
     else:
         if student.failure:
             lines.append(f"Exécution interrompue : {_first_line(student.failure)}")
-        for group in group_checks(student.checks):
+        for group in group_checks(student.checks, definition.groups):
             failed = [c for c in group.checks if not c.passed]
             if failed:
                 got = sum(c.points for c in group.checks)
                 out_of = sum(c.max_points for c in group.checks)
                 lines.append(
-                    f"`{BY_NAME[group.name].function if group.name in BY_NAME else group.name}` : "
+                    f"`{_function(definition, group.name)}` : "
                     f"{format_number(got)} / {format_number(out_of)} — {_first_line(failed[0].message)}"
                 )
     for cell in student.overrides:
@@ -123,6 +123,11 @@ def comment_lines(student: StudentResult, assignment: str) -> list[str]:
     ]
     lines.append(f"Détail dans le fichier de retour {feedback_file_name(assignment)}.")
     return lines
+
+
+def _function(definition: Assignment, group: str) -> str:
+    found = definition.group(group)
+    return found.function if found is not None else group
 
 
 def comments_html(lines: list[str]) -> str:
@@ -187,17 +192,21 @@ def export_moodle(
         student = results.students[sid]
         cells[sid] = {"grade": moodle_grade(student, max_grade)}
         if has_comments:
-            cells[sid]["feedback"] = comments_html(comment_lines(student, results.assignment))
+            cells[sid]["feedback"] = comments_html(
+                comment_lines(student, results.assignment, definition)
+            )
     worksheet_out = out / sheet.name
     write_atomically(worksheet_out, sheet.with_cells(cells).to_bytes())
     buffer = io.BytesIO()
     plotter = Plotter()
+    definition = course.definition()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for sid in graded:
             name = str(roster.participants.get(sid, {}).get("full_name") or "")
             page = render_student(
                 results.students[sid],
                 results.assignment,
+                definition,
                 plotter,
                 summary_href=None,
                 packages=results.environment,

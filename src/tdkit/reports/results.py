@@ -2,11 +2,11 @@
 
 ``results.json`` has exactly this shape (other tools read it; extra keys are allowed)::
 
-    {"assignment": "td_cnn",
+    {"assignment": "<name>",
      "students": {"<student_id>": {"checks": {"<check_id>": {"passed": bool, "points": float,
                                                              "max_points": float, "message": str}},
                                    ...extra keys: score, max_score, seconds, failure, errors,
-                                   curves, confusion, manual, missing_modules, submitted_at,
+                                   figures, manual, missing_modules, submitted_at,
                                    seconds_late, late_penalty, final_score, group, graded_with,
                                    refused, notice, fingerprint, grader_failure,
                                    automatic, by_hand, maximum, pending, cells, answers}},
@@ -95,10 +95,9 @@ class StudentResult:
     seconds: float = 0.0  # wall time of the whole grading of this submission
     failure: str | None = None  # the run stopped early: timeout, dead kernel, unreadable notebook
     errors: list[CellError] = field(default_factory=list)  # cells that raised, with tracebacks
-    # Loss per epoch of the student's train() and the reference's, on the same grader inputs.
-    curves: dict[str, list[float] | None] = field(default_factory=dict)
-    # Confusion matrices (10x10 lists) of the student's function and the reference's.
-    confusion: dict[str, list[list[float]] | None] = field(default_factory=dict)
+    # The assignment's figures (Assignment.figures): name -> {"student": values, "reference": values},
+    # a curve (list) or a matrix (list of lists), on the same grader inputs.
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Manually graded cells (free-text answers): grade_id -> max points.
     manual: dict[str, float] = field(default_factory=dict)
     submitted_at: str | None = None  # ISO date of the submission (UTC); None: no timestamp, on time
@@ -193,8 +192,7 @@ class StudentResult:
             "seconds": round(self.seconds, 3),
             "failure": self.failure,
             "errors": [e.__dict__ for e in self.errors],
-            "curves": self.curves,
-            "confusion": self.confusion,
+            "figures": self.figures,
             "manual": self.manual,
             "submitted_at": self.submitted_at,
             "seconds_late": self.seconds_late,
@@ -224,8 +222,7 @@ class StudentResult:
             seconds=float(record.get("seconds", 0.0)),
             failure=record.get("failure"),
             errors=[CellError(**e) for e in record.get("errors", [])],
-            curves=record.get("curves", {}),
-            confusion=record.get("confusion", {}),
+            figures=record.get("figures", {}),
             manual=record.get("manual", {}),
             submitted_at=record.get("submitted_at"),
             seconds_late=float(record.get("seconds_late", 0.0)),

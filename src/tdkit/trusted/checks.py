@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -17,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import pluggy
 import pytest
 
-from tdkit.core.groups import GROUPS
+from tdkit.core.assignment import load_assignment, use_course
 from tdkit.reports.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,13 +28,10 @@ UNCHANGED = "Non écrit : rien n'a été modifié dans le notebook distribué (v
 
 
 def hidden_check(check_id: str, points: float) -> Callable[[F], F]:
-    """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``."""
+    """Mark a test as the check ``check_id`` (``<group>/<name>``) worth ``points``; ``<group>`` is
+    one of the assignment's check groups (``ASSIGNMENT.groups``), or the checks refuse to run."""
     if "/" not in check_id:
         raise ValueError(f"check id {check_id!r} must read '<group>/<name>'")
-    if check_id.split("/", 1)[0] not in GROUPS:
-        raise ValueError(
-            f"check id {check_id!r}: its group is none of {', '.join(GROUPS)} (tdkit.core.groups)"
-        )
     return pytest.mark.hidden_check(id=check_id, points=float(points))
 
 
@@ -69,7 +65,8 @@ def _message(excinfo: pytest.ExceptionInfo[BaseException] | None, notes: list[st
 class _Collector:
     """pytest plugin: selects the requested groups and records each check's outcome."""
 
-    def __init__(self, groups: set[str] | None) -> None:
+    def __init__(self, known: Iterable[str], groups: set[str] | None) -> None:
+        self.known = tuple(known)
         self.groups = groups
         self.results: dict[str, CheckResult] = {}
 
@@ -88,6 +85,11 @@ class _Collector:
             if marker is None:
                 raise pytest.UsageError(f"{item.nodeid} has no @hidden_check(id, points) marker")
             group = marker.kwargs["id"].split("/", 1)[0]
+            if group not in self.known:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: check id {marker.kwargs['id']!r}: its group is none of the "
+                    f"assignment's ({', '.join(self.known)}, in assignment.py)"
+                )
             (selected if self.groups is None or group in self.groups else deselected).append(item)
         if deselected:
             config.hook.pytest_deselected(items=deselected)
@@ -118,39 +120,6 @@ class _Collector:
 
 class ChecksCrashed(Exception):
     """pytest could not run the hidden checks at all (a broken grader_tests/)."""
-
-
-# (module, file) known to be none of a course's checks or reference
-_NOT_CHECKS: set[tuple[str, str]] = set()
-
-
-def _forget_other_course(tests_dir: Path) -> None:
-    """Drop modules that another course's checks (or reference) left in ``sys.modules``.
-
-    pytest imports ``grader_tests`` modules by their bare names: a second course in the same
-    process would otherwise be judged by the first one's checks. A module seen to be none of
-    them is not resolved again, nor is one whose name and path cannot be theirs (resolving the
-    thousands of paths of torch and the rest costs half a second in each grading process).
-    """
-    course = tests_dir.resolve().parent
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if not isinstance(path, str) or (name, path) in _NOT_CHECKS:
-            continue
-        named_reference = name == "reference" or name.startswith("reference.")
-        if not named_reference and "grader_tests" not in path:
-            _NOT_CHECKS.add((name, path))
-            continue
-        parent = Path(path).resolve().parent
-        ours = parent == course / "grader_tests" or course / "reference" in (
-            parent,
-            *parent.parents,
-        )
-        theirs = parent.name == "grader_tests" or named_reference
-        if not theirs:
-            _NOT_CHECKS.add((name, path))
-        elif not ours:
-            del sys.modules[name]
 
 
 # Neither the grader's own PYTEST_ADDOPTS (a test session's, say) nor the pytest plugins installed
@@ -187,11 +156,15 @@ def run_checks(
     groups: Iterable[str] | None = None,
     reference_out: Path | None = None,
 ) -> list[CheckResult]:
-    """Run every check of ``tests_dir`` (or of ``groups``) against ``artifacts_dir``.
+    """Run every check of ``tests_dir`` (an assignment's ``grader_tests/<name>``, or of ``groups``)
+    against ``artifacts_dir``.
 
-    ``reference_out``: where the checks' oracle writes the reference's curve and confusion matrix."""
-    _forget_other_course(Path(tests_dir))
-    collector = _Collector(set(groups) if groups is not None else None)
+    ``reference_out``: where the checks' oracle writes the reference's views (its figures)."""
+    tests = Path(tests_dir)
+    course = tests.resolve().parent.parent
+    use_course(course)  # the modules of another course's checks are not this one's
+    known = load_assignment(course, tests.name).group_names
+    collector = _Collector(known, set(groups) if groups is not None else None)
     args = [
         str(tests_dir),
         f"--artifacts={Path(artifacts_dir).resolve()}",

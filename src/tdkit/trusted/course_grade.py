@@ -15,10 +15,10 @@ from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from tdkit.core.assignment import Assignment
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.gradebook_file import sqlite_path
-from tdkit.core.groups import BY_NAME
 from tdkit.core.transaction import one_transaction
 from tdkit.intake.late import Deadlines, deadlines_from_config
 from tdkit.reports.results import (
@@ -32,12 +32,12 @@ from tdkit.reports.results_file import load_results
 from tdkit.trusted.gradebook import cell_groups, writing_gradebook
 
 
-def _reason(comments: dict[str, str], groups: list[str]) -> str | None:
+def _reason(comments: dict[str, str], groups: list[str], definition: Assignment) -> str | None:
     """The reason of an override: formgrader comments only the solution cells, so the TA writes it
     on the cell of a function the test cell checks (its grade_id is the function's name)."""
-    names = [n for g in groups for n in (BY_NAME[g].function, g) if g in BY_NAME]
-    found = [comments.pop(n) for n in dict.fromkeys(names) if n in comments]
-    return "\n".join(found) or None
+    names = [n for g in groups if (found := definition.group(g)) for n in (found.function, g)]
+    said = [comments.pop(n) for n in dict.fromkeys(names) if n in comments]
+    return "\n".join(said) or None
 
 
 def _cells(
@@ -67,7 +67,9 @@ def _cells(
         if cell.kind == "hand":
             cell = dataclasses.replace(cell, comment=comments.pop(grade.name, None))
         elif cell.overridden:
-            cell = dataclasses.replace(cell, comment=_reason(comments, auto[grade.name]))
+            cell = dataclasses.replace(
+                cell, comment=_reason(comments, auto[grade.name], course.definition())
+            )
         cells.append(cell)
     # Comments on cells that carry no points (a function's code cell): still the TA's words.
     cells += [

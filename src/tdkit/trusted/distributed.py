@@ -399,14 +399,20 @@ def grade_on_cluster(
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """``tdkit grade --scheduler``: the untrusted runs on the cluster's workers, the rest here."""
-    from tdkit.trusted.grade import DEFAULT_PROFILE, grade_all
+    from tdkit.trusted.grade import grade_all
 
+    profile = course.definition().profile(None)
     try:
-        with connect(scheduler, tls=tls, data_dirs=DEFAULT_PROFILE.data_dirs()) as executor:
+        with connect(scheduler, tls=tls, data_dirs=profile.data_dirs) as executor:
             for line in executor.cluster.summary():
                 progress(line)
             return grade_all(
-                course, student=student, everyone=everyone, executor=executor, progress=progress
+                course,
+                student=student,
+                everyone=everyone,
+                profile=profile,
+                executor=executor,
+                progress=progress,
             )
     except ClusterLost as error:
         raise TdkitError(

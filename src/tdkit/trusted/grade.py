@@ -25,7 +25,8 @@ import nbformat
 import numpy as np
 from nbgrader.utils import parse_utc
 
-from tdkit.core.config import GradingProfile, Limits, limits_from_config
+from tdkit.core.assignment import Assignment, CurveFigure, GradingProfile, probe_files
+from tdkit.core.config import Limits, limits_from_config
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.json_files import DamagedFile
@@ -55,7 +56,6 @@ from tdkit.trusted.sanitize import release_text, sanitise_notebook
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
-DEFAULT_PROFILE = GradingProfile()
 
 
 @dataclass
@@ -84,33 +84,41 @@ def _finite(values: Any) -> list[float] | None:
     return out
 
 
-def _reference_views(path: Path) -> tuple[list[float] | None, list[list[float]] | None]:
-    """The oracle's loss curve and confusion matrix, as the hidden checks' run wrote them."""
+def _figure_views(
+    definition: Assignment, artifacts: Path, views: Path
+) -> dict[str, dict[str, Any]]:
+    """Each figure of the assignment: the student's values (from the artifacts) and the
+    reference's (the oracle's views, as the hidden checks' run wrote them)."""
     try:
-        views = json.loads(path.read_text())
+        reference = json.loads(views.read_text())
     except (OSError, ValueError):
-        return (
-            None,
-            None,
-        )  # the checks crashed before writing: the page shows the student's side only
-    return _finite(views.get("loss_history")), views.get("confusion")
+        reference = {}  # the checks crashed before writing: the page shows the student's side only
+    reference = reference if isinstance(reference, dict) else {}
+    found: dict[str, dict[str, Any]] = {}
+    for figure in definition.figures:
+        artifact = read_artifact(artifacts, figure.group)
+        if isinstance(figure, CurveFigure):
+            student: Any = _finite(artifact[figure.field])
+            theirs: Any = _finite(reference.get(figure.name))
+        else:
+            # The first array the group's artifact has of those named (the run as written first).
+            array = next((artifact.arrays[k] for k in figure.arrays if k in artifact.arrays), None)
+            student, theirs = _plain_matrix(array, figure.shape), reference.get(figure.name)
+        found[figure.name] = {"student": student, "reference": theirs}
+    return found
 
 
-def _student_views(artifacts: Path) -> tuple[list[float] | None, list[list[float]] | None]:
-    history = _finite(read_artifact(artifacts, "train")["loss_history"])
-    # The matrix the student's code gives as written, with their own predict, beside the reference's.
-    arrays = read_artifact(artifacts, "confusion_matrix").arrays
-    confusion = arrays.get("written", arrays.get("alone"))
-    matrix = None
+def _plain_matrix(array: np.ndarray | None, shape: tuple[int, int]) -> list[list[float]] | None:
+    """A 2-D array of finite numbers, no larger than four times the asked shape, as lists."""
     if (
-        confusion is not None
-        and confusion.ndim == 2
-        and confusion.size <= 400
-        and np.issubdtype(confusion.dtype, np.number)
-        and np.all(np.isfinite(confusion))
+        array is not None
+        and array.ndim == 2
+        and array.size <= 4 * shape[0] * shape[1]
+        and np.issubdtype(array.dtype, np.number)
+        and np.all(np.isfinite(array))
     ):
-        matrix = confusion.astype(float).tolist()
-    return history, matrix
+        return array.astype(float).tolist()  # type: ignore[no-any-return]
+    return None
 
 
 def course_limits(course: Course) -> Limits:
@@ -122,11 +130,13 @@ def prepare_job(
     course: Course,
     student_id: str,
     limits: Limits | None = None,
-    profile: GradingProfile = DEFAULT_PROFILE,
+    profile: GradingProfile | None = None,
     environment: CourseEnvironment | None = None,
 ) -> SandboxJob:
     """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
     limits = limits or course_limits(course)
+    definition = course.definition()
+    profile = profile or definition.profile(None)
     environment = environment or grading_environment(course.root)
     nb = read_submission(course, student_id, limits.max_notebook_bytes, limits.max_cells)
     require_assignment(nb, course.release_notebook)
@@ -135,8 +145,12 @@ def prepare_job(
         student_id,
         nbformat.writes(prepared),
         limits,
-        tuple(map(str, profile.data_dirs())),
+        tuple(map(str, profile.data_dirs)),
         environment.kernel_json(),
+        course.assignment,
+        definition.group_names,
+        tuple(probe_files(course.root, course.assignment, definition).items()),
+        definition.preload,
     )
 
 
@@ -218,6 +232,7 @@ def judge(
     ``graded_answers``: the digests of the answers of the version graded before (see record_grades)."""
     started = time.perf_counter()
     limits = limits or course_limits(course)
+    definition = course.definition()
     sid = outcome.student_id
     with tempfile.TemporaryDirectory(prefix=f"tdkit-judge-{sid}-") as folder:
         artifacts = Path(folder) / "artifacts"
@@ -228,8 +243,7 @@ def judge(
             Path(folder) / "reference.json"
         )  # outside the artifacts: nothing of the run's can stand in
         checks = run_checks(artifacts, course.grader_tests, reference_out=views)
-        history, confusion = _student_views(artifacts)
-        reference_history, reference_confusion = _reference_views(views)
+        figures = _figure_views(definition, artifacts, views)
     refused = outcome.record.refused
     notice = None if refused else _untouched_notice(course, sid, limits)
     if refused or notice:
@@ -261,8 +275,7 @@ def judge(
         seconds=outcome.seconds + time.perf_counter() - started,
         failure=_failure(outcome, limits),
         errors=outcome.record.errors,
-        curves={"student": history, "reference": reference_history},
-        confusion={"student": confusion, "reference": reference_confusion},
+        figures=figures,
         manual=_manual_cells(executed),
         missing_modules=outcome.record.missing_modules,
         refused=refused,
@@ -333,19 +346,22 @@ def grade_all(
     student: str | None = None,
     everyone: bool = False,
     limits: Limits | None = None,
-    profile: GradingProfile = DEFAULT_PROFILE,
+    profile: GradingProfile | None = None,
     workers: int = 1,
     executor: Executor | None = None,
     progress: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade the new and changed submissions (``everyone``: all of them; ``student``: that one),
-    keep the other results, then write results.json, grades.csv and the reports."""
+    keep the other results, then write results.json, grades.csv and the reports.
+
+    ``profile``: the assignment's own (``Assignment.profile(None)``) unless given."""
     from tdkit.release.generate import register_release
     from tdkit.reports.course_page import write_course_page
     from tdkit.reports.html import render_reports
     from tdkit.trusted.course_grade import keep_course_grades, with_course_grades
     from tdkit.trusted.fanout import after_grading
 
+    definition = course.definition()  # the assignment's grading side, checked before any work
     if not course.release_notebook.is_file():
         raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")
     students = submitted_students(course)
@@ -382,6 +398,7 @@ def grade_all(
             if previous is not None and sid in previous.students
         },
     )
+    profile = profile or definition.profile(None)
     grader = grader_fingerprint(course, limits, profile)
     digests = {sid: submission_digest(course, sid, limits) for sid in students}
     if student is not None:
@@ -442,6 +459,7 @@ def grade_all(
     unchanged = previous is not None and previous.to_json() == results.to_json()
     render_reports(
         results,
+        definition,
         course.reports / "html",
         only=_changed_results(results, previous),
         summary=not unchanged,

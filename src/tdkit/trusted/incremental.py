@@ -1,7 +1,7 @@
 """Which submissions ``tdkit grade`` grades again, and why.
 
 A result is kept when it was graded from the same submission (the notebook's bytes and its
-``timestamp.txt``) by the same grader: the committed release, ``grader_tests/``, ``reference/``,
+``timestamp.txt``) by the same grader: the committed release, the assignment's ``grader_tests/<name>/``, ``reference/``,
 the limits, the grading profile (the data it gives the notebook included) and tdkit's own code.
 A new or changed submission, a changed grader, a result the gradebook lacks and a last grading
 that failed on the grader's side are graded again; ``--all`` grades everyone.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
-from tdkit.core.config import GradingProfile, Limits
+from tdkit.core.assignment import GradingProfile
+from tdkit.core.config import Limits
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.files import sha256_hex, tree_digest
 from tdkit.release.environment import ENVIRONMENT_FILE
@@ -50,12 +51,24 @@ def grader_fingerprint(course: Course, limits: Limits, profile: GradingProfile) 
         # The data's content, not its path: another machine with the same data grades the same.
         "profile": sha256_hex(
             json.dumps(
-                {**asdict(profile), "DATA_SOURCE": tree_digest(profile.data_folder())},
+                {
+                    "parameters": {
+                        name: tree_digest(Path(value)) if _is_data(value, profile) else value
+                        for name, value in profile.parameters.items()
+                    },
+                    "data": [tree_digest(folder) for folder in profile.data_dirs],
+                },
                 sort_keys=True,
+                default=str,
             ).encode()
         ),
         "tdkit": code_digest(),
     }
+
+
+def _is_data(value: object, profile: GradingProfile) -> bool:
+    """A parameter that names one of the run's data folders (its path differs between machines)."""
+    return isinstance(value, str) and Path(value) in profile.data_dirs
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from tdkit.core.config import MB, Limits
-from tdkit.core.groups import GROUPS
 from tdkit.untrusted import runner, zygote
 from tdkit.untrusted.execute import CellError
 from tdkit.untrusted.import_guard import module_names
@@ -37,6 +36,11 @@ class SandboxJob:
     environment: str | None = (
         None  # the course environment the kernel holds imports to (kernel_json)
     )
+    assignment: str = ""  # its probe is the package grader_tests.<assignment> of probe_files
+    groups: tuple[str, ...] = ()  # the check groups whose artifacts are brought back
+    # The assignment's probe and the files it imports (tdkit.core.assignment.probe_files): path -> text.
+    probe_files: tuple[tuple[str, str], ...] = ()
+    preload: tuple[str, ...] = ()  # modules the assignment's kernels import (zygote preload)
 
 
 @dataclass
@@ -120,7 +124,7 @@ def _read_bounded(path: Path, limit: int, dir_fd: int | None = None) -> bytes | 
         os.close(fd)
 
 
-def collect_artifacts(directory: Path) -> dict[str, bytes]:
+def collect_artifacts(directory: Path, groups: tuple[str, ...]) -> dict[str, bytes]:
     """Only the files the probe writes, each a regular file, within the size budget."""
     found: dict[str, bytes] = {}
     try:
@@ -129,7 +133,7 @@ def collect_artifacts(directory: Path) -> dict[str, bytes]:
         return found
     budget = MAX_ARTIFACT_BYTES
     try:
-        for group in GROUPS:
+        for group in groups:
             for name in (f"{group}.json", f"{group}.npz"):
                 data = _read_bounded(Path(name), budget, dir_fd=folder)
                 if data is not None:
@@ -140,15 +144,33 @@ def collect_artifacts(directory: Path) -> dict[str, bytes]:
     return found
 
 
+def write_probe(files: tuple[tuple[str, str], ...]) -> Path:
+    """The assignment's probe files in a folder of their own, bound read-only in the sandbox:
+    the notebook cannot change the probe that judges it. World-readable: the sandbox reads
+    them as a user of its own."""
+    root = Path(tempfile.mkdtemp(prefix="tdkit-probe-"))
+    for name, text in files:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for path in (root, *root.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
 def execute_job(job: SandboxJob) -> SandboxOutcome:
     scratch = Path(tempfile.mkdtemp(prefix=f"tdkit-{job.student_id}-"))
+    probe = write_probe(job.probe_files)
     try:
         (scratch / runner.SUBMISSION).write_text(job.notebook, encoding="utf-8")
         if job.environment is not None:
             (scratch / runner.ENVIRONMENT).write_text(job.environment, encoding="utf-8")
-        readonly = [Path(d) for d in job.data_dirs]
+        (scratch / runner.PROBE).write_text(
+            json.dumps({"root": str(probe), "assignment": job.assignment}), encoding="utf-8"
+        )
+        readonly = [Path(d) for d in job.data_dirs] + [probe]
         run = (
-            zygote.run_forked(scratch, job.limits, readonly=readonly)
+            zygote.run_forked(scratch, job.limits, readonly=readonly, preload=job.preload)
             if zygote.enabled()
             else run_sandboxed(
                 [
@@ -174,11 +196,12 @@ def execute_job(job: SandboxJob) -> SandboxOutcome:
             run.output,
             record,
             executed.decode("utf-8", errors="replace") if executed else None,
-            collect_artifacts(scratch / ARTIFACTS),
+            collect_artifacts(scratch / ARTIFACTS, job.groups),
             job.notebook,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(probe, ignore_errors=True)
 
 
 def failed_outcome(student_id: str, failure: str) -> SandboxOutcome:

@@ -1,8 +1,8 @@
 """The probe cell: appended to every prepared submission, run last in the kernel.
 
 Built on the trusted side (``tdkit.intake.submission``) and aimed by the runner at a folder of its
-choosing. The cell re-imports tdkit from disk, checks that the objects the probe's savers rely on
-are the genuine ones, then calls ``tdkit.untrusted.probe.run_probe``; when the notebook replaced
+choosing. The cell re-imports tdkit and the assignment's probe from disk, checks that the objects the probe's
+savers rely on are the genuine ones, then calls ``tdkit.untrusted.probe.run_probe``; when the notebook replaced
 them it prints a refusal instead, which :func:`probe_refusal` reads back. Light on purpose
 (nbformat only): preparing a submission imports neither torch nor the probe.
 """
@@ -49,25 +49,27 @@ def _tdkit_tampered():
 """
 
 
-def probe_source(out_dir: str) -> str:
-    """The probe cell: tdkit re-imported from disk (a patched ``tdkit.untrusted.probe`` is dropped), savers
+def probe_source(out_dir: str, probe_root: str = "", assignment: str = "") -> str:
+    """The probe cell: tdkit and the assignment's probe (``grader_tests.<assignment>``, from the
+    job's read-only ``probe_root``) re-imported from disk (patched ones are dropped), savers
     checked, then the probe; refused (no artifact at all) when the notebook replaced them."""
     return (
         "import sys as _tdkit_sys\n"
-        "for _tdkit_name in [n for n in list(_tdkit_sys.modules) if n == 'tdkit' or n.startswith('tdkit.')]:\n"
+        "for _tdkit_name in [n for n in list(_tdkit_sys.modules) if n.split('.')[0] in ('tdkit', 'grader_tests')]:\n"
         "    del _tdkit_sys.modules[_tdkit_name]\n"
+        f"_tdkit_sys.path.insert(0, {probe_root!r})\n"
         f"{_INTEGRITY}\n"
         "_tdkit_bad = _tdkit_tampered()\n"
         "if _tdkit_bad:\n"
         f"    _tdkit_sys.stderr.write('[tdkit] ' + {PROBE_REFUSED!r}.format(names=', '.join(_tdkit_bad)) + '\\n')\n"
         "else:\n"
         "    from tdkit.untrusted.probe import run_probe as _tdkit_run_probe\n"
-        f"    _tdkit_run_probe(globals(), {out_dir!r})\n"
+        f"    _tdkit_run_probe(globals(), {out_dir!r}, {assignment!r})\n"
     )
 
 
 def probe_cell() -> NotebookNode:
-    """The probe cell appended to a submission (its output folder is chosen by the runner)."""
+    """The probe cell appended to a submission (its output folder and probe are the runner's)."""
     cell = cast(
         NotebookNode,
         nbformat.v4.new_code_cell(probe_source(ARTIFACTS), metadata={"tags": [PROBE_TAG]}),
@@ -76,10 +78,12 @@ def probe_cell() -> NotebookNode:
     return cell
 
 
-def with_probe_into(nb: NotebookNode, out_dir: str) -> NotebookNode:
+def with_probe_into(
+    nb: NotebookNode, out_dir: str, probe_root: str, assignment: str
+) -> NotebookNode:
     for cell in nb.cells:
         if PROBE_TAG in cell.get("metadata", {}).get("tags", []):
-            cell.source = probe_source(out_dir)
+            cell.source = probe_source(out_dir, probe_root, assignment)
     return nb
 
 

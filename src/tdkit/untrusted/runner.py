@@ -8,7 +8,8 @@ the cells that define the API, then the probe, so every function is still tried.
 writes into a folder with a random name, moved to ``artifacts/`` at the end in place of
 whatever the notebook wrote there. Both kernels hold the notebook's imports to the course
 environment of ``environment.json`` (``tdkit.untrusted.import_guard``), read before any student code runs.
-It imports neither ``reference`` nor ``grader_tests``.
+It imports neither ``reference`` nor the checks: only the assignment's probe, from the
+read-only folder ``probe.json`` names.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SUBMISSION = "submission.ipynb"
 EXECUTED = "executed.ipynb"
 RUN_RECORD = "run.json"
 ENVIRONMENT = "environment.json"  # written by the grader: CourseEnvironment.kernel_json()
+PROBE = "probe.json"  # written by the grader: where the assignment's probe is, and its name
 
 
 def _fresh_out_dir() -> str:
@@ -141,10 +143,13 @@ def run(
     nb = nbformat.read(scratch / SUBMISSION, as_version=4)
     declared = scratch / ENVIRONMENT
     environment = declared.read_text(encoding="utf-8") if declared.is_file() else None
+    # Read before any student code runs, as the environment is.
+    probe = json.loads((scratch / PROBE).read_text(encoding="utf-8"))
+    root, assignment = str(probe["root"]), str(probe["assignment"])
     out_dir = _fresh_out_dir()
     with Watchdog() as watchdog:
         execution = execute_notebook(
-            with_probe_into(nb, out_dir),
+            with_probe_into(nb, out_dir, root, assignment),
             scratch,
             cell_timeout=cell_timeout,
             max_output_bytes=max_output_bytes,
@@ -166,7 +171,7 @@ def run(
         out_dir = _fresh_out_dir()
         with Watchdog():
             recovery = execute_notebook(
-                with_probe_into(definitions_only(nb), out_dir),
+                with_probe_into(definitions_only(nb), out_dir, root, assignment),
                 scratch,
                 cell_timeout=cell_timeout,
                 max_output_bytes=max_output_bytes,

@@ -61,18 +61,14 @@ TDKIT_DIR = str(Path(__file__).resolve().parents[1])  # the tdkit a spawner and 
 # What a graded kernel imports on first use: the first optimizer torch._dynamo (2-3 s of CPU),
 # load_dataset scipy.io for its patches, ipykernel psutil, the hidden-test cells pytest.
 LAZY_IMPORTS = ("torch._dynamo", "scipy.io", "psutil", "pytest")
-# The course environment's heavy modules, the runner's own and the lazy ones above; one not installed is not preloaded.
+# The runner's own modules and the lazy ones above, besides what each assignment names
+# (``Assignment.preload``: its environment's heavy modules); one not installed is not preloaded.
 # ipykernel first: tqdm.auto (imported by datasets) picks its notebook bars only when it is loaded.
 PRELOAD = (
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "numpy",
     "torch",
-    "torch.nn.functional",
-    "datasets",
-    "polars",
-    "PIL.Image",
-    "matplotlib.pyplot",
     "nbclient",
     "nbformat",
     "tdkit.untrusted.runner",
@@ -110,8 +106,8 @@ def _prctl(option: int, value: int) -> None:
 # --- the zygote process -------------------------------------------------------------------------
 
 
-def _preload() -> None:
-    for name in PRELOAD:
+def _preload(names: Sequence[str]) -> None:
+    for name in names:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
@@ -128,7 +124,7 @@ def _hello() -> bytes:
     ).encode()
 
 
-def spawn(control: int, path: str) -> None:
+def spawn(control: int, path: str, preload: Sequence[str] = ()) -> None:
     """The spawner: listen on ``path``, say so on ``control``, preload, then fork one zygote per
     connection (those made while it preloads wait) until its starter closes ``control``; it waits
     for every zygote before exiting."""
@@ -138,7 +134,7 @@ def spawn(control: int, path: str) -> None:
     listener.listen(64)
     starter = socket.socket(fileno=control)
     starter.sendall(b"listening")
-    _preload()
+    _preload([*PRELOAD[:2], *preload, *PRELOAD[2:]])
     # A zygote's death wakes the loop up, so that it is reaped at once.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -194,9 +190,12 @@ def serve(channel: socket.socket) -> None:
             return
         if not message:
             return
+        request = json.loads(message)
+        # What this run's assignment imports and the spawner did not preload: once per zygote.
+        _preload([name for name in request.get("preload", []) if name not in sys.modules])
         pid = os.fork()
         if pid == 0:
-            _join_and_run(json.loads(message), fds[0], channel)
+            _join_and_run(request, fds[0], channel)
         for received in fds:
             os.close(received)
         _, status = os.waitpid(pid, 0)
@@ -283,12 +282,19 @@ def _run(request: dict[str, Any], sink: int) -> None:
 class Spawner:
     """The spawner process this grader started, and its socket's path."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: Sequence[str] = ()) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tdkit-zygote-"))  # 0700: the socket is ours only
         self.path = self.home / SOCKET_NAME
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tdkit.untrusted.zygote", str(theirs.fileno()), str(self.path)],
+            [
+                sys.executable,
+                "-m",
+                "tdkit.untrusted.zygote",
+                str(theirs.fileno()),
+                str(self.path),
+                *preload,
+            ],
             env=sandbox_env(self.home),
             cwd=self.home,
             stdin=subprocess.DEVNULL,
@@ -389,7 +395,7 @@ class _Pool:
         self.spawner: Spawner | None = None
         self.started = 0
 
-    def acquire(self) -> Zygote:
+    def acquire(self, preload: Sequence[str] = ()) -> Zygote:
         dead = []
         with self.lock:
             while self.idle and not self.idle[-1].alive:
@@ -397,9 +403,9 @@ class _Pool:
             found = self.idle.pop() if self.idle else None
         for zygote in dead:  # a dead zygote is replaced, never reused
             zygote.close()
-        return found if found is not None else self.start()
+        return found if found is not None else self.start(preload)
 
-    def start(self) -> Zygote:
+    def start(self, preload: Sequence[str] = ()) -> Zygote:
         shared = os.environ.get(SOCKET_ENV)
         zygote = None
         if shared:
@@ -414,7 +420,7 @@ class _Pool:
         if zygote is None:
             with self.lock:
                 if self.spawner is None or not self.spawner.alive:
-                    self.spawner = Spawner()
+                    self.spawner = Spawner(preload)
                 path = self.spawner.path
             zygote = Zygote(path)
         with self.lock:
@@ -442,9 +448,10 @@ _pool = _Pool()
 atexit.register(_pool.close)
 
 
-def warm() -> None:
-    """Start a zygote now (and the spawner, if need be), so that the next run does not pay it."""
-    _pool.release(_pool.start())
+def warm(preload: Sequence[str] = ()) -> None:
+    """Start a zygote now (and the spawner, if need be, preloading ``preload``), so that the next
+    run does not pay it."""
+    _pool.release(_pool.start(preload))
 
 
 def close_all() -> None:
@@ -498,17 +505,23 @@ def run_forked(
     limits: Limits,
     *,
     readonly: Sequence[Path] = (),
+    preload: Sequence[str] = (),
 ) -> SandboxRun:
-    """The runner on ``scratch``, forked from a zygote into a fresh bubblewrap sandbox as its own uid."""
-    zygote = _pool.acquire()  # before the run's clock: a zygote's start is not the run's
+    """The runner on ``scratch``, forked from a zygote into a fresh bubblewrap sandbox as its own
+    uid; the zygote has imported ``preload`` (the assignment's modules) before."""
+    zygote = _pool.acquire(preload)  # before the run's clock: a zygote's start is not the run's
     try:
-        return _run_forked(zygote, scratch, limits, readonly)
+        return _run_forked(zygote, scratch, limits, readonly, preload)
     finally:
         _pool.release(zygote)
 
 
 def _run_forked(
-    zygote: Zygote, scratch: Path, limits: Limits, readonly: Sequence[Path]
+    zygote: Zygote,
+    scratch: Path,
+    limits: Limits,
+    readonly: Sequence[Path],
+    preload: Sequence[str],
 ) -> SandboxRun:
     bwrap = bwrap_path()
     assert bwrap is not None, "run_forked needs bubblewrap (see enabled())"
@@ -561,6 +574,7 @@ def _run_forked(
                     ],
                     "cell_timeout": limits.cell_timeout,
                     "max_output_bytes": limits.max_output_mb * MB,
+                    "preload": list(preload),
                 },
                 sink.fileno(),
                 limits.run_timeout,
@@ -580,5 +594,5 @@ def _run_forked(
 
 
 if __name__ == "__main__":
-    spawn(int(sys.argv[1]), sys.argv[2])
+    spawn(int(sys.argv[1]), sys.argv[2], sys.argv[3:])
     os._exit(0)  # tearing the preloaded modules down costs seconds of CPU and frees nothing

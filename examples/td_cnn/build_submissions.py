@@ -2,7 +2,7 @@
 
 Usage, from the repository root::
 
-    .venv/bin/python examples/build_submissions.py
+    .venv/bin/python examples/td_cnn/build_submissions.py
 
 Each notebook is the current ``release/td_cnn/td_cnn.ipynb`` with the source of some cells
 replaced, found by their nbgrader ``grade_id``: the solution cells (``train``,
@@ -14,7 +14,7 @@ is written out as the student's code.
 
 Writes, with no outputs and the same bytes on every run:
 
-- ``examples/submissions/<student>.ipynb`` and ``examples/submissions/expected.json``: the
+- ``examples/td_cnn/submissions/<student>.ipynb`` and ``examples/td_cnn/submissions/expected.json``: the
   demo set (a full solution, the release as is, the TD's loop kept, typical mistakes, a
   notebook that crashes half-way);
 - ``tests/files/variants/<variant>.ipynb`` and ``tests/files/variants/expected.json``: one
@@ -47,10 +47,10 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE_MD = ROOT / "source" / "td_cnn" / "td_cnn.md"
 RELEASE = ROOT / "release" / "td_cnn" / "td_cnn.ipynb"
-EXAMPLES_DIR = Path("examples") / "submissions"
+EXAMPLES_DIR = Path("examples") / "td_cnn" / "submissions"
 VARIANTS_DIR = Path("tests") / "files" / "variants"
 
 CODE_IDS = (

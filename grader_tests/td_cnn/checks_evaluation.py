@@ -15,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oracle import (
+
+import reference
+from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.checks import fail, hidden_check, require
+
+from .oracle import (
     INPUTS,
     described,
     eval_datasets,
@@ -29,10 +34,6 @@ from oracle import (
     returned_array,
     unusable_message,
 )
-
-import reference
-from tdkit.trusted.artifacts import Artifact, read_artifact
-from tdkit.trusted.checks import fail, hidden_check, require
 
 # What predict, accuracy and confusion_matrix must leave as they found it.
 EVALUATION_EFFECTS = ("weights", "mode", "requires_grad", "hooks", "dataset")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from oracle import INPUTS, described, initial_weights, reference_training, require_untouched
 
 from tdkit.trusted.artifacts import Artifact
 from tdkit.trusted.checks import fail, hidden_check, require
+
+from .oracle import INPUTS, described, initial_weights, reference_training, require_untouched
 
 EXPECTED_FORWARDS = INPUTS.train_samples * INPUTS.train_epochs
 STEPS = "SA0"

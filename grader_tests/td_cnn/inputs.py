@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 import torch
 
-from tdkit.core.data import prepare_arrays, synthetic_arrays, to_zdata_dataset
+from .cifar import prepare_arrays, synthetic_arrays, to_zdata_dataset
 
 N_CLASSES = 10
 

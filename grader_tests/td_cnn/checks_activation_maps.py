@@ -6,16 +6,17 @@ The statement asks for the forward hook to be removed at the end (``handle.remov
 from __future__ import annotations
 
 import numpy as np
-from oracle import (
+
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import hidden_check, require
+
+from .oracle import (
     INPUTS,
     described,
     reference_maps,
     require_untouched,
     returned_array,
 )
-
-from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import hidden_check, require
 
 
 @hidden_check("activation_maps/shape_range", points=0.5)

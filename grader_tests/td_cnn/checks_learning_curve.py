@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from oracle import INPUTS
 
 from tdkit.trusted.artifacts import Artifact
 from tdkit.trusted.checks import fail, hidden_check, require
+
+from .oracle import INPUTS
 
 CURVE = np.asarray(INPUTS.curve)
 EPOCHS = np.arange(1, len(CURVE) + 1)

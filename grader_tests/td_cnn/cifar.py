@@ -1,11 +1,11 @@
-"""CIFAR-10 for the TD: load it (hub, local copy or synthetic) and turn it into tensors fast.
+"""CIFAR-10 for td_cnn: load it (hub, local copy or synthetic) and turn it into tensors fast.
 
 Every source gives the same ``DatasetDict``: splits ``train`` and ``test``, columns ``img``
 (32x32 RGB images) and ``label`` (``ClassLabel`` with ``CLASS_NAMES``). No source ever stands
 in for another without saying so.
 
 The student's notebook does not import tdkit: it reads ``datasets.load_dataset(DATA_SOURCE)``.
-For grading and ``tdkit check``, ``tdkit.core.data_cache.grading_folder`` has small data (synthetic,
+For grading and ``tdkit check``, ``assignment.grading_folder`` has small data (synthetic,
 or a slice of a local copy) written here as a folder in the hub's parquet layout, which
 ``load_dataset`` reads as it is.
 """
@@ -31,8 +31,9 @@ import numpy as np
 import PIL.Image
 import pyarrow as pa
 
-from tdkit.core.config import CIFAR10_ENV, SYNTHETIC
 from tdkit.core.errors import TdkitError
+
+from .assignment import CIFAR10_ENV, SYNTHETIC
 
 HUB_ID = "uoft-cs/cifar10"
 CLASS_NAMES = (
@@ -425,7 +426,7 @@ def write_hub_layout(dsd: datasets.DatasetDict, folder: Path) -> Path:
 def write_grading_folder(
     source: str | os.PathLike[str], folder: Path, n_train: int, n_test: int, seed: int
 ) -> Path:
-    """Write ``folder`` for ``tdkit.core.data_cache.grading_folder``: its first ``n_train`` + ``n_test``
+    """Write ``folder`` for ``assignment.grading_folder``: its first ``n_train`` + ``n_test``
     images, synthetic or taken from the local copy ``source``."""
     if source == SYNTHETIC:
         dsd = synthetic_cifar10(n_train, n_test, seed)

@@ -1,12 +1,11 @@
 """The reference side of the hidden checks: the oracle run on the grader-chosen inputs.
 
-Never released. Imports ``reference`` and tdkit's artifact reader and input builder; never
+Never released. Imports ``reference``, tdkit's artifact reader and this assignment's input builder; never
 runs student code. Results are cached: every submission is compared with the same run.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-COURSE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(COURSE))
-
 import reference
-from tdkit.core.inputs import (
+from tdkit.trusted.artifacts import Artifact
+from tdkit.trusted.checks import fail
+from tdkit.trusted.oracle_cache import remembered
+
+from .inputs import (
     N_CLASSES,
     GradingData,
     GradingInputs,
@@ -27,14 +27,13 @@ from tdkit.core.inputs import (
     grader_predictions,
     train_model,
 )
-from tdkit.trusted.artifacts import Artifact
-from tdkit.trusted.checks import fail
-from tdkit.trusted.oracle_cache import remembered
+
+COURSE = Path(__file__).resolve().parents[2]
 
 INPUTS = GradingInputs()
 # What the reference's training depends on, besides tdkit and the libraries: its cached value
 # is trained again when one changes.
-SOURCES = (COURSE / "reference", COURSE / "grader_tests")
+SOURCES = (COURSE / "reference", Path(__file__).parent)
 WEIGHT = "weight:"  # the key prefix of the trained weights beside the loss history
 
 

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from oracle import grading_data, reference_views, unusable_message
 
-from tdkit.core.inputs import GradingData
 from tdkit.trusted.artifacts import Artifact, read_artifact
 from tdkit.trusted.checks import fail
+
+from .inputs import GradingData
+from .oracle import grading_data, reference_views, unusable_message
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
