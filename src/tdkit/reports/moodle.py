@@ -187,6 +187,7 @@ def export_moodle(
     graded = sorted((in_sheet & set(results.students)) - (set() if provisional else set(waiting)))
     out = out_dir or course.reports / "moodle"
     require_writable(out, "tdkit export moodle")
+    definition = course.definition()
     cells = {}
     for sid in graded:
         student = results.students[sid]
@@ -199,7 +200,6 @@ def export_moodle(
     write_atomically(worksheet_out, sheet.with_cells(cells).to_bytes())
     buffer = io.BytesIO()
     plotter = Plotter()
-    definition = course.definition()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for sid in graded:
             name = str(roster.participants.get(sid, {}).get("full_name") or "")
