@@ -34,7 +34,7 @@ import nbformat
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import copy_course
+from conftest import copy_course, td_cnn
 
 from tdkit.core.course import Course
 from tdkit.release.generate import release
@@ -114,10 +114,10 @@ def zygote_start() -> tuple[float, float, float, float]:
     modules), the CPU of a second zygote (a fork of the spawner), and of their exits."""
     zygote.close_all()
     started, cpu = time.perf_counter(), children_cpu()
-    zygote.warm()
+    zygote.warm(td_cnn().preload)
     wall = time.perf_counter() - started
     preload = zygotes_cpu()
-    zygote.warm()
+    zygote.warm(td_cnn().preload)
     second = zygotes_cpu() - preload
     zygote.close_all()
     return wall, preload, second, children_cpu() - cpu - preload - second
@@ -158,7 +158,7 @@ def cpu_breakdown(course: Course, student: str) -> dict[str, float]:
         cells.append(cell)
     nb.cells = [*cells, nbformat.v4.new_code_cell(KERNEL_CPU)]
     zygote.close_all()
-    zygote.warm()
+    zygote.warm(td_cnn().preload)
     preload = zygotes_cpu()
     own, children = time.process_time(), children_cpu()
     outcome = execute_job(dataclasses.replace(job, notebook=nbformat.writes(nb)))
@@ -346,7 +346,7 @@ def main() -> None:
         for name, seconds in parts.items():
             print(f"  {name:<42} {seconds:6.2f} s CPU")
         print(f"  {'in all':<42} {sum(parts.values()):6.2f} s CPU")
-        zygote.warm()  # serves the wall breakdown below
+        zygote.warm(td_cnn().preload)  # serves the wall breakdown below
         print("where one submission's time goes (the full solution, 1 worker):")
         solution = next(s for s in students if "solution" in s)
         for name, seconds in breakdown(course, solution).items():

@@ -27,6 +27,7 @@ from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.student_ids import could_mean, moodle_number
 from tdkit.intake.collect import collect
+from tdkit.intake.late import deadlines_from_config
 from tdkit.reports.results import AssignmentResults, StudentResult, write_results_json
 from tdkit.trusted.grade import _previous_results
 from tdkit.trusted.gradebook import record_grades
@@ -57,8 +58,9 @@ def graded(released_course: Course, tmp_path_factory: pytest.TempPathFactory) ->
         "td_cnn",
         {sid: StudentResult.from_json(sid, record) for sid in (*SUBMITTED, "101240", "101241")},
     )
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     for sid in SUBMITTED:
-        record_grades(course, sid, results.students[sid].checks, None, None)
+        record_grades(course, sid, results.students[sid].checks, None, None, deadlines)
     write_results_json(results, course.reports / "results.json")
     (course.reports / "html").mkdir()
     (course.reports / "html" / "index.html").write_text("<p>summary</p>", encoding="utf-8")
@@ -376,11 +378,10 @@ def test_moodle_participant_ids_are_read_and_said(course: Course) -> None:
     append_config('c.TdkitDeadlines.extensions = {"Participant 101235": "2024-12-06 12:00"}')(
         course
     )
-    notes = preflight(course, list(SUBMITTED))
+    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
+    notes = preflight(course, list(SUBMITTED), deadlines)
     note = "c.TdkitDeadlines.extensions: 'Participant 101235' read as student 101235"
     assert notes == [f"nbgrader_config.py: {note} (Moodle's identifier)"]
-    from tdkit.intake.late import deadlines_from_config
-
     late = deadlines_from_config(course.nbgrader_config())
     assert late.assess("101235", "2024-12-06 11:00:00.000000 Europe/Paris", 21.0).penalty == 0
     groups = course.root / "groups.csv"

@@ -15,6 +15,7 @@ from conftest import REPO
 
 from tdkit.core.config import Limits, limits_from_config
 from tdkit.core.errors import TdkitError
+from tdkit.trusted.settings import grading_settings
 from tdkit.untrusted.sandbox import bwrap_path, run_sandboxed
 
 needs_bwrap = pytest.mark.skipif(
@@ -136,9 +137,8 @@ def test_limits_config_defaults_values_and_unknown_keys() -> None:
 def test_course_config_sets_the_limits() -> None:
     """Does the course's own nbgrader_config.py hold the limits tdkit uses?"""
     from tdkit.core.course import Course
-    from tdkit.trusted.grade import course_limits
 
-    assert course_limits(Course(REPO)) == Limits()
+    assert grading_settings(Course(REPO, "td_cnn")).limits == Limits()
 
 
 @needs_bwrap
@@ -219,7 +219,8 @@ def test_gradebook_update_is_all_or_nothing(
     monkeypatch.setattr(Gradebook, "find_grade", failing)
     stamp = datetime.now(timezone.utc).isoformat()
     with pytest.raises(RuntimeError):
-        record_grades(released_course, "half_written", [], None, stamp)
+        deadlines = grading_settings(released_course).deadlines
+        record_grades(released_course, "half_written", [], None, stamp, deadlines)
     monkeypatch.undo()
     with (
         Gradebook(released_course.db_url, released_course.course_id) as gb,

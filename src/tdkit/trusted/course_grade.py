@@ -136,10 +136,14 @@ def _penalty(deadlines: Deadlines, student: StudentResult) -> float:
     )
 
 
-def with_course_grades(course: Course, results: AssignmentResults) -> AssignmentResults:
+def with_course_grades(
+    course: Course, results: AssignmentResults, deadlines: Deadlines | None = None
+) -> AssignmentResults:
     """Every result with its gradebook cells and the late penalty on its whole grade; the
-    gradebook gets each group's hand grading on every member and the penalties."""
-    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
+    gradebook gets each group's hand grading on every member and the penalties.
+
+    ``deadlines``: the assignment's, when the command has read them already."""
+    deadlines = deadlines or deadlines_from_config(course.nbgrader_config(), course.assignment)
     if not results.students or not _has_gradebook(course):
         return results
     try:

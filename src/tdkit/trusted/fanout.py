@@ -18,7 +18,7 @@ from datetime import timezone
 import nbformat
 
 from tdkit.core.course import Course
-from tdkit.intake.late import Deadlines, deadlines_from_config
+from tdkit.intake.late import Deadlines
 from tdkit.intake.roster import load_roster
 from tdkit.reports.results import AssignmentResults, StudentResult
 from tdkit.trusted.gradebook import record_grades
@@ -35,13 +35,16 @@ def _with_lateness(
 
 
 def after_grading(
-    course: Course, results: AssignmentResults, graded: list[str], regraded: Collection[str]
+    course: Course,
+    results: AssignmentResults,
+    graded: list[str],
+    regraded: Collection[str],
+    deadlines: Deadlines,
 ) -> AssignmentResults:
     """Lateness for every student in ``graded``, then each group's result for its other members
     where the graded member was ``regraded`` now or a member's result is not the group's."""
     from tdkit.trusted.grade import _submitted_at  # grade imports this module: import at call time
 
-    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     roster = load_roster(course)
     for sid in graded:
         if sid in results.students:
@@ -68,7 +71,13 @@ def after_grading(
             # The group's lateness and penalty (the graded member's due date) go to every member.
             results.students[member] = result
             record_grades(
-                course, member, source.checks, executed, timestamp, deadline_of=group.graded
+                course,
+                member,
+                source.checks,
+                executed,
+                timestamp,
+                deadlines,
+                deadline_of=group.graded,
             )
             if executed is not None:
                 target = course.autograded_notebook(member)

@@ -26,13 +26,12 @@ import numpy as np
 from nbgrader.utils import parse_utc
 
 from tdkit.core.assignment import Assignment, CurveFigure, GradingProfile, probe_files
-from tdkit.core.config import Limits, limits_from_config
+from tdkit.core.config import Limits
 from tdkit.core.course import Course
 from tdkit.core.errors import TdkitError
 from tdkit.core.json_files import DamagedFile
 from tdkit.intake.identify import require_assignment
 from tdkit.intake.submission import UnreadableSubmission, prepare_submission, read_submission
-from tdkit.release.environment import CourseEnvironment, grading_environment
 from tdkit.reports.results import (
     AssignmentResults,
     StudentResult,
@@ -53,6 +52,7 @@ from tdkit.trusted.incremental import (
 )
 from tdkit.trusted.preflight import preflight
 from tdkit.trusted.sanitize import release_text, sanitise_notebook
+from tdkit.trusted.settings import GradingSettings, grading_settings
 from tdkit.untrusted.job import SandboxJob, SandboxOutcome, execute_job, failed_outcome
 
 DEFAULT_LIMITS = Limits()
@@ -121,32 +121,21 @@ def _plain_matrix(array: np.ndarray | None, shape: tuple[int, int]) -> list[list
     return None
 
 
-def course_limits(course: Course) -> Limits:
-    """``c.TdkitLimits`` of the course's nbgrader_config.py (defaults where unset)."""
-    return limits_from_config(course.nbgrader_config())
-
-
 def prepare_job(
-    course: Course,
-    student_id: str,
-    limits: Limits | None = None,
-    profile: GradingProfile | None = None,
-    environment: CourseEnvironment | None = None,
+    course: Course, student_id: str, settings: GradingSettings | None = None
 ) -> SandboxJob:
     """Trusted: nbgrader's sanitising and the grading profile. Raises if the notebook is unreadable."""
-    limits = limits or course_limits(course)
-    definition = course.definition()
-    profile = profile or definition.profile(None)
-    environment = environment or grading_environment(course.root)
+    settings = settings or grading_settings(course)
+    limits, definition = settings.limits, settings.definition
     nb = read_submission(course, student_id, limits.max_notebook_bytes, limits.max_cells)
     require_assignment(nb, course.release_notebook)
-    prepared = prepare_submission(course, nb, student_id, profile)
+    prepared = prepare_submission(course, nb, student_id, settings.profile)
     return SandboxJob(
         student_id,
         nbformat.writes(prepared),
         limits,
-        tuple(map(str, profile.data_dirs)),
-        environment.kernel_json(),
+        tuple(map(str, settings.profile.data_dirs)),
+        settings.environment.kernel_json(),
         course.assignment,
         definition.group_names,
         tuple(probe_files(course.root, course.assignment, definition).items()),
@@ -224,15 +213,15 @@ def _failure(outcome: SandboxOutcome, limits: Limits) -> str | None:
 def judge(
     course: Course,
     outcome: SandboxOutcome,
-    limits: Limits | None = None,
+    settings: GradingSettings | None = None,
     graded_answers: dict[str, str] | None = None,
 ) -> StudentResult:
     """Trusted: hidden checks on the artifacts, the gradebook, the autograded notebook.
 
     ``graded_answers``: the digests of the answers of the version graded before (see record_grades)."""
     started = time.perf_counter()
-    limits = limits or course_limits(course)
-    definition = course.definition()
+    settings = settings or grading_settings(course)
+    limits, definition = settings.limits, settings.definition
     sid = outcome.student_id
     with tempfile.TemporaryDirectory(prefix=f"tdkit-judge-{sid}-") as folder:
         artifacts = Path(folder) / "artifacts"
@@ -267,6 +256,7 @@ def judge(
         checks,
         prepared_notebook(outcome) or executed,
         _submitted_at(course, sid),
+        settings.deadlines,
         graded_answers=graded_answers,
     )
     return StudentResult(
@@ -361,7 +351,7 @@ def grade_all(
     from tdkit.trusted.course_grade import keep_course_grades, with_course_grades
     from tdkit.trusted.fanout import after_grading
 
-    definition = course.definition()  # the assignment's grading side, checked before any work
+    course.definition()  # the assignment's grading side, checked before any work
     if not course.release_notebook.is_file():
         raise TdkitError(f"{course.release_notebook} is missing: run 'tdkit release' first.")
     students = submitted_students(course)
@@ -375,7 +365,9 @@ def grade_all(
             f"No submission under {course.submitted}: run 'tdkit collect ARCHIVE.zip' first."
         )
     started = time.perf_counter()
-    for note in preflight(course, students):  # the instructor's files, before anyone is graded
+    # The course's settings, read once; then every file of the instructor's, before anyone is graded.
+    settings = grading_settings(course, limits=limits, profile=profile)
+    for note in preflight(course, students, settings.deadlines):
         progress(note)
     # A gradebook without the assignment (a fresh clone) would give everyone 0: register it first.
     registered = register_release(course)
@@ -383,10 +375,6 @@ def grade_all(
         progress(
             f"registered the committed {course.release_notebook.relative_to(course.root)} in the gradebook"
         )
-    limits = limits or course_limits(course)
-    environment = grading_environment(
-        course.root
-    )  # an uninstalled package is the grader's fault: stop
     results_path = course.reports / "results.json"
     previous = _previous_results(results_path, progress, everyone)
     # Everyone still submitted keeps their last result; the students graded now replace theirs.
@@ -398,15 +386,14 @@ def grade_all(
             if previous is not None and sid in previous.students
         },
     )
-    profile = profile or definition.profile(None)
-    grader = grader_fingerprint(course, limits, profile)
-    digests = {sid: submission_digest(course, sid, limits) for sid in students}
+    grader = grader_fingerprint(course, settings.limits, settings.profile)
+    digests = {sid: submission_digest(course, sid, settings.limits) for sid in students}
     if student is not None:
         todo = Plan({student: ASKED}, [s for s in students if s != student])
     else:
         todo = plan(students, previous, grader, digests, in_gradebook(course), everyone=everyone)
         progress(todo.summary())
-    results.environment = list(environment.packages)
+    results.environment = list(settings.environment.packages)
     for other in sorted(_other_assignments(course)):
         progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
     pool = executor or ThreadPoolExecutor(
@@ -417,9 +404,7 @@ def grade_all(
     done: list[SandboxOutcome] = []
     for sid in todo.grade:
         try:
-            pending[
-                pool.submit(execute_job, prepare_job(course, sid, limits, profile, environment))
-            ] = sid
+            pending[pool.submit(execute_job, prepare_job(course, sid, settings))] = sid
         except Exception as error:  # noqa: BLE001 - an unreadable notebook is this student's failure
             done.append(_refused(sid, error))
     crashed: set[str] = set()  # jobs whose process died: no fault of the notebook's that we know of
@@ -429,7 +414,7 @@ def grade_all(
             sid = outcome.student_id
             try:
                 before = previous.students.get(sid) if previous is not None else None
-                result = judge(course, outcome, limits, before.answers if before else None)
+                result = judge(course, outcome, settings, before.answers if before else None)
             except ChecksCrashed as error:
                 raise TdkitError(
                     f"The hidden checks themselves crashed; fix grader_tests/ and grade again:\n{error}"
@@ -453,13 +438,14 @@ def grade_all(
         if executor is None:
             pool.shutdown(wait=True, cancel_futures=True)
     grading_seconds = time.perf_counter() - grading_started if todo.grade else 0.0
-    results = with_course_grades(course, after_grading(course, results, students, todo.grade))
+    graded = after_grading(course, results, students, todo.grade, settings.deadlines)
+    results = with_course_grades(course, graded, settings.deadlines)
     keep_course_grades(course, results)
     # Pages whose result is as before stay; a group member's page follows the notebook graded for them.
     unchanged = previous is not None and previous.to_json() == results.to_json()
     render_reports(
         results,
-        definition,
+        settings.definition,
         course.reports / "html",
         only=_changed_results(results, previous),
         summary=not unchanged,

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SAWarning
 
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.transaction import one_transaction
-from tdkit.intake.late import deadlines_from_config
+from tdkit.intake.late import Deadlines
 from tdkit.reports.results import CheckResult
 from tdkit.untrusted.job import SandboxOutcome
 
@@ -80,6 +80,7 @@ def record_grades(
     checks: list[CheckResult],
     executed: NotebookNode | None,
     timestamp: str | None,
+    deadlines: Deadlines,
     deadline_of: str | None = None,
     graded_answers: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -90,7 +91,6 @@ def record_grades(
     (``graded_answers``, the digests returned by the grading it was graded on) goes back to
     formgrader's queue with its grade kept. ``deadline_of``: whose due date applies (a group's
     graded member), when not the student's own. Returns the digests of this version's answers."""
-    deadlines = deadlines_from_config(course.nbgrader_config(), course.assignment)
     scores = cell_scores(cell_groups(course), checks)
     answers, digests = _answers(executed)
     with writing_gradebook(course) as gb, one_transaction(gb):

@@ -13,26 +13,23 @@ from pathlib import Path
 
 from nbgrader.utils import parse_utc
 
-from tdkit.core.config import limits_from_config
 from tdkit.core.course import Course, in_process_alembic_head
 from tdkit.core.errors import TdkitError
 from tdkit.core.files import require_writable
 from tdkit.core.gradebook_file import check_gradebook
 from tdkit.core.student_ids import could_mean
-from tdkit.intake.late import Deadlines, deadlines_from_config
+from tdkit.intake.late import Deadlines
 from tdkit.intake.roster import Roster, load_roster
-from tdkit.release.environment import grading_environment
 
 MAX_TIMESTAMP_CHARS = 100  # what grading reads of timestamp.txt (tdkit.trusted.grade._submitted_at)
 
 
-def preflight(course: Course, students: list[str]) -> list[str]:
-    """Raise a TdkitError for the first mistake found; return notes on how files were read."""
-    config = course.nbgrader_config()
-    limits_from_config(config)
-    deadlines = deadlines_from_config(config, course.assignment)
+def preflight(course: Course, students: list[str], deadlines: Deadlines) -> list[str]:
+    """Raise a TdkitError for the first mistake found; return notes on how files were read.
+
+    The course's settings (``grading_settings``: nbgrader_config.py, td-requirements.txt, the
+    assignment's definition) were read and checked before; ``deadlines`` are theirs."""
     roster = load_roster(course)
-    grading_environment(course.root)
     for student_id in students:
         check_timestamp(course.submitted_notebook(student_id).parent / "timestamp.txt")
     for folder in (course.reports, course.reports / "html", course.root / "autograded"):
