@@ -4,16 +4,12 @@ Usage, from the repository root::
 
     .venv/bin/python examples/td_mlp/build_submissions.py
 
-Each notebook is the student version of ``source/td_mlp/td_mlp.md`` with the source of some
-cells replaced, found by their nbgrader ``grade_id``: the solution cells (``normalize``,
+Each notebook is the current ``release/td_mlp/td_mlp.ipynb`` with the source of some cells
+replaced, found by their nbgrader ``grade_id``: the solution cells (``normalize``,
 ``model``, ``train_epochs``, ``plot_losses``, ``evaluate``) and the free-text answer cells
 (``answer_overfitting``, ``answer_images``). The full solution is parsed from the solution
 regions of the source notebook, never copied by hand; each mistake is written out as the
 student's code.
-
-The student version is made here with nbgrader's own release preprocessors (solutions replaced
-by ``# YOUR CODE HERE``, hidden tests and outputs removed), so this script needs nothing from
-tdkit and the examples follow the source notebook.
 
 Writes, with no outputs and the same bytes on every run, ``examples/td_mlp/submissions/
 <student>.ipynb`` and ``examples/td_mlp/submissions/expected.json``: a full solution, the release
@@ -25,7 +21,8 @@ keyword its message must contain (case-insensitive). Every other check must pass
 ``cell_errors`` lists the exceptions its solution cells raise when run top to bottom (none if
 absent).
 
-Run it again after changing the source notebook: the committed files must match its output.
+Run it again after changing the source notebook (after ``tdkit release td_mlp``):
+``tests/test_td_mlp.py`` fails while the committed files are stale.
 """
 
 from __future__ import annotations
@@ -41,16 +38,10 @@ from pathlib import Path
 import jupytext
 import nbformat
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import (
-    ClearHiddenTests,
-    ClearOutput,
-    ClearSolutions,
-    ComputeChecksums,
-    LockCells,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_MD = ROOT / "source" / "td_mlp" / "td_mlp.md"
+RELEASE = ROOT / "release" / "td_mlp" / "td_mlp.ipynb"
 EXAMPLES_DIR = Path("examples") / "td_mlp" / "submissions"
 
 CODE_IDS = ("normalize", "model", "train_epochs", "plot_losses", "evaluate")
@@ -67,28 +58,15 @@ CHECKS = {
         "train_losses",
         "val_losses",
         "eval_no_grad",
-        "leaves_train_mode",
+        "leaves_arguments",
     ),
-    "evaluate": ("returns_proportion", "matches_reference", "leaves_mode"),
     "plot_losses": ("returns_figure", "line_data", "labels"),
+    "evaluate": ("returns_proportion", "matches_reference", "leaves_mode"),
 }
 
 
 # --------------------------------------------------------------------------------------------
-# The source notebook: its solution and its student version
-
-
-def read_source(md_path: Path = SOURCE_MD) -> NotebookNode:
-    """The master notebook, each cell's id its grade_id (or its position): stable bytes."""
-    nb = jupytext.read(md_path, fmt="md")
-    nb.metadata.pop("jupytext", None)
-    nb.nbformat, nb.nbformat_minor = 4, 5
-    seen: set[str] = set()
-    for index, cell in enumerate(nb.cells):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        cell.id = grade_id if grade_id and grade_id not in seen else f"cell-{index:03d}"
-        seen.add(cell.id)
-    return nb
+# The solution, parsed from the source notebook
 
 
 def solution_text(source: str) -> str:
@@ -99,28 +77,17 @@ def solution_text(source: str) -> str:
     return "\n".join(kept).strip("\n")
 
 
-def parse_solution(source: NotebookNode) -> dict[str, str]:
+def parse_solution(md_path: Path = SOURCE_MD) -> dict[str, str]:
     """grade_id -> solution source of every solution cell of the source notebook."""
     solutions = {}
-    for cell in source.cells:
+    for cell in jupytext.read(md_path, fmt="md").cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("solution"):
             solutions[meta["grade_id"]] = solution_text(cell.source)
     missing = set(CODE_IDS + ANSWER_IDS) - set(solutions)
     if missing:
-        raise SystemExit(f"{SOURCE_MD} has no solution cell {sorted(missing)}: update {__file__}.")
+        raise SystemExit(f"{md_path} has no solution cell {sorted(missing)}: update {__file__}.")
     return solutions
-
-
-def student_version(source: NotebookNode) -> NotebookNode:
-    """What nbgrader's generate_assignment hands out: no solution, no hidden test, no output."""
-    nb = copy.deepcopy(source)
-    resources: dict[str, object] = {}
-    # nbgrader's order: solutions cleared before hidden tests, checksums of what is handed out.
-    steps = (LockCells(), ClearSolutions(), ClearOutput(), ClearHiddenTests(), ComputeChecksums())
-    for step in steps:
-        nb, resources = step.preprocess(nb, resources)
-    return nb
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +269,7 @@ def cells_by_grade_id(nb: NotebookNode) -> dict[str, NotebookNode]:
 
 
 def build_notebook(release: NotebookNode, submission: Submission) -> str:
-    """The student version with ``submission``'s cells."""
+    """The release with ``submission``'s cells."""
     nb = copy.deepcopy(release)
     cells = cells_by_grade_id(nb)
     for grade_id, source in submission.cells.items():
@@ -324,9 +291,8 @@ def expected_json(submissions: list[Submission]) -> str:
 
 def build(root: Path = ROOT) -> list[Path]:
     """Write every notebook and expected.json under ``root``; returns the paths written."""
-    source = read_source()
-    release = student_version(source)
-    submissions = examples(parse_solution(source))
+    release = nbformat.read(RELEASE, as_version=4)
+    submissions = examples(parse_solution())
     names = [s.name for s in submissions]
     if len(set(names)) != len(names):
         raise SystemExit(f"duplicate names in {EXAMPLES_DIR}: {names}")
