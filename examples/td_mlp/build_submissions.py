@@ -187,8 +187,9 @@ def examples(solution: Mapping[str, str]) -> list[Submission]:
         ),
         Submission(
             "basile_unanswered",
-            "The release as is: every function still raises NotImplementedError, no answer. "
-            "Nothing to grade: 0, and every check says the function is not written.",
+            "The release as is: every function still raises NotImplementedError, no answer. tdkit "
+            "grade gives it 0 with one message, « Rien n'a été modifié » (tdkit.intake.identify); "
+            "function by function, every check says the function is not written.",
             {},
             every_check("NotImplementedError", *CHECKS),
         ),
