@@ -1,0 +1,37 @@
+"""Fixtures of td_mlp's hidden checks: the probe's artifact of each check's group."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.checks import fail
+
+from .oracle import reference_views, unusable_message
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--artifacts", required=True, help="directory of the probe's artifacts")
+    parser.addoption(
+        "--reference-out", default=None, help="file to write the reference's loss curves to"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The reports' reference comes from this run's oracle, never from a second computation."""
+    out = session.config.getoption("--reference-out")
+    if out:
+        Path(out).write_text(json.dumps(reference_views()))
+
+
+@pytest.fixture
+def artifact(request: pytest.FixtureRequest) -> Artifact:
+    """The artifact of the check's group; the check fails with a clear message if unusable."""
+    group = request.node.get_closest_marker("hidden_check").kwargs["id"].split("/", 1)[0]
+    found = read_artifact(Path(request.config.getoption("--artifacts")), group)
+    if not found.ok:
+        fail(unusable_message(found))
+    return found
