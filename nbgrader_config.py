@@ -22,7 +22,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 # The course directory is this repository: source/, release/, submitted/, autograded/, feedback/.
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "td_cnn"
-c.CourseDirectory.db_assignments = [dict(name="td_cnn")]
+c.CourseDirectory.db_assignments = [dict(name="td_cnn"), dict(name="td_mlp")]
 # The gradebook: gradebook.db here, unless TDKIT_DB_URL or the untracked file .tdkit/db_url names
 # another database (docs/instructor.md, "PostgreSQL gradebook"). Never write a password in this committed file.
 _db_url = gradebook_url(__file__)  # refuses a password written in this file
@@ -66,10 +66,13 @@ c.TdkitLimits.max_cells = 1000  # most cells in a submitted notebook
 # Moodle grading worksheet's dates. tdkit writes the due date and each extension into nbgrader's gradebook;
 # the penalty comes from nbgrader's late-submission plugin point.
 c.Exchange.timezone = "Europe/Paris"
-c.TdkitDeadlines.duedate = "2026-12-04 18:00"
-c.TdkitDeadlines.extensions = {}  # student id -> that student's own due date, e.g. {"101234": "2026-12-06 18:00"}
+# Each assignment's due date; extensions: student id -> that student's own, e.g. {"101234": "2026-12-06 18:00"}
+c.TdkitDeadlines.assignments = {
+    "td_mlp": {"duedate": "2026-11-27 18:00", "extensions": {}},
+    "td_cnn": {"duedate": "2026-12-04 18:00", "extensions": {}},
+}
 c.AssignLatePenalties.plugin_class = "tdkit.intake.late.LatePenalty"
-c.LatePenalty.points_per_day = 2.0  # points off per started day late (the TD is out of 21)
+c.LatePenalty.points_per_day = 2.0  # points off per started day late (a TD is out of about 20)
 c.LatePenalty.zero_after_days = 7.0  # later than a week: the score is zero
 
 # Similarity between submissions (tdkit.reports.similarity.TdkitSimilarity; docs/ta.md, "Similarity report"): a

@@ -117,12 +117,28 @@ COURSE_PARTS = (
     "nbgrader_config.py",
     "jupyter_server_config.py",
     "td-requirements.txt",
-    "source/td_cnn",
-    "release/td_cnn",
     "grader_tests/__init__.py",
-    "grader_tests/td_cnn",
     "reference",
-)  # the course with its first assignment only: a command that names none works on td_cnn
+)
+ASSIGNMENT_PARTS = ("source", "release", "grader_tests")  # each holds <assignment>/
+
+
+ONE_COURSE_DEADLINES = (
+    """c.TdkitDeadlines.assignments = {
+    "td_mlp": {"duedate": "2026-11-27 18:00", "extensions": {}},
+    "td_cnn": {"duedate": "2026-12-04 18:00", "extensions": {}},
+}""",
+    'c.TdkitDeadlines.duedate = "2026-12-04 18:00"',
+)
+
+
+@pytest.fixture(autouse=True)
+def _repository_course() -> None:
+    """Tests import this repository's grading packages and reference: the modules of a course
+    copy graded earlier in this process (same names, another folder) are dropped first."""
+    from tdkit.core.assignment import use_course
+
+    use_course(REPO)
 
 
 def td_cnn() -> Assignment:
@@ -151,14 +167,26 @@ def nbgrader_export(root: Path, out: Path) -> dict[str, dict[str, str]]:
         return {row["student_id"]: row for row in csv.DictReader(file)}
 
 
-def copy_course(target: Path) -> Path:
-    """A fresh course directory with this repository's course files (no gradebook, no submissions)."""
+def copy_course(target: Path, assignments: tuple[str, ...] = ("td_cnn",)) -> Path:
+    """A fresh course directory with this repository's course files and ``assignments`` (no
+    gradebook, no submissions). With td_cnn alone by default, a command that names no assignment
+    works on it."""
     import shutil
 
     target.mkdir(parents=True, exist_ok=True)
-    for part in COURSE_PARTS:
+    parts = (*COURSE_PARTS, *(f"{p}/{a}" for p in ASSIGNMENT_PARTS for a in assignments))
+    for part in parts:
         src = REPO / part
         (target / part).parent.mkdir(parents=True, exist_ok=True)
+        if (
+            part == "nbgrader_config.py"
+        ):  # td_cnn's due date alone: tests set their own in its place
+            config = src.read_text(encoding="utf-8")
+            assert ONE_COURSE_DEADLINES[0] in config, (
+                "tests/conftest.py: update ONE_COURSE_DEADLINES"
+            )
+            (target / part).write_text(config.replace(*ONE_COURSE_DEADLINES), encoding="utf-8")
+            continue
         if src.is_dir():
             shutil.copytree(src, target / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:

@@ -428,8 +428,8 @@ def test_unseen_group_member_is_said_without_a_worksheet(course: Course) -> None
 
 
 def test_repository_config_passes_the_checks() -> None:
-    """Does the course's own nbgrader_config.py pass every check (a deadline with a time, a
-    positive penalty, the plugin that reads it)?"""
-    from tdkit.intake.late import deadlines_from_config
-
-    assert deadlines_from_config(Course(REPO).nbgrader_config()).notes == ()
+    """Does the course's own nbgrader_config.py pass every check (a deadline with a time for each
+    assignment, a positive penalty, the plugin that reads it)?"""
+    for assignment in ("td_cnn", "td_mlp"):
+        deadlines = deadlines_from_config(Course(REPO, assignment).nbgrader_config(), assignment)
+        assert deadlines.due is not None and deadlines.notes == ()

@@ -25,18 +25,23 @@ def _cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def test_committed_release_is_fresh(tmp_path: Path) -> None:
-    """Does `tdkit release` (solution run included) regenerate exactly the committed release and pair?"""
-    course = Course(copy_course(tmp_path / "course"))
+@pytest.mark.parametrize("name", ["td_cnn", "td_mlp"])
+def test_committed_release_is_fresh(name: str, tmp_path: Path) -> None:
+    """Does `tdkit release` (solution run included) regenerate exactly the committed release and
+    pair, of each assignment?"""
+    # td_mlp reads td_cnn's CIFAR-10 folders (grader_tests/td_mlp/assignment.py): both are copied.
+    course = Course(copy_course(tmp_path / "course", tuple({name: 1, "td_cnn": 1})), name)
     result = release(course)
     assert result.verified
     assert result.release_path.read_text(encoding="utf-8") == (
-        REPO / "release/td_cnn/td_cnn.ipynb"
-    ).read_text(encoding="utf-8"), "release/ is stale: run 'tdkit release' and commit the result"
+        REPO / f"release/{name}/{name}.ipynb"
+    ).read_text(encoding="utf-8"), (
+        f"release/ is stale: run 'tdkit release {name}' and commit the result"
+    )
     assert not result.changed
-    assert (REPO / "source/td_cnn/td_cnn.ipynb").read_text(encoding="utf-8") == pair_text(
-        REPO / "source/td_cnn/td_cnn.md"
-    ), "the .ipynb pair is stale: run 'tdkit release' and commit the result"
+    assert (REPO / f"source/{name}/{name}.ipynb").read_text(encoding="utf-8") == pair_text(
+        REPO / f"source/{name}/{name}.md"
+    ), f"the .ipynb pair is stale: run 'tdkit release {name}' and commit the result"
 
 
 def test_release_shows_the_buggy_loop() -> None:

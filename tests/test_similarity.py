@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from click.testing import CliRunner
-from conftest import copy_course
+from conftest import copy_course, td_cnn
 from traitlets.config import Config
 
 from tdkit.core.course import Course
@@ -171,7 +171,7 @@ def test_the_class_summary_links_to_the_page() -> None:
     from tdkit.reports.html import render_summary
     from tdkit.reports.results import AssignmentResults
 
-    assert 'href="../similarity.html"' in render_summary(AssignmentResults("td_cnn"))
+    assert 'href="../similarity.html"' in render_summary(AssignmentResults("td_cnn"), td_cnn())
 
 
 def test_settings_come_from_nbgrader_config() -> None:

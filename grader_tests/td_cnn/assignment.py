@@ -132,6 +132,7 @@ def demo_source(root: Path, say: Callable[[str], None]) -> str | None:
 
 
 ASSIGNMENT = Assignment(
+    title="CNN pour la classification d'images",
     groups=(
         CheckGroup("train", "train", "boucle d'entraînement"),
         CheckGroup("learning_curve", "plot_learning_curve", "courbe d'apprentissage"),

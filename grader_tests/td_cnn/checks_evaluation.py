@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import reference
-from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.artifacts import Artifact, read_artifact, unusable_message
 from tdkit.trusted.checks import fail, hidden_check, require
 
 from .oracle import (
@@ -32,7 +32,6 @@ from .oracle import (
     reference_predictions,
     require_untouched,
     returned_array,
-    unusable_message,
 )
 
 # What predict, accuracy and confusion_matrix must leave as they found it.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.artifacts import Artifact, read_artifact, unusable_message
 from tdkit.trusted.checks import fail
 
 from .inputs import GradingData
-from .oracle import grading_data, reference_views, unusable_message
+from .oracle import grading_data, reference_views
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

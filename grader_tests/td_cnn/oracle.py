@@ -128,32 +128,6 @@ def reference_views() -> dict[str, list]:
     }
 
 
-def unusable_message(artifact: Artifact) -> str:
-    function = artifact.record.get("function") or artifact.group
-    if artifact.status == "missing":
-        return (
-            f"La fonction `{function}` n'est pas définie après l'exécution du notebook : sa cellule s'est "
-            "sans doute arrêtée sur une erreur avant la ligne `def` (voir les erreurs de cellules du "
-            "rapport), ou la fonction a été supprimée ou renommée. Corrigez l'erreur et gardez le nom et "
-            "la signature de la fonction : le correcteur l'appelle."
-        )
-    if artifact.status == "error":
-        last = artifact.error.strip().splitlines()[-1:] or [""]
-        if last[0].startswith("NotImplementedError"):
-            return (
-                f"`{function}` n'est pas encore écrite : elle lève toujours `NotImplementedError`. "
-                "Remplacez `raise NotImplementedError()` par votre code."
-            )
-        return (
-            f"`{function}` a levé une erreur sur les données du correcteur : {last[0]}\n"
-            "Le détail est dans le rapport ; testez votre fonction sur un petit dataset."
-        )
-    return (
-        f"Le notebook n'a pas pu être exécuté jusqu'à l'appel de `{function}` "
-        "(erreur, temps dépassé ou noyau arrêté) : aucun résultat à vérifier."
-    )
-
-
 def returned_array(artifact: Artifact, what: str) -> np.ndarray:
     """The function's returned value as an array, or a failed check saying what came back."""
     if "value" not in artifact.arrays:

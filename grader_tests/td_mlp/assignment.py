@@ -70,6 +70,7 @@ def demo_source(root: Path, say: Callable[[str], None]) -> str | None:
 
 
 ASSIGNMENT = Assignment(
+    title="Perceptron multicouche pour la classification d'images",
     groups=(
         CheckGroup("normalize", "normalize", "normalisation"),
         CheckGroup("model", "MLP", "le réseau (MLP)"),

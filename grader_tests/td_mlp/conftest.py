@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.artifacts import Artifact, read_artifact, unusable_message
 from tdkit.trusted.checks import fail
 
-from .oracle import reference_views, unusable_message
+from .oracle import reference_views
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

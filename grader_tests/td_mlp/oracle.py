@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from reference import td_mlp as reference
-from tdkit.trusted.artifacts import Artifact
 from tdkit.trusted.checks import fail
 
 from .inputs import GradingData, GradingInputs
@@ -159,33 +158,6 @@ def reference_views() -> dict[str, list[float]]:
 
 # --------------------------------------------------------------------------------------------
 # Messages
-
-
-def unusable_message(artifact: Artifact) -> str:
-    function = artifact.record.get("function") or artifact.group
-    if artifact.status == "missing":
-        return (
-            f"`{function}` n'est pas définie après l'exécution du notebook : sa cellule s'est sans "
-            "doute arrêtée sur une erreur avant la ligne `def` ou `class` (voir les erreurs de "
-            "cellules du rapport), ou elle a été supprimée ou renommée. Corrigez l'erreur et gardez "
-            "le nom et la signature : le correcteur l'appelle."
-        )
-    if artifact.status == "error":
-        last = artifact.error.strip().splitlines()[-1:] or [""]
-        if last[0].startswith("NotImplementedError"):
-            return (
-                f"`{function}` n'est pas encore écrite : elle lève toujours `NotImplementedError`. "
-                "Remplacez `raise NotImplementedError()` par votre code."
-            )
-        return (
-            f"`{function}` a levé une erreur sur les données du correcteur : {last[0]}\n"
-            "Le détail est dans le rapport ; essayez-la sur de petites entrées comme dans les tests "
-            "visibles."
-        )
-    return (
-        f"Le notebook n'a pas pu être exécuté jusqu'à l'appel de `{function}` (erreur, temps "
-        "dépassé ou noyau arrêté) : aucun résultat à vérifier."
-    )
 
 
 def described(returned: dict | None) -> str:

@@ -1,4 +1,4 @@
-"""tdkit: release, grade and give feedback on the TD "CNN pour la classification d'images"."""
+"""tdkit: release, grade and give feedback on a course's notebook labs, built on nbgrader."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def input_problem(error: Exception) -> str | None:
 
 @click.group()
 def main() -> None:
-    """Release, grade and give feedback on the TD "CNN pour la classification d'images"."""
+    """Release, grade and give feedback on a course's notebook labs (nbgrader assignments)."""
 
 
 @main.command()
@@ -390,9 +390,10 @@ def check(notebook: Path, requirements: Path | None) -> None:
 def demo() -> None:
     """Release, collect the example submissions, grade them and print the score table, for each
     assignment of the course."""
+    from tdkit.core.course import find_course_root
     from tdkit.demo import run_demo
 
-    for result in run_demo(find_course().root, say=click.echo):
+    for result in run_demo(find_course_root(), say=click.echo):
         _demo_table(result)
 
 

@@ -80,6 +80,7 @@ Figure = CurveFigure | MatrixFigure
 class Assignment:
     """``ASSIGNMENT`` in ``grader_tests/<name>/assignment.py``."""
 
+    title: str  # French, the TD's title at the top of its pages
     groups: tuple[CheckGroup, ...]  # in the order the notebook asks for them
     # Its files the probe imports, besides probe.py and assignment.py: copied into each sandbox
     # job, never the checks, the oracle or the reference.

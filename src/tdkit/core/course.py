@@ -251,10 +251,16 @@ def config_file_error(path: Path, error: Exception) -> str:
 def find_course(start: Path | None = None, assignment: str | None = None) -> Course:
     """The course whose ``nbgrader_config.py`` is in ``start`` (default: cwd) or above, working on
     ``assignment`` (default: the course's only one)."""
+    root = find_course_root(start)
+    return Course(root, choose_assignment(root, assignment)).checked()
+
+
+def find_course_root(start: Path | None = None) -> Path:
+    """The folder of the first ``nbgrader_config.py`` in ``start`` (default: cwd) or above."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILE).is_file():
-            return Course(folder, choose_assignment(folder, assignment)).checked()
+            return folder
     raise TdkitError(
         f"No {CONFIG_FILE} in {here} or above: cd into the course directory (the tdkit repository)."
     )

@@ -466,6 +466,7 @@ def render_student(
         .get_template("student.html")
         .render(
             assignment=assignment,
+            title=definition.title,
             student=student,
             groups=groups,
             n_failed=sum(g.n_failed for g in groups),
@@ -529,7 +530,7 @@ def missing_modules(results: AssignmentResults) -> list[MissingModule]:
     ]
 
 
-def render_summary(results: AssignmentResults) -> str:
+def render_summary(results: AssignmentResults, definition: Assignment) -> str:
     students = [results.students[sid] for sid in sorted(results.students)]
     # The course's grades, of the copies whose every answer is graded: no grade is guessed.
     scores = [s.final_score for s in students if not s.waiting_for]
@@ -539,6 +540,7 @@ def render_summary(results: AssignmentResults) -> str:
         .get_template("summary.html")
         .render(
             assignment=results.assignment,
+            title=definition.title,
             students=students,
             href={s.student_id: quote(page_name(s.student_id)) for s in students},
             n_failed={s.student_id: sum(not c.passed for c in s.checks) for s in students},
@@ -594,5 +596,5 @@ def render_reports(
         )
     index = out_dir / "index.html"
     if summary or not index.is_file():
-        index.write_text(render_summary(results), encoding="utf-8")
+        index.write_text(render_summary(results, definition), encoding="utf-8")
     return ReportFiles(index, pages)

@@ -53,3 +53,32 @@ def read_artifact(directory: str | Path, group: str) -> Artifact:
         except (OSError, ValueError):
             arrays = {}
     return Artifact(group, str(record.get("status", "absent")), record, arrays)
+
+
+def unusable_message(artifact: Artifact) -> str:
+    """Why a group's checks have nothing to judge, in French for the student: the function was
+    never defined, it raised on the grader's inputs, or the run stopped before the probe."""
+    function = artifact.record.get("function") or artifact.group
+    if artifact.status == "missing":
+        return (
+            f"`{function}` n'est pas définie après l'exécution du notebook : sa cellule s'est sans "
+            "doute arrêtée sur une erreur avant la ligne `def` ou `class` (voir les erreurs de "
+            "cellules du rapport), ou elle a été supprimée ou renommée. Corrigez l'erreur et gardez "
+            "le nom et la signature : le correcteur l'appelle."
+        )
+    if artifact.status == "error":
+        last = artifact.error.strip().splitlines()[-1:] or [""]
+        if last[0].startswith("NotImplementedError"):
+            return (
+                f"`{function}` n'est pas encore écrite : elle lève toujours `NotImplementedError`. "
+                "Remplacez `raise NotImplementedError()` par votre code."
+            )
+        return (
+            f"`{function}` a levé une erreur sur les données du correcteur : {last[0]}\n"
+            "Le détail est dans le rapport ; essayez-la sur de petites entrées, comme dans les tests "
+            "visibles."
+        )
+    return (
+        f"Le notebook n'a pas pu être exécuté jusqu'à l'appel de `{function}` (erreur, temps "
+        "dépassé ou noyau arrêté) : aucun résultat à vérifier."
+    )

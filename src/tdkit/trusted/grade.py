@@ -27,7 +27,7 @@ from nbgrader.utils import parse_utc
 
 from tdkit.core.assignment import Assignment, CurveFigure, GradingProfile, probe_files
 from tdkit.core.config import Limits
-from tdkit.core.course import Course
+from tdkit.core.course import Course, course_assignments
 from tdkit.core.errors import TdkitError
 from tdkit.core.json_files import DamagedFile
 from tdkit.intake.identify import require_assignment
@@ -314,11 +314,11 @@ def _ungraded(course: Course, student_id: str, failure: str) -> StudentResult:
 
 
 def _other_assignments(course: Course) -> set[str]:
+    """Submitted folders of no assignment of the course (another course's, a typo)."""
     if not course.submitted.is_dir():
         return set()
-    return {
-        p.name for p in course.submitted.glob("*/*") if p.is_dir() and p.name != course.assignment
-    }
+    known = set(course_assignments(course.root))
+    return {p.name for p in course.submitted.glob("*/*") if p.is_dir() and p.name not in known}
 
 
 def submitted_students(course: Course) -> list[str]:
@@ -395,7 +395,7 @@ def grade_all(
         progress(todo.summary())
     results.environment = list(settings.environment.packages)
     for other in sorted(_other_assignments(course)):
-        progress(f"skipped submitted/*/{other}/: tdkit grades {course.assignment} only")
+        progress(f"skipped submitted/*/{other}/: the course has no assignment {other!r}")
     pool = executor or ThreadPoolExecutor(
         max_workers=max(1, workers), thread_name_prefix="tdkit-untrusted"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tdkit.core.assignment import Assignment, CheckGroup, GradingProfile
 
 ASSIGNMENT = Assignment(
+    title="Standardiser des données",
     groups=(CheckGroup("standardize", "standardize", "standardisation"),),
     # The notebook's parameters cell, for grading runs: small, so a run takes seconds.
     profile=lambda source: GradingProfile({"N_ROWS": 50, "SEED": 0}),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tdkit.trusted.artifacts import Artifact, read_artifact
+from tdkit.trusted.artifacts import Artifact, read_artifact, unusable_message
 from tdkit.trusted.checks import fail
 
 
@@ -21,8 +21,5 @@ def artifact(request: pytest.FixtureRequest) -> Artifact:
     group = request.node.get_closest_marker("hidden_check").kwargs["id"].split("/", 1)[0]
     found = read_artifact(Path(request.config.getoption("--artifacts")), group)
     if not found.ok:
-        fail(
-            f"`{group}` n'a pas pu être appelée sur les données du correcteur ({found.status}) : "
-            "vérifiez que sa cellule s'exécute sans erreur et gardez son nom et sa signature."
-        )
+        fail(unusable_message(found))
     return found
