@@ -1,50 +1,14 @@
-"""Fixtures of the hidden checks: the probe's artifacts and the grading data."""
+"""Fixtures of td_cnn's hidden checks beside the engine's (``artifact``, ``artifacts_dir``): the
+grading data."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from tdkit.trusted.artifacts import Artifact, read_artifact, unusable_message
-from tdkit.trusted.checks import fail
-
 from .inputs import GradingData
-from .oracle import grading_data, reference_views
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--artifacts", required=True, help="directory of the probe's artifacts")
-    parser.addoption(
-        "--reference-out",
-        default=None,
-        help="file to write the reference's curve and confusion matrix to",
-    )
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The reports' reference comes from this run's oracle, never from a second computation."""
-    out = session.config.getoption("--reference-out")
-    if out:
-        Path(out).write_text(json.dumps(reference_views()))
-
-
-@pytest.fixture(scope="session")
-def artifacts_dir(request: pytest.FixtureRequest) -> Path:
-    return Path(request.config.getoption("--artifacts"))
+from .oracle import grading_data
 
 
 @pytest.fixture(scope="session")
 def data() -> GradingData:
     return grading_data()
-
-
-@pytest.fixture
-def artifact(request: pytest.FixtureRequest, artifacts_dir: Path) -> Artifact:
-    """The artifact of the check's group; the check fails with a clear message if unusable."""
-    group = request.node.get_closest_marker("hidden_check").kwargs["id"].split("/", 1)[0]
-    found = read_artifact(artifacts_dir, group)
-    if not found.ok:
-        fail(unusable_message(found))
-    return found

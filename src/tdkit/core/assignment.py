@@ -5,7 +5,10 @@ course, whose ``assignment.py`` defines ``ASSIGNMENT``, an :class:`Assignment`: 
 (the student functions it judges, with their French labels), the files of its probe (the only
 ones copied into the sandbox), its grading profile (the notebook's parameters and the data it
 reads), what the zygote preloads for it, and the figures its feedback page draws. Everything
-else in that package (``conftest.py``, the oracle, ``checks_*.py``) stays on the trusted side.
+else in that package stays on the trusted side: ``checks_*.py`` (their ``artifact`` and
+``artifacts_dir`` fixtures are the engine's, ``tdkit.trusted.check_fixtures``), ``oracle.py``
+(whose ``reference_views()`` gives the reference's value of each figure) and an optional
+``conftest.py`` for the assignment's own fixtures.
 
 Imported on both sides of the sandbox: light on purpose, standard library only.
 """
@@ -171,6 +174,10 @@ def _check(found: Assignment, folder: Path, where: Path) -> None:
         for figure in found.figures
         if figure.group not in names
     ]
+    if found.figures and not (folder / "oracle.py").is_file():
+        problems.append(
+            f"it has figures, and {folder / 'oracle.py'} (reference_views()) is missing"
+        )
     if problems:
         raise TdkitError(f"{where}: {'; '.join(problems)}.")
 

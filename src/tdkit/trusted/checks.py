@@ -7,7 +7,9 @@ message, in French, is what the student reads. Runs on the trusted side only.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import json
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Any, NoReturn, TypeVar
 import pluggy
 import pytest
 
-from tdkit.core.assignment import load_assignment, use_course
+from tdkit.core.assignment import load_assignment, package_name, use_course
 from tdkit.reports.results import CheckResult
+from tdkit.trusted import check_fixtures
+from tdkit.trusted.check_fixtures import ARTIFACTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSED_MESSAGE = "Réussi."
@@ -65,15 +69,31 @@ def _message(excinfo: pytest.ExceptionInfo[BaseException] | None, notes: list[st
 class _Collector:
     """pytest plugin: selects the requested groups and records each check's outcome."""
 
-    def __init__(self, known: Iterable[str], groups: set[str] | None) -> None:
+    def __init__(
+        self,
+        known: Iterable[str],
+        groups: set[str] | None,
+        artifacts: Path,
+        views: Callable[[], object] | None,
+        reference_out: Path | None,
+    ) -> None:
         self.known = tuple(known)
         self.groups = groups
+        self.artifacts = artifacts
+        self.views = views
+        self.reference_out = reference_out
         self.results: dict[str, CheckResult] = {}
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line(
             "markers", "hidden_check(id, points): a hidden check and its points"
         )
+        config.stash[ARTIFACTS] = self.artifacts
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The reports' reference comes from this run's oracle, never from a second computation."""
+        if self.reference_out is not None and self.views is not None:
+            self.reference_out.write_text(json.dumps(self.views()))
 
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
@@ -163,11 +183,22 @@ def run_checks(
     tests = Path(tests_dir)
     course = tests.resolve().parent.parent
     use_course(course)  # the modules of another course's checks are not this one's
-    known = load_assignment(course, tests.name).group_names
-    collector = _Collector(known, set(groups) if groups is not None else None)
+    definition = load_assignment(course, tests.name)
+    views = None
+    if definition.figures:  # the oracle's reference_views(): name -> values of each figure
+
+        def views() -> object:
+            return importlib.import_module(f"{package_name(tests.name)}.oracle").reference_views()
+
+    collector = _Collector(
+        definition.group_names,
+        set(groups) if groups is not None else None,
+        Path(artifacts_dir).resolve(),
+        views,
+        reference_out,
+    )
     args = [
         str(tests_dir),
-        f"--artifacts={Path(artifacts_dir).resolve()}",
         "-p",
         "no:cacheprovider",
         # Its full garbage collections cost up to a second per submission.
@@ -189,8 +220,6 @@ def run_checks(
         "-o",
         "addopts=",
     ]
-    if reference_out is not None:
-        args.append(f"--reference-out={reference_out}")
     import torch  # here, not at the top: a run that keeps every result needs no torch
 
     output = io.StringIO()
@@ -199,7 +228,7 @@ def run_checks(
     torch.set_num_threads(1)
     try:
         with contextlib.redirect_stdout(output), _checks_environ():
-            code = pytest.main(args, plugins=[collector])
+            code = pytest.main(args, plugins=[collector, check_fixtures])
     finally:
         torch.set_num_threads(threads)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
