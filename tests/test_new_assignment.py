@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from conftest import REPO, copy_course
 
 from tdkit.cli import main
+from tdkit.core.course import Course
+from tdkit.core.errors import TdkitError
 
 TEMPLATE = REPO / "examples" / "new_assignment"
 NAME = "td_mini"
@@ -99,3 +101,24 @@ def test_a_broken_definition_is_named_not_a_traceback(
     assert "grader_tests/td_broken/assignment.py" in result.output
     assert "probe.py is missing" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_assignment_whose_profile_fails_is_named(course: Path) -> None:
+    """Is a profile that raises (say, it imports another assignment's data module, now gone) a
+    message naming assignment.py and the error, not a traceback?"""
+    gone = course / "grader_tests" / "td_gone"
+    shutil.copytree(course / "grader_tests" / NAME, gone)
+    (course / "source" / "td_gone").mkdir()
+    (course / "source" / "td_gone" / "td_gone.md").write_text("# TD\n")
+    definition = gone / "assignment.py"
+    definition.write_text(
+        definition.read_text(encoding="utf-8").replace(
+            "profile=lambda source: GradingProfile(",
+            "profile=lambda source: __import__('grader_tests.td_other') and GradingProfile(",
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(TdkitError) as raised:
+        Course(course, "td_gone").grading_profile()
+    assert str(raised.value).startswith(f"{definition}: its grading profile failed")
+    assert "ModuleNotFoundError" in str(raised.value)

@@ -146,8 +146,7 @@ def demo_assignment(course: Course, say: Callable[[str], None] = print) -> DemoR
 
     name = course.assignment
     say(f"== {name}")
-    definition = course.definition()
-    source = definition.demo_source(course.root, say)
+    source = course.demo_source(say)
     released = release(course)
     say(
         f"released {released.release_path} (solution verified in {released.verify_seconds:.0f} s, no leak)"
@@ -167,7 +166,7 @@ def demo_assignment(course: Course, say: Callable[[str], None] = print) -> DemoR
         f"collected {len(collected.taken)} submission(s) from a Moodle export and its grading worksheet "
         f"({len(collected.missing)} missing)"
     )
-    grading = grade_all(course, profile=definition.profile(source), workers=2, progress=say)
+    grading = grade_all(course, profile=course.grading_profile(source), workers=2, progress=say)
     moodle = export_moodle(course, grading.results)
     similar = similarity(course)
     say(

@@ -74,7 +74,7 @@ def _course_profile(notebook: Path) -> GradingProfile | None:
         found = course_assignments(root)
         named = [a for a in found if a == notebook.stem or a in notebook.resolve().parts]
         chosen = named[:1] or (found if len(found) == 1 else [])
-        return Course(root, chosen[0]).definition().profile(None) if chosen else None
+        return Course(root, chosen[0]).grading_profile() if chosen else None
     return None
 
 

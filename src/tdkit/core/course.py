@@ -7,14 +7,22 @@ import functools
 import os
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from tdkit.core.assignment import DEFINITION, PACKAGE, Assignment, load_assignment, use_course
+from tdkit.core.assignment import (
+    DEFINITION,
+    PACKAGE,
+    Assignment,
+    GradingProfile,
+    load_assignment,
+    use_course,
+)
 from tdkit.core.config import DB_URL_ENV
 from tdkit.core.errors import TdkitError
 
@@ -27,6 +35,7 @@ WHERE_DB_URL_GOES = (
 )
 
 
+T = TypeVar("T")
 _DEFINITIONS: dict[tuple[Path, str, int], Assignment] = {}
 URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^\s/@'\"]*:[^\s/@'\"]+@")
 
@@ -167,6 +176,30 @@ class Course:
             _DEFINITIONS[key] = load_assignment(self.root, self.assignment)
         use_course(self.root)
         return _DEFINITIONS[key]
+
+    def grading_profile(self, source: str | None = None) -> GradingProfile:
+        """The assignment's profile of a grading run (``source``: its data, None the default)."""
+        return self._content("grading profile", lambda: self.definition().profile(source))
+
+    def release_profile(self) -> GradingProfile:
+        """The assignment's profile of ``tdkit release``'s run of the solution."""
+        return self._content("release profile", lambda: self.definition().release_profile())
+
+    def demo_source(self, say: Callable[[str], None]) -> str | None:
+        """The data ``tdkit demo`` grades the assignment's examples on (None: the default)."""
+        return self._content("demo data", lambda: self.definition().demo_source(self.root, say))
+
+    def _content(self, what: str, call: Callable[[], T]) -> T:
+        """Run the assignment's own code: a failure names its file, never a traceback."""
+        try:
+            return call()
+        except TdkitError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the instructor's code, whatever it raises
+            raise TdkitError(
+                f"{self.grader_tests / DEFINITION}: its {what} failed: "
+                f"{type(error).__name__}: {error}"
+            ) from None
 
     @property
     def submitted(self) -> Path:

@@ -70,7 +70,7 @@ def verify_solution(
 ) -> float:
     """Run the solution on synthetic data, its imports held to ``environment``; raise listing every
     failing cell. Returns seconds."""
-    parameters = course.definition().release_profile().parameters
+    parameters = course.release_profile().parameters
     nb = inject_parameters(source, parameters)
     with tempfile.TemporaryDirectory(prefix="tdkit-verify-") as scratch:
         run = execute_notebook(

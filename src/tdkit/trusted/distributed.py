@@ -401,7 +401,7 @@ def grade_on_cluster(
     """``tdkit grade --scheduler``: the untrusted runs on the cluster's workers, the rest here."""
     from tdkit.trusted.grade import grade_all
 
-    profile = course.definition().profile(None)
+    profile = course.grading_profile()
     try:
         with connect(scheduler, tls=tls, data_dirs=profile.data_dirs) as executor:
             for line in executor.cluster.summary():

@@ -344,7 +344,7 @@ def grade_all(
     """Grade the new and changed submissions (``everyone``: all of them; ``student``: that one),
     keep the other results, then write results.json, grades.csv and the reports.
 
-    ``profile``: the assignment's own (``Assignment.profile(None)``) unless given."""
+    ``profile``: the assignment's own (``Course.grading_profile()``) unless given."""
     from tdkit.release.generate import register_release
     from tdkit.reports.course_page import write_course_page
     from tdkit.reports.html import render_reports

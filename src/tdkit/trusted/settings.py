@@ -32,11 +32,10 @@ def grading_settings(
 ) -> GradingSettings:
     """``course``'s settings for its assignment; ``limits`` and ``profile`` override the course's."""
     config = course.nbgrader_config()
-    definition = course.definition()
     return GradingSettings(
-        definition,
+        course.definition(),
         limits or limits_from_config(config),
         deadlines_from_config(config, course.assignment),
-        profile or definition.profile(None),
+        profile or course.grading_profile(),
         grading_environment(course.root),
     )
