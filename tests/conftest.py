@@ -141,6 +141,28 @@ def _repository_course() -> None:
     use_course(REPO)
 
 
+def built_examples(builder: Path, into: Path) -> tuple[list[Path], list[str]]:
+    """What an assignment's ``examples/<name>/build_submissions.py`` writes under ``into``, and
+    which of those files differ from the repository's (stale: to build and commit again)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"build_{builder.parent.name}", builder)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    written: list[Path] = module.build(into)
+    stale = [
+        str(path.relative_to(into))
+        for path in written
+        if path.read_bytes() != (REPO / path.relative_to(into)).read_bytes()
+    ]
+    return written, stale
+
+
 def td_cnn() -> Assignment:
     """td_cnn's definition (grader_tests/td_cnn/assignment.py), as the engine loads it."""
     from tdkit.core.assignment import load_assignment

@@ -22,6 +22,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from conftest import built_examples
 
 from tdkit.reports.results import CheckResult
 from tdkit.trusted.checks import run_checks
@@ -401,28 +402,10 @@ def test_solution_cells_are_the_reference() -> None:
 def test_committed_files_are_fresh(tmp_path: Path) -> None:
     """Do ``examples/td_mlp/build_submissions.py`` and the ``.ipynb`` pair reproduce the
     committed files byte for byte?"""
-    import importlib.util
-    import sys
-
     from tdkit.release.notebooks import pair_text
 
     assert (ROOT / "source" / NAME / f"{NAME}.ipynb").read_text(encoding="utf-8") == pair_text(
         SOURCE_MD
     )
-    spec = importlib.util.spec_from_file_location(
-        "build_td_mlp_submissions", ROOT / "examples" / NAME / "build_submissions.py"
-    )
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = builder  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(builder)
-    finally:
-        del sys.modules[spec.name]
-    written = builder.build(tmp_path)
-    stale = [
-        str(p.relative_to(tmp_path))
-        for p in written
-        if p.read_bytes() != (ROOT / p.relative_to(tmp_path)).read_bytes()
-    ]
+    _, stale = built_examples(ROOT / "examples" / NAME / "build_submissions.py", tmp_path)
     assert not stale, f"run `.venv/bin/python examples/td_mlp/build_submissions.py`: stale {stale}"

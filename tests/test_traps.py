@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import built_examples
 from notebook_namespace import CELL_ERRORS, namespace_from_notebook
 
 from grader_tests.td_cnn import probe as td_cnn_probe
@@ -179,25 +180,7 @@ def test_group_points_match_cell_points() -> None:
 
 def test_committed_notebooks_are_fresh(tmp_path: Path) -> None:
     """``examples/td_cnn/build_submissions.py`` reproduces the committed files byte for byte."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(
-        "build_submissions", ROOT / "examples" / "td_cnn" / "build_submissions.py"
-    )
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = builder  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(builder)
-    finally:
-        del sys.modules[spec.name]
-    written = builder.build(tmp_path)
-    stale = [
-        str(path.relative_to(tmp_path))
-        for path in written
-        if path.read_bytes() != (ROOT / path.relative_to(tmp_path)).read_bytes()
-    ]
+    written, stale = built_examples(ROOT / "examples" / "td_cnn" / "build_submissions.py", tmp_path)
     assert not stale, f"run `.venv/bin/python examples/td_cnn/build_submissions.py`: stale {stale}"
     for folder in FOLDERS:
         extra = {p.name for p in folder.glob("*.ipynb")} - {
