@@ -17,7 +17,7 @@ from typing import Any
 
 from tdkit.core.assignment import PACKAGE, use_course
 from tdkit.core.config import GRADER_TESTS_ENV, SANDBOX_ENV
-from tdkit.core.course import course_assignments
+from tdkit.core.course import assignment_at, course_assignments
 from tdkit.core.errors import TdkitError
 from tdkit.trusted.checks import PASSED_MESSAGE, run_checks
 
@@ -31,12 +31,12 @@ def find_grader_tests(start: Path | None = None) -> Path:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / PACKAGE / "__init__.py").is_file():
-            found = course_assignments(folder)
-            named = [a for a in found if a in here.parts] or (found if len(found) == 1 else [])
-            if named:
-                return folder / PACKAGE / named[0]
+            chosen = assignment_at(folder, here)
+            if chosen is not None:
+                return folder / PACKAGE / chosen
+            found = ", ".join(course_assignments(folder)) or "(none)"
             raise TdkitError(
-                f"{folder} has assignments {', '.join(found) or '(none)'}: run from the assignment's "
+                f"{folder} has assignments {found}: run from the assignment's "
                 f"folder (source/<name>/) or set {GRADER_TESTS_ENV}=/path/to/grader_tests/<name>."
             )
     raise TdkitError(

@@ -17,7 +17,7 @@ import nbformat
 
 from tdkit.core.assignment import PACKAGE, GradingProfile
 from tdkit.core.config import SANDBOX_ENV
-from tdkit.core.course import Course, course_assignments
+from tdkit.core.course import Course, assignment_at
 from tdkit.core.errors import TdkitError
 from tdkit.release.environment import find_environment_file, read_environment
 from tdkit.release.parameters import inject_parameters
@@ -71,10 +71,8 @@ def _course_profile(notebook: Path) -> GradingProfile | None:
     for root in (here, *here.parents, cwd, *cwd.parents):
         if not (root / "nbgrader_config.py").is_file() or not (root / PACKAGE).is_dir():
             continue
-        found = course_assignments(root)
-        named = [a for a in found if a == notebook.stem or a in notebook.resolve().parts]
-        chosen = named[:1] or (found if len(found) == 1 else [])
-        return Course(root, chosen[0]).grading_profile() if chosen else None
+        chosen = assignment_at(root, notebook.resolve())
+        return Course(root, chosen).grading_profile() if chosen else None
     return None
 
 

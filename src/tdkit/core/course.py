@@ -119,6 +119,16 @@ def course_assignments(root: Path) -> list[str]:
     )
 
 
+def assignment_at(root: Path, path: Path) -> str | None:
+    """The assignment of the course at ``root`` that ``path`` belongs to: the one a folder of it
+    or its file name names (``source/td_cnn/``, ``td_cnn.ipynb``), else the course's only one;
+    None when it cannot tell."""
+    found = course_assignments(root)
+    named = [a for a in found if a in path.parts or a == path.stem]
+    chosen = named or (found if len(found) == 1 else [])
+    return chosen[0] if chosen else None
+
+
 def choose_assignment(root: Path, asked: str | None) -> str:
     """``asked``, once the course has it; else the course's only assignment ("" when it has none
     yet: the command that needs one says which file is missing)."""
@@ -172,9 +182,10 @@ class Course:
             self.assignment,
             path.stat().st_mtime_ns if path.is_file() else 0,
         )
-        if key not in _DEFINITIONS:
+        if key in _DEFINITIONS:
+            use_course(self.root)  # as load_assignment does: this course's modules, not another's
+        else:
             _DEFINITIONS[key] = load_assignment(self.root, self.assignment)
-        use_course(self.root)
         return _DEFINITIONS[key]
 
     def grading_profile(self, source: str | None = None) -> GradingProfile:

@@ -18,7 +18,8 @@ from typing import Any, NoReturn, TypeVar
 import pluggy
 import pytest
 
-from tdkit.core.assignment import load_assignment, package_name, use_course
+from tdkit.core.assignment import package_name
+from tdkit.core.course import Course
 from tdkit.reports.results import CheckResult
 from tdkit.trusted import check_fixtures
 from tdkit.trusted.check_fixtures import ARTIFACTS
@@ -181,9 +182,8 @@ def run_checks(
 
     ``reference_out``: where the checks' oracle writes the reference's views (its figures)."""
     tests = Path(tests_dir)
-    course = tests.resolve().parent.parent
-    use_course(course)  # the modules of another course's checks are not this one's
-    definition = load_assignment(course, tests.name)
+    # Loaded once per process; the modules of another course's checks are dropped each time.
+    definition = Course(tests.resolve().parent.parent, tests.name).definition()
     views = None
     if definition.figures:  # the oracle's reference_views(): name -> values of each figure
 

@@ -25,7 +25,7 @@ import nbformat
 import numpy as np
 from nbgrader.utils import parse_utc
 
-from tdkit.core.assignment import Assignment, CurveFigure, GradingProfile, probe_files
+from tdkit.core.assignment import Assignment, CurveFigure, GradingProfile
 from tdkit.core.config import Limits
 from tdkit.core.course import Course, course_assignments
 from tdkit.core.errors import TdkitError
@@ -138,7 +138,7 @@ def prepare_job(
         settings.environment.kernel_json(),
         course.assignment,
         definition.group_names,
-        tuple(probe_files(course.root, course.assignment, definition).items()),
+        settings.probe,
         definition.preload,
     )
 

@@ -49,26 +49,24 @@ def grader_fingerprint(course: Course, limits: Limits, profile: GradingProfile) 
         "environment": tree_digest(course.root / ENVIRONMENT_FILE),
         "limits": sha256_hex(json.dumps(asdict(limits), sort_keys=True).encode()),
         # The data's content, not its path: another machine with the same data grades the same.
-        "profile": sha256_hex(
-            json.dumps(
-                {
-                    "parameters": {
-                        name: tree_digest(Path(value)) if _is_data(value, profile) else value
-                        for name, value in profile.parameters.items()
-                    },
-                    "data": [tree_digest(folder) for folder in profile.data_dirs],
-                },
-                sort_keys=True,
-                default=str,
-            ).encode()
-        ),
+        "profile": _profile_digest(profile),
         "tdkit": code_digest(),
     }
 
 
-def _is_data(value: object, profile: GradingProfile) -> bool:
-    """A parameter that names one of the run's data folders (its path differs between machines)."""
-    return isinstance(value, str) and Path(value) in profile.data_dirs
+def _profile_digest(profile: GradingProfile) -> str:
+    """The parameters, with each data folder's path (it differs between machines) replaced by a
+    digest of its content, digested once."""
+    data = {str(folder): tree_digest(folder) for folder in profile.data_dirs}
+    parameters = {
+        name: data.get(value, value) if isinstance(value, str) else value
+        for name, value in profile.parameters.items()
+    }
+    return sha256_hex(
+        json.dumps(
+            {"parameters": parameters, "data": list(data.values())}, sort_keys=True, default=str
+        ).encode()
+    )
 
 
 def _read_regular(path: Path, limit: int) -> bytes | None:

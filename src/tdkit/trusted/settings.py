@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tdkit.core.assignment import Assignment, GradingProfile
+from tdkit.core.assignment import Assignment, GradingProfile, probe_files
 from tdkit.core.config import Limits, limits_from_config
 from tdkit.core.course import Course
 from tdkit.intake.late import Deadlines, deadlines_from_config
@@ -25,6 +25,7 @@ class GradingSettings:
     deadlines: Deadlines  # c.TdkitDeadlines (this assignment's) and the late penalty
     profile: GradingProfile  # the parameters and data of each untrusted run
     environment: CourseEnvironment  # td-requirements.txt, installed
+    probe: tuple[tuple[str, str], ...]  # the files each sandbox job carries (probe_files)
 
 
 def grading_settings(
@@ -32,10 +33,12 @@ def grading_settings(
 ) -> GradingSettings:
     """``course``'s settings for its assignment; ``limits`` and ``profile`` override the course's."""
     config = course.nbgrader_config()
+    definition = course.definition()
     return GradingSettings(
-        course.definition(),
+        definition,
         limits or limits_from_config(config),
         deadlines_from_config(config, course.assignment),
         profile or course.grading_profile(),
         grading_environment(course.root),
+        tuple(probe_files(course.root, course.assignment, definition).items()),
     )
